@@ -1,0 +1,35 @@
+import type { Readable } from 'node:stream';
+
+/** A byte range of a block, both ends inclusive (as in HTTP Range). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * Content-addressed block storage: the seam between the backend and its engines (local disk,
+ * GCS). Engines store bytes under the id they are given; checking that the id is the BLAKE3 of
+ * the bytes is the caller's job and happens in the stream passed to `put` (see verify-stream).
+ */
+export interface BlockStore {
+  has(hash: string): Promise<boolean>;
+  /**
+   * Stores the bytes of `body` under `hash`. The block becomes visible only once `body` ended
+   * without error; if it errors (for instance because verification failed) nothing is stored.
+   * Idempotent: putting the same block twice leaves one copy.
+   */
+  put(hash: string, body: Readable): Promise<void>;
+  /** The bytes of a block, or of a range of it. Rejects with BlockNotFoundError when absent. */
+  get(hash: string, range?: ByteRange): Promise<Readable>;
+  delete(hash: string): Promise<void>;
+  /** Every block id held, for garbage collection. */
+  list(): AsyncIterable<string>;
+  close(): Promise<void>;
+}
+
+export class BlockNotFoundError extends Error {
+  constructor(readonly hash: string) {
+    super(`block ${hash} not found`);
+    this.name = 'BlockNotFoundError';
+  }
+}

@@ -1,0 +1,103 @@
+import type { BlockRef, ChangeEntry, DeviceInfo, Manifest, NodeInfo, VersionInfo } from '../../protocol/types.js';
+
+/**
+ * The one place where driver differences are normalized: pg returns bigint columns as strings
+ * and sqlite3 returns numbers; JSON is stored as text on both. Everything above this module sees
+ * plain numbers, ISO timestamps and parsed manifests.
+ */
+
+export function num(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' || typeof value === 'bigint') return Number(value);
+  throw new TypeError(`expected a number column, got ${typeof value}`);
+}
+
+export function numOrNull(value: unknown): number | null {
+  return value === null || value === undefined ? null : num(value);
+}
+
+export function iso(ms: unknown): string {
+  return new Date(num(ms)).toISOString();
+}
+
+export function isoOrNull(ms: unknown): string | null {
+  return ms === null || ms === undefined ? null : iso(ms);
+}
+
+export type Row = Record<string, unknown>;
+
+export interface NodeRow {
+  id: string;
+  owner_id: number;
+  parent_id: string | null;
+  name: string;
+  kind: 'file' | 'dir';
+  head_version: number;
+  size: number;
+  mtime: number;
+  mode: number;
+  deleted_at: number | null;
+  created_at: number;
+}
+
+export function nodeRow(row: Row): NodeRow {
+  return {
+    id: String(row.id),
+    owner_id: num(row.owner_id),
+    parent_id: row.parent_id === null || row.parent_id === undefined ? null : String(row.parent_id),
+    name: String(row.name),
+    kind: row.kind === 'dir' ? 'dir' : 'file',
+    head_version: num(row.head_version),
+    size: num(row.size),
+    mtime: num(row.mtime),
+    mode: num(row.mode),
+    deleted_at: numOrNull(row.deleted_at),
+    created_at: num(row.created_at),
+  };
+}
+
+export function nodeInfo(node: NodeRow): NodeInfo {
+  return {
+    id: node.id,
+    parent_id: node.parent_id,
+    name: node.name,
+    kind: node.kind,
+    head_version: node.head_version,
+    size: node.size,
+    mtime: node.mtime,
+    mode: node.mode,
+    deleted_at: isoOrNull(node.deleted_at),
+    created_at: iso(node.created_at),
+  };
+}
+
+export function changeEntry(row: Row): ChangeEntry {
+  return { seq: num(row.seq), ...nodeInfo(nodeRow(row)) };
+}
+
+export function versionInfo(row: Row): VersionInfo {
+  return {
+    node_id: String(row.node_id),
+    version: num(row.version),
+    size: num(row.size),
+    mtime: num(row.mtime),
+    device_id: numOrNull(row.device_id),
+    base_version: num(row.base_version),
+    committed_at: iso(row.committed_at),
+  };
+}
+
+export function manifest(row: Row): Manifest {
+  const parsed: unknown = typeof row.manifest === 'string' ? JSON.parse(row.manifest) : row.manifest;
+  return { ...versionInfo(row), blocks: parsed as BlockRef[] };
+}
+
+export function deviceInfo(row: Row): DeviceInfo {
+  return {
+    id: num(row.id),
+    name: String(row.name),
+    created_at: iso(row.created_at),
+    last_seen_at: isoOrNull(row.last_seen_at),
+    revoked_at: isoOrNull(row.revoked_at),
+  };
+}

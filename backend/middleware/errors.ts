@@ -1,0 +1,32 @@
+import type Koa from 'koa';
+import type { Logger } from 'pino';
+import { ApiError } from '../../protocol/errors.js';
+
+/**
+ * Turns every failure into the one error shape `{error: {code, message, ...}}`. ApiErrors carry
+ * their status; anything else is a 500 whose details go to the log, not to the client.
+ */
+export function errorMiddleware(log: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) throw new ApiError('not_found', `no route for ${ctx.method} ${ctx.path}`);
+    } catch (err) {
+      const apiError = toApiError(err);
+      if (apiError.status >= 500) log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
+      ctx.status = apiError.status;
+      ctx.body = apiError.toBody();
+      if (apiError.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="stratus"');
+      // A refused upload may leave bytes unread on the socket: close it rather than parse them as a request.
+      if (!ctx.req.complete) ctx.set('Connection', 'close');
+    }
+  };
+}
+
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  const e = err as { status?: number; expose?: boolean; message?: string };
+  if (e?.status === 405) return new ApiError('bad_request', e.message ?? 'method not allowed', {}, 405);
+  if (e?.status === 501) return new ApiError('bad_request', e.message ?? 'not implemented', {}, 501);
+  return new ApiError('internal', 'internal server error');
+}

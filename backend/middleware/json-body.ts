@@ -1,0 +1,33 @@
+import type Koa from 'koa';
+import getRawBody from 'raw-body';
+import { ApiError } from '../../protocol/errors.js';
+
+/**
+ * Reads a JSON request body with a byte limit: 413 past the limit (without buffering the rest),
+ * 415 for another content type, 400 for malformed JSON. An empty body reads as undefined.
+ */
+export async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
+  const type = ctx.get('Content-Type');
+  const length = ctx.get('Content-Length');
+  if (length !== '' && Number(length) > limit) throw tooLarge(limit);
+  let raw: string;
+  try {
+    raw = await getRawBody(ctx.req, { limit, encoding: 'utf8' });
+  } catch (err) {
+    if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(limit);
+    throw new ApiError('bad_request', 'could not read the request body');
+  }
+  if (raw.length === 0) return undefined;
+  if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
+    throw new ApiError('unsupported_media_type', 'request body must be application/json');
+  }
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch (err) {
+    throw new ApiError('malformed_json', `malformed JSON: ${(err as Error).message}`);
+  }
+}
+
+function tooLarge(limit: number): ApiError {
+  return new ApiError('too_large', `request body exceeds ${limit} bytes`, { max_json_bytes: limit });
+}

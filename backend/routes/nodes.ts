@@ -1,0 +1,34 @@
+import Router from '@koa/router';
+import { actorOf } from '../middleware/auth.js';
+import { readJson } from '../middleware/json-body.js';
+import type { Backend } from '../services/context.js';
+import { createNode, deleteNode, getNode, getRoot, listChildren, restoreNode, updateNode } from '../services/nodes.js';
+
+export function nodeRoutes(backend: Backend): Router {
+  const router = new Router();
+  const json = (ctx: Parameters<typeof readJson>[0]) => readJson(ctx, backend.settings.limits.max_json_bytes);
+
+  router.get('/v1/nodes/root', async (ctx) => {
+    ctx.body = await getRoot(backend, actorOf(ctx));
+  });
+  router.get('/v1/nodes/:id', async (ctx) => {
+    ctx.body = await getNode(backend, actorOf(ctx), ctx.params.id!);
+  });
+  router.get('/v1/nodes/:id/children', async (ctx) => {
+    ctx.body = await listChildren(backend, actorOf(ctx), ctx.params.id!, ctx.query);
+  });
+  router.post('/v1/nodes', async (ctx) => {
+    ctx.body = await createNode(backend, actorOf(ctx), await json(ctx));
+    ctx.status = 201;
+  });
+  router.patch('/v1/nodes/:id', async (ctx) => {
+    ctx.body = await updateNode(backend, actorOf(ctx), ctx.params.id!, await json(ctx));
+  });
+  router.delete('/v1/nodes/:id', async (ctx) => {
+    ctx.body = await deleteNode(backend, actorOf(ctx), ctx.params.id!);
+  });
+  router.post('/v1/nodes/:id/restore', async (ctx) => {
+    ctx.body = await restoreNode(backend, actorOf(ctx), ctx.params.id!, await json(ctx));
+  });
+  return router;
+}

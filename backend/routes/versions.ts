@@ -1,0 +1,25 @@
+import Router from '@koa/router';
+import { actorOf } from '../middleware/auth.js';
+import { readJson } from '../middleware/json-body.js';
+import type { Backend } from '../services/context.js';
+import { commitVersion, getManifest, listVersions, restoreVersion } from '../services/versions.js';
+
+export function versionRoutes(backend: Backend): Router {
+  const router = new Router();
+  router.get('/v1/nodes/:id/versions', async (ctx) => {
+    ctx.body = await listVersions(backend, actorOf(ctx), ctx.params.id!, ctx.query);
+  });
+  router.get('/v1/nodes/:id/versions/:v', async (ctx) => {
+    ctx.body = await getManifest(backend, actorOf(ctx), ctx.params.id!, ctx.params.v!);
+  });
+  router.post('/v1/nodes/:id/versions', async (ctx) => {
+    const body = await readJson(ctx, backend.settings.limits.max_json_bytes);
+    ctx.body = await commitVersion(backend, actorOf(ctx), ctx.params.id!, body);
+    ctx.status = 201;
+  });
+  router.post('/v1/nodes/:id/versions/:v/restore', async (ctx) => {
+    ctx.body = await restoreVersion(backend, actorOf(ctx), ctx.params.id!, ctx.params.v!);
+    ctx.status = 201;
+  });
+  return router;
+}

@@ -1,0 +1,70 @@
+import type { Knex } from 'knex';
+import { ApiError } from '../../protocol/errors.js';
+import { nodeRow, num, type NodeRow } from '../db/rows.js';
+import type { Actor } from './context.js';
+import { assertNodeId } from './ids.js';
+
+/**
+ * Authorization in one place (invariant 8): which nodes and blocks a user can see. Today a user
+ * sees exactly what they own; shares (DESIGN §3) extend `canRead` / `readableNodes` here.
+ * Every "not yours" is answered exactly like "does not exist".
+ */
+
+export function notFound(what = 'node'): ApiError {
+  return new ApiError('not_found', `${what} not found`);
+}
+
+/** The node with this id if the actor may see it (live or in the trash); 404 otherwise. */
+export async function visibleNode(db: Knex, actor: Actor, id: unknown, field = 'id'): Promise<NodeRow> {
+  assertNodeId(id, field);
+  const row = await db('nodes').where({ id }).first();
+  if (!row) throw notFound();
+  const node = nodeRow(row);
+  if (node.owner_id !== actor.userId) throw notFound();
+  return node;
+}
+
+/** The node and its ancestors up to the root, nearest first. */
+export async function lineage(db: Knex, id: string): Promise<Array<{ id: string; deleted_at: number | null }>> {
+  const rows: Array<Record<string, unknown>> = await db
+    .withRecursive('anc', ['id', 'parent_id', 'deleted_at', 'depth'], (qb) => {
+      qb.select('id', 'parent_id', 'deleted_at', db.raw('0')).from('nodes').where('id', id).unionAll((u) => {
+        u.select('n.id', 'n.parent_id', 'n.deleted_at', db.raw('anc.depth + 1')).from('nodes as n').join('anc', 'n.id', 'anc.parent_id');
+      });
+    })
+    .select('id', 'deleted_at')
+    .from('anc')
+    .orderBy('depth');
+  return rows.map((r) => ({ id: String(r.id), deleted_at: r.deleted_at === null ? null : num(r.deleted_at) }));
+}
+
+/** Refuses (409) to change a node that is in the trash, itself or through a trashed ancestor. */
+export async function assertLive(db: Knex, node: NodeRow): Promise<void> {
+  const chain = await lineage(db, node.id);
+  if (chain.some((n) => n.deleted_at !== null)) {
+    throw new ApiError('node_deleted', `"${node.name}" is in the trash`, { node_id: node.id });
+  }
+}
+
+/**
+ * The subset of `hashes` the user may read: blocks they uploaded, or that a version of a node
+ * they can see references (invariant 4). Only blocks the store holds (a `blocks` row) count.
+ */
+export async function readableBlocks(db: Knex, actor: Actor, hashes: string[]): Promise<Map<string, number>> {
+  const readable = new Map<string, number>();
+  for (let i = 0; i < hashes.length; i += 500) {
+    const batch = hashes.slice(i, i + 500);
+    const owned = db('block_owners').select('hash').where('user_id', actor.userId).whereIn('hash', batch);
+    const referenced = db('version_blocks as vb')
+      .join('nodes as n', 'n.id', 'vb.node_id')
+      .select('vb.hash')
+      .where('n.owner_id', actor.userId)
+      .whereIn('vb.hash', batch);
+    const rows: Array<Record<string, unknown>> = await db('blocks')
+      .select('hash', 'size')
+      .whereIn('hash', batch)
+      .andWhere((q) => q.whereIn('hash', owned).orWhereIn('hash', referenced));
+    for (const row of rows) readable.set(String(row.hash), num(row.size));
+  }
+  return readable;
+}

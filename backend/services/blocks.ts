@@ -1,0 +1,108 @@
+import type { Readable } from 'node:stream';
+import { z } from 'zod';
+import { ApiError } from '../../protocol/errors.js';
+import { isBlockHash } from '../../protocol/hash.js';
+import { BlockNotFoundError, type ByteRange } from '../blockstore/blockstore.js';
+import { readableBlocks } from './access.js';
+import type { Actor, Backend } from './context.js';
+import { journal, mutate } from './journal.js';
+import { parseBody } from './validate.js';
+import { VerifyStream } from './verify-stream.js';
+
+function assertHash(hash: string): void {
+  if (!isBlockHash(hash)) throw new ApiError('bad_hash', 'a block id is 64 lowercase hex characters (BLAKE3-256)');
+}
+
+/**
+ * POST /v1/blocks/check — which of these blocks the caller must upload. Answered only from what
+ * the caller may already use (invariant 4): a block another user stored is "missing" for this one
+ * just like an unknown block, with the same queries, so neither the answer nor its timing tells.
+ */
+export async function checkBlocks(backend: Backend, actor: Actor, body: unknown): Promise<{ missing: string[] }> {
+  const max = backend.settings.limits.max_check_hashes;
+  const hashesField = (body as { hashes?: unknown } | null)?.hashes;
+  if (Array.isArray(hashesField) && hashesField.length > max) {
+    throw new ApiError('too_large', `at most ${max} hashes per check`, { max_check_hashes: max });
+  }
+  const { hashes } = parseBody(z.object({ hashes: z.array(z.string().refine(isBlockHash, 'must be 64 lowercase hex characters (BLAKE3-256)')) }), body);
+  const distinct = [...new Set(hashes)];
+  const usable = await readableBlocks(backend.db, actor, distinct);
+  return { missing: distinct.filter((h) => !usable.has(h)) };
+}
+
+/**
+ * PUT /v1/blocks/:hash — streams the body through BLAKE3 into the store; the block becomes
+ * visible only if the bytes hash to `hash` (invariant 3). The bytes are always received and
+ * written in full, also when the store already holds the block: the uploader proves possession,
+ * and the response time does not reveal whether anyone else had it.
+ */
+export async function putBlock(backend: Backend, actor: Actor, hash: string, body: Readable, declaredLength: number | undefined): Promise<{ hash: string; size: number }> {
+  assertHash(hash);
+  const max = backend.settings.limits.max_block_size;
+  if (declaredLength !== undefined && declaredLength > max) {
+    throw new ApiError('too_large', `block of ${declaredLength} bytes exceeds the server's maximum block size of ${max} bytes`);
+  }
+  const verify = new VerifyStream(hash, max, declaredLength);
+  // A client that goes away mid-upload fails the put (nothing stored) instead of leaving it waiting.
+  const abort = () => verify.destroy(new ApiError('bad_request', 'upload aborted before the end of the body'));
+  body.once('error', abort);
+  body.once('close', () => {
+    if ((body as Readable & { complete?: boolean }).complete === false) abort();
+  });
+  verify.once('error', () => body.unpipe(verify));
+  await backend.store.put(hash, body.pipe(verify));
+  const size = verify.bytes;
+  await mutate(backend.db, async (trx) => {
+    const now = Date.now();
+    await trx('blocks').insert({ hash, size, created_at: now }).onConflict('hash').ignore();
+    await trx('block_owners').insert({ user_id: actor.userId, hash, created_at: now }).onConflict(['user_id', 'hash']).ignore();
+    await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'block.put', detail: { hash, size } });
+  });
+  return { hash, size };
+}
+
+export interface BlockDownload {
+  size: number;
+  range: ByteRange | null;
+  body: Readable;
+}
+
+/** GET /v1/blocks/:hash — 404 unless the caller may read the block (invariant 4). */
+export async function getBlock(backend: Backend, actor: Actor, hash: string, rangeHeader: string | undefined): Promise<BlockDownload> {
+  assertHash(hash);
+  const size = (await readableBlocks(backend.db, actor, [hash])).get(hash);
+  if (size === undefined) throw new ApiError('not_found', 'block not found');
+  const range = rangeHeader ? parseRange(rangeHeader, size) : null;
+  try {
+    return { size, range, body: await backend.store.get(hash, range ?? undefined) };
+  } catch (err) {
+    if (err instanceof BlockNotFoundError) throw new ApiError('internal', 'block is recorded but missing from the store');
+    throw err;
+  }
+}
+
+/** A single `bytes=` range (RFC 9110 §14.1.2); null for forms we serve whole (multiple ranges, other units). */
+export function parseRange(header: string, size: number): ByteRange | null {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match) return null;
+  const [, first, last] = match as unknown as [string, string, string];
+  let start: number;
+  let end: number;
+  if (first === '') {
+    if (last === '') return null;
+    const suffix = Number(last);
+    if (suffix === 0) throw unsatisfiable(size);
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(first);
+    end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
+    if (last !== '' && Number(last) < start) return null;
+  }
+  if (start >= size) throw unsatisfiable(size);
+  return { start, end };
+}
+
+function unsatisfiable(size: number): ApiError {
+  return new ApiError('range_not_satisfiable', `range not satisfiable for a block of ${size} bytes`, { size });
+}

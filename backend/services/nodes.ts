@@ -1,0 +1,234 @@
+import type { Knex } from 'knex';
+import { z } from 'zod';
+import { ApiError } from '../../protocol/errors.js';
+import { assertValidName } from '../../protocol/names.js';
+import type { ChildrenPage, NodeInfo } from '../../protocol/types.js';
+import { isUniqueViolation } from '../db/errors.js';
+import { nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
+import { assertLive, lineage, notFound, visibleNode } from './access.js';
+import type { Actor, Backend } from './context.js';
+import { newNodeId } from './ids.js';
+import { journal, mutate } from './journal.js';
+import { parseBody } from './validate.js';
+import { appendVersion } from './versions.js';
+
+const mtimeSchema = z.number().int().min(0).max(8.64e15);
+const modeSchema = z.number().int().min(0).max(0o7777);
+
+const createSchema = z.object({
+  parent_id: z.string(),
+  name: z.unknown(),
+  kind: z.enum(['file', 'dir']),
+  mtime: mtimeSchema.optional(),
+  mode: modeSchema.optional(),
+});
+
+const updateSchema = z
+  .object({
+    parent_id: z.string().optional(),
+    name: z.unknown().optional(),
+    replace: z.boolean().optional(),
+    mtime: mtimeSchema.optional(),
+    mode: modeSchema.optional(),
+  })
+  .refine((b) => b.parent_id !== undefined || b.name !== undefined || b.mtime !== undefined || b.mode !== undefined, {
+    message: 'nothing to change: give parent_id, name, mtime or mode',
+  });
+
+const restoreSchema = z.object({ parent_id: z.string().optional(), name: z.unknown().optional() });
+
+export async function getRoot(backend: Backend, actor: Actor): Promise<NodeInfo> {
+  const row = await backend.db('nodes').where({ owner_id: actor.userId }).whereNull('parent_id').first();
+  if (!row) throw notFound();
+  return nodeInfo(nodeRow(row));
+}
+
+export async function getNode(backend: Backend, actor: Actor, id: string): Promise<NodeInfo> {
+  return nodeInfo(await visibleNode(backend.db, actor, id));
+}
+
+/** Live children of a folder ordered by name, a page at a time (keyset on name: stable under concurrent inserts). */
+export async function listChildren(backend: Backend, actor: Actor, id: string, query: { after?: unknown; limit?: unknown }): Promise<ChildrenPage> {
+  const dir = await visibleNode(backend.db, actor, id);
+  if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
+  const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
+  const q = backend.db('nodes').where({ parent_id: dir.id }).whereNull('deleted_at').orderBy('name').limit(limit + 1);
+  if (typeof query.after === 'string' && query.after !== '') q.andWhere('name', '>', query.after);
+  const rows: Array<Record<string, unknown>> = await q;
+  const children = rows.slice(0, limit).map((r) => nodeInfo(nodeRow(r)));
+  return { children, next: rows.length > limit ? (children.at(-1)?.name ?? null) : null };
+}
+
+export function pageLimit(raw: unknown, max: number, fallback = 1000): number {
+  if (raw === undefined) return Math.min(fallback, max);
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new ApiError('bad_request', 'limit must be a positive integer');
+  return Math.min(n, max);
+}
+
+/** A live folder of the actor's that new children may go into. */
+async function targetDir(db: Knex, actor: Actor, id: unknown): Promise<NodeRow> {
+  const dir = await visibleNode(db, actor, id, 'parent_id');
+  if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
+  await assertLive(db, dir);
+  return dir;
+}
+
+async function liveChild(db: Knex, parentId: string, name: string): Promise<NodeRow | null> {
+  const row = await db('nodes').where({ parent_id: parentId, name }).whereNull('deleted_at').first();
+  return row ? nodeRow(row) : null;
+}
+
+function exists(name: string, existing: NodeRow): ApiError {
+  return new ApiError('exists', `"${name}" already exists in this folder`, { node_id: existing.id, kind: existing.kind });
+}
+
+export async function createNode(backend: Backend, actor: Actor, body: unknown): Promise<NodeInfo> {
+  const req = parseBody(createSchema, body);
+  assertValidName(req.name);
+  const name = req.name;
+  try {
+    return await mutate(backend.db, async (trx) => {
+      const parent = await targetDir(trx, actor, req.parent_id);
+      const existing = await liveChild(trx, parent.id, name);
+      if (existing) throw exists(name, existing);
+      const now = Date.now();
+      const node: NodeRow = {
+        id: newNodeId(),
+        owner_id: actor.userId,
+        parent_id: parent.id,
+        name,
+        kind: req.kind,
+        head_version: 0,
+        size: 0,
+        mtime: req.mtime ?? now,
+        mode: req.mode ?? (req.kind === 'dir' ? 0o755 : 0o644),
+        deleted_at: null,
+        created_at: now,
+      };
+      await trx('nodes').insert(node);
+      await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.create', node, detail: { kind: node.kind, name } });
+      return nodeInfo(node);
+    });
+  } catch (err) {
+    // Two creates of one name raced past the check: the unique index decided.
+    if (isUniqueViolation(err)) throw new ApiError('exists', `"${name}" already exists in this folder`);
+    throw err;
+  }
+}
+
+/**
+ * Rename, move, and attribute changes, atomically. With `replace`, an existing node at the
+ * destination gives way: a file over a file becomes a new version of the destination file (its
+ * history is kept: the editor pattern "write temp, rename over"), the moved file goes to the
+ * trash, and the destination node is returned; a folder may replace only an empty folder.
+ */
+export async function updateNode(backend: Backend, actor: Actor, id: string, body: unknown): Promise<NodeInfo> {
+  const req = parseBody(updateSchema, body);
+  if (req.name !== undefined) assertValidName(req.name);
+  const newName = req.name as string | undefined;
+  try {
+    return await mutate(backend.db, async (trx) => {
+      const node = await visibleNode(trx, actor, id);
+      await assertLive(trx, node);
+      const moving = req.parent_id !== undefined || newName !== undefined;
+      if (moving && node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be renamed or moved');
+      const parent = req.parent_id !== undefined ? await targetDir(trx, actor, req.parent_id) : null;
+      const parentId = parent?.id ?? node.parent_id;
+      const name = newName ?? node.name;
+      if (parent && (await lineage(trx, parent.id)).some((a) => a.id === node.id)) {
+        throw new ApiError('invalid_move', `cannot move "${node.name}" into itself`);
+      }
+      const now = Date.now();
+      const attrs = { ...(req.mtime !== undefined && { mtime: req.mtime }), ...(req.mode !== undefined && { mode: req.mode }) };
+      const target = moving && parentId ? await liveChild(trx, parentId, name) : null;
+      if (target && target.id !== node.id) {
+        if (!req.replace) throw exists(name, target);
+        return nodeInfo(await replaceNode(trx, actor, node, target, attrs, now));
+      }
+      const updated: NodeRow = { ...node, parent_id: parentId, name, ...attrs };
+      await trx('nodes').where({ id: node.id }).update({ parent_id: parentId, name, ...attrs });
+      const action = moving ? (parentId !== node.parent_id ? 'node.move' : 'node.rename') : 'node.attrs';
+      await journal(trx, {
+        userId: actor.userId,
+        deviceId: actor.deviceId,
+        action,
+        node: updated,
+        detail: { from: { parent_id: node.parent_id, name: node.name }, to: { parent_id: parentId, name }, ...attrs },
+      });
+      return nodeInfo(updated);
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new ApiError('exists', `"${newName ?? ''}" already exists in this folder`);
+    throw err;
+  }
+}
+
+async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow, target: NodeRow, attrs: { mtime?: number; mode?: number }, now: number): Promise<NodeRow> {
+  const who = { userId: actor.userId, deviceId: actor.deviceId };
+  if (source.kind === 'file' && target.kind === 'file') {
+    // The destination keeps its id and history and gains the source's content as a new version.
+    const head = source.head_version > 0 ? await trx('versions').where({ node_id: source.id, version: source.head_version }).first() : null;
+    const blocks = head ? (JSON.parse(String(head.manifest)) as Array<{ hash: string; size: number }>) : [];
+    const { node: replaced } = await appendVersion(trx, actor, target, {
+      base_version: target.head_version,
+      blocks,
+      size: source.size,
+      mtime: attrs.mtime ?? source.mtime,
+    }, 'node.replace');
+    const mode = attrs.mode ?? source.mode;
+    await trx('nodes').where({ id: target.id }).update({ mode });
+    await trx('nodes').where({ id: source.id }).update({ deleted_at: now });
+    await journal(trx, { ...who, action: 'node.delete', node: source, detail: { replaced_into: target.id } });
+    return { ...replaced, mode };
+  }
+  if (source.kind === 'dir' && target.kind === 'dir') {
+    const child = await trx('nodes').where({ parent_id: target.id }).whereNull('deleted_at').first();
+    if (child) throw new ApiError('not_empty', `"${target.name}" is not empty`);
+    await trx('nodes').where({ id: target.id }).update({ deleted_at: now });
+    await journal(trx, { ...who, action: 'node.delete', node: target, detail: { replaced_by: source.id } });
+    const moved: NodeRow = { ...source, parent_id: target.parent_id, name: target.name, ...attrs };
+    await trx('nodes').where({ id: source.id }).update({ parent_id: moved.parent_id, name: moved.name, ...attrs });
+    await journal(trx, { ...who, action: 'node.move', node: moved, detail: { replaced: target.id } });
+    return moved;
+  }
+  throw target.kind === 'dir'
+    ? new ApiError('is_a_directory', `"${target.name}" is a folder; a file cannot replace it`)
+    : new ApiError('not_a_directory', `"${target.name}" is a file; a folder cannot replace it`);
+}
+
+/** Moves a node (and with it everything under it) to the trash. */
+export async function deleteNode(backend: Backend, actor: Actor, id: string): Promise<NodeInfo> {
+  return mutate(backend.db, async (trx) => {
+    const node = await visibleNode(trx, actor, id);
+    if (node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be deleted');
+    if (node.deleted_at !== null) return nodeInfo(node);
+    const deleted: NodeRow = { ...node, deleted_at: Date.now() };
+    await trx('nodes').where({ id: node.id }).update({ deleted_at: deleted.deleted_at });
+    await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.delete', node: deleted });
+    return nodeInfo(deleted);
+  });
+}
+
+/** Brings a node back from the trash, where it was or to {parent_id, name}. */
+export async function restoreNode(backend: Backend, actor: Actor, id: string, body: unknown): Promise<NodeInfo> {
+  const req = parseBody(restoreSchema, body ?? {});
+  if (req.name !== undefined) assertValidName(req.name);
+  try {
+    return await mutate(backend.db, async (trx) => {
+      const node = await visibleNode(trx, actor, id);
+      if (node.deleted_at === null) throw new ApiError('bad_request', `"${node.name}" is not in the trash`);
+      const parent = await targetDir(trx, actor, req.parent_id ?? node.parent_id);
+      const name = (req.name as string | undefined) ?? node.name;
+      const existing = await liveChild(trx, parent.id, name);
+      if (existing) throw exists(name, existing);
+      const restored: NodeRow = { ...node, parent_id: parent.id, name, deleted_at: null };
+      await trx('nodes').where({ id: node.id }).update({ parent_id: parent.id, name, deleted_at: null });
+      await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.restore', node: restored });
+      return nodeInfo(restored);
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new ApiError('exists', 'a node of that name already exists in this folder');
+    throw err;
+  }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { serveCommand } from './serve.js';
+import { userCommand } from './user.js';
+import { SERVER_VERSION } from '../backend/version.js';
+
+/** `stratus` — the command line of DESIGN §9. Each failure exits non-zero with one clear line on stderr. */
+const program = new Command('stratus')
+  .description('Stratus: a file sync system whose client is a FUSE drive')
+  .version(SERVER_VERSION)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+program.addCommand(serveCommand());
+program.addCommand(userCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  process.stderr.write(`stratus: ${(err as Error).message}\n`);
+  process.exit(1);
+}

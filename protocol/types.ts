@@ -1,0 +1,110 @@
+/** API shapes shared by the backend, the mount, the CLI and the tests (DESIGN §5). */
+
+export type NodeKind = 'file' | 'dir';
+
+export interface NodeInfo {
+  id: string;
+  parent_id: string | null;
+  name: string;
+  kind: NodeKind;
+  /** 0 for a file that was never committed. */
+  head_version: number;
+  size: number;
+  /** Milliseconds since the epoch. */
+  mtime: number;
+  mode: number;
+  deleted_at: string | null;
+  created_at: string;
+}
+
+export interface BlockRef {
+  hash: string;
+  size: number;
+}
+
+export interface VersionInfo {
+  node_id: string;
+  version: number;
+  size: number;
+  mtime: number;
+  device_id: number | null;
+  base_version: number;
+  committed_at: string;
+}
+
+export interface Manifest extends VersionInfo {
+  blocks: BlockRef[];
+}
+
+export interface ChunkingParams {
+  min: number;
+  avg: number;
+  max: number;
+}
+
+export interface ServerLimits {
+  max_block_size: number;
+  max_manifest_blocks: number;
+  max_json_bytes: number;
+  max_check_hashes: number;
+  max_page_size: number;
+}
+
+export interface ServerConfig {
+  server: { name: string; version: string; api: 'v1' };
+  chunking: ChunkingParams;
+  limits: ServerLimits;
+}
+
+export interface ChildrenPage {
+  children: NodeInfo[];
+  /** Pass as `after` to get the next page; null on the last page. */
+  next: string | null;
+}
+
+export interface ChangeEntry extends NodeInfo {
+  seq: number;
+}
+
+export interface ChangesPage {
+  changes: ChangeEntry[];
+  cursor: number;
+  has_more: boolean;
+}
+
+export interface CreateNodeRequest {
+  parent_id: string;
+  name: string;
+  kind: NodeKind;
+  mtime?: number;
+  mode?: number;
+}
+
+export interface UpdateNodeRequest {
+  parent_id?: string;
+  name?: string;
+  /** Allow replacing an existing node at the destination (editor "write temp, rename over"). */
+  replace?: boolean;
+  mtime?: number;
+  mode?: number;
+}
+
+export interface CommitRequest {
+  base_version: number;
+  blocks: BlockRef[];
+  size: number;
+  mtime?: number;
+}
+
+export interface DeviceInfo {
+  id: number;
+  name: string;
+  created_at: string;
+  last_seen_at: string | null;
+  revoked_at: string | null;
+}
+
+export interface WhoAmI {
+  user: { id: number; name: string };
+  device: { id: number; name: string };
+}
