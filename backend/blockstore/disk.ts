@@ -45,22 +45,17 @@ export class DiskBlockStore implements BlockStore {
   async put(hash: string, body: Readable): Promise<void> {
     const final = this.pathOf(hash);
     const tmp = path.join(this.tmpDir, `${hash}.${crypto.randomBytes(6).toString('hex')}`);
-    const handle = await fsp.open(tmp, 'wx', 0o600);
     let renamed = false;
     try {
-      await pipeline(body, handle.createWriteStream({ autoClose: false }));
-      await handle.sync();
-      await handle.close();
+      await pipeline(body, fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      await syncPath(tmp, 'r+');
       const dir = path.dirname(final);
       await fsp.mkdir(dir, { recursive: true });
       await fsp.rename(tmp, final);
       renamed = true;
-      await syncDir(dir);
+      await syncPath(dir, 'r');
     } finally {
-      if (!renamed) {
-        await handle.close().catch(() => {});
-        await fsp.rm(tmp, { force: true });
-      }
+      if (!renamed) await fsp.rm(tmp, { force: true });
     }
   }
 
@@ -99,9 +94,9 @@ async function readdirOrEmpty(dir: string): Promise<string[]> {
   }
 }
 
-/** Makes a rename in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  const fd = await fsp.open(dir, fs.constants.O_RDONLY);
+/** fsync a file (its data) or a folder (a rename in it); fsync acts on the inode, whichever descriptor asks. */
+async function syncPath(target: string, flags: 'r' | 'r+'): Promise<void> {
+  const fd = await fsp.open(target, flags);
   try {
     await fd.sync();
   } finally {

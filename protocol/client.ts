@@ -1,0 +1,182 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import { ApiError, isErrorBody, type ErrorCode } from './errors.js';
+import type {
+  BlockRef,
+  ChangesPage,
+  ChildrenPage,
+  CommitRequest,
+  CreateNodeRequest,
+  DeviceInfo,
+  Manifest,
+  NodeInfo,
+  ServerConfig,
+  UpdateNodeRequest,
+  VersionInfo,
+  WhoAmI,
+} from './types.js';
+
+export interface ClientOptions {
+  /** Base URL of the server, e.g. http://127.0.0.1:7420 */
+  server: string;
+  token: string;
+  /** Connections kept to the server (parallel block transfers). */
+  connections?: number;
+  dispatcher?: Dispatcher;
+}
+
+type Query = Record<string, string | number | undefined>;
+
+/** The typed HTTP client of the /v1 API (undici, keep-alive). Failures reject with ApiError. */
+export class StratusClient {
+  private readonly base: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.base = opts.server.replace(/\/+$/, '');
+    this.ownsDispatcher = !opts.dispatcher;
+    this.dispatcher = opts.dispatcher ?? new Agent({ connections: opts.connections ?? 16, keepAliveTimeout: 30_000, bodyTimeout: 0, headersTimeout: 60_000 });
+  }
+
+  async close(): Promise<void> {
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  private url(path: string, query?: Query): string {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) params.set(k, String(v));
+    const qs = params.toString();
+    return `${this.base}${path}${qs ? `?${qs}` : ''}`;
+  }
+
+  private async json<T>(method: Dispatcher.HttpMethod, path: string, body?: unknown, query?: Query): Promise<T> {
+    const res = await request(this.url(path, query), {
+      method,
+      dispatcher: this.dispatcher,
+      headers: { authorization: `Bearer ${this.opts.token}`, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.body.text();
+    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed);
+    return parsed as T;
+  }
+
+  config(): Promise<ServerConfig> {
+    return this.json('GET', '/v1/config');
+  }
+  whoami(): Promise<WhoAmI> {
+    return this.json('GET', '/v1/whoami');
+  }
+  devices(): Promise<{ devices: DeviceInfo[] }> {
+    return this.json('GET', '/v1/devices');
+  }
+  createDevice(name: string): Promise<{ device: DeviceInfo; token: string }> {
+    return this.json('POST', '/v1/devices', { name });
+  }
+  revokeDevice(id: number): Promise<DeviceInfo> {
+    return this.json('DELETE', `/v1/devices/${id}`);
+  }
+
+  root(): Promise<NodeInfo> {
+    return this.json('GET', '/v1/nodes/root');
+  }
+  node(id: string): Promise<NodeInfo> {
+    return this.json('GET', `/v1/nodes/${encodeURIComponent(id)}`);
+  }
+  children(id: string, page: { after?: string; limit?: number } = {}): Promise<ChildrenPage> {
+    return this.json('GET', `/v1/nodes/${encodeURIComponent(id)}/children`, undefined, page);
+  }
+  /** Every child of a folder, following pages. */
+  async allChildren(id: string, pageSize?: number): Promise<NodeInfo[]> {
+    const out: NodeInfo[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.children(id, { after, limit: pageSize });
+      out.push(...page.children);
+      if (page.next === null) return out;
+      after = page.next;
+    }
+  }
+  create(req: CreateNodeRequest): Promise<NodeInfo> {
+    return this.json('POST', '/v1/nodes', req);
+  }
+  update(id: string, req: UpdateNodeRequest): Promise<NodeInfo> {
+    return this.json('PATCH', `/v1/nodes/${encodeURIComponent(id)}`, req);
+  }
+  remove(id: string): Promise<NodeInfo> {
+    return this.json('DELETE', `/v1/nodes/${encodeURIComponent(id)}`);
+  }
+  restore(id: string, to: { parent_id?: string; name?: string } = {}): Promise<NodeInfo> {
+    return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/restore`, to);
+  }
+
+  versions(id: string, page: { before?: number; limit?: number } = {}): Promise<{ versions: VersionInfo[]; next: number | null }> {
+    return this.json('GET', `/v1/nodes/${encodeURIComponent(id)}/versions`, undefined, page);
+  }
+  manifest(id: string, version: number | 'head' = 'head'): Promise<Manifest> {
+    return this.json('GET', `/v1/nodes/${encodeURIComponent(id)}/versions/${version}`);
+  }
+  commit(id: string, req: CommitRequest): Promise<Manifest> {
+    return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/versions`, req);
+  }
+  restoreVersion(id: string, version: number): Promise<Manifest> {
+    return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/versions/${version}/restore`);
+  }
+
+  checkBlocks(hashes: string[]): Promise<{ missing: string[] }> {
+    return this.json('POST', '/v1/blocks/check', { hashes });
+  }
+  putBlock(hash: string, bytes: Uint8Array): Promise<BlockRef> {
+    return this.sendBlock(hash, bytes);
+  }
+  private async sendBlock(hash: string, bytes: Uint8Array): Promise<BlockRef> {
+    const res = await request(this.url(`/v1/blocks/${hash}`), {
+      method: 'PUT',
+      dispatcher: this.dispatcher,
+      headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/octet-stream', 'content-length': String(bytes.length) },
+      body: bytes,
+    });
+    const text = await res.body.text();
+    const parsed: unknown = text ? JSON.parse(text) : undefined;
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed);
+    return parsed as BlockRef;
+  }
+  /** A block, or `length` bytes of it from `offset`. */
+  async getBlock(hash: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    const res = await request(this.url(`/v1/blocks/${hash}`), {
+      method: 'GET',
+      dispatcher: this.dispatcher,
+      headers: {
+        authorization: `Bearer ${this.opts.token}`,
+        ...(range && { range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),
+      },
+    });
+    const bytes = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(bytes));
+    return bytes;
+  }
+
+  changes(since: number, limit?: number): Promise<ChangesPage> {
+    return this.json('GET', '/v1/changes', undefined, { since, limit });
+  }
+  changesHead(): Promise<{ cursor: number }> {
+    return this.json('GET', '/v1/changes/head');
+  }
+}
+
+function safeJson(bytes: Buffer): unknown {
+  try {
+    return JSON.parse(bytes.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function toApiError(status: number, body: unknown): ApiError {
+  if (isErrorBody(body)) {
+    const { code, message, ...extra } = body.error;
+    return new ApiError(code as ErrorCode, message, extra, status);
+  }
+  return new ApiError(status >= 500 ? 'internal' : 'bad_request', `HTTP ${status}`, {}, status);
+}
