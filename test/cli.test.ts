@@ -1,0 +1,104 @@
+import { spawn, execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { StratusClient } from '../protocol/client.js';
+
+/** The `stratus` command as a user runs it: the compiled bin (npm test builds it first). */
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const bin = path.join(root, 'dist', 'cli', 'main.js');
+const run = promisify(execFile);
+
+async function stratus(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { cwd });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** Starts `stratus serve` and resolves with its URL once it says it serves (no sleeping). */
+function serve(args: string[], cwd: string): Promise<{ url: string; stop(): Promise<number | null> }> {
+  const child = spawn(process.execPath, [bin, 'serve', ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`serve did not start in 20 s: ${err}`)), 20_000);
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      err += chunk;
+      const match = /serving on (http:\/\/\S+)/.exec(err);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve({
+          url: match[1],
+          stop: () =>
+            new Promise((done) => {
+              child.once('exit', (code) => done(code));
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code}: ${err}`));
+    });
+  });
+}
+
+t.test('stratus user add prints the token as the last line, and stratus serve accepts it on the embedded default', async (t) => {
+  const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
+  t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
+  const added = await stratus(['user', 'add', 'alice'], cwd);
+  t.equal(added.code, 0, added.stderr);
+  const token = added.stdout.trim().split('\n').at(-1)!;
+  t.match(token, /^stx_[A-Za-z0-9_-]{43}$/);
+  await fs.access(path.join(cwd, 'stratus-data', 'stratus.sqlite'));
+
+  const server = await serve(['--listen', '127.0.0.1:0'], cwd);
+  const client = new StratusClient({ server: server.url, token });
+  t.teardown(() => client.close());
+  const health = await fetch(`${server.url}/healthz`);
+  t.equal(health.status, 200);
+  t.same(await client.whoami(), { user: { id: 1, name: 'alice' }, device: { id: 1, name: 'first device' } });
+  t.equal((await client.root()).kind, 'dir');
+
+  const second = await stratus(['user', 'token', 'alice', '--device', 'laptop'], cwd);
+  t.equal(second.code, 0, second.stderr);
+  const laptop = new StratusClient({ server: server.url, token: second.stdout.trim().split('\n').at(-1)! });
+  t.teardown(() => laptop.close());
+  t.equal((await laptop.whoami()).device.name, 'laptop', 'a second device token for the same user works while the server runs');
+  t.equal(await server.stop(), 0, 'SIGTERM stops serve cleanly');
+});
+
+t.test('failures exit non-zero with one clear line on stderr', async (t) => {
+  const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
+  t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
+  t.equal((await stratus(['user', 'add', 'bob'], cwd)).code, 0);
+  const cases: Array<[string[], RegExp]> = [
+    [['user', 'add', 'bob'], /user "bob" already exists/],
+    [['user', 'add', 'no/slash'], /user name must be/],
+    [['user', 'token', 'nobody'], /no user "nobody"/],
+    [['serve', '--listen', 'nonsense'], /--listen must be HOST:PORT/],
+    [['serve', '--db', 'mysql://x'], /unsupported --db URL/],
+  ];
+  for (const [args, message] of cases) {
+    const result = await stratus(args, cwd);
+    t.not(result.code, 0, args.join(' '));
+    t.match(result.stderr, message, args.join(' '));
+    t.equal(result.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line`);
+  }
+});
+
+t.test('every command and flag has --help text', async (t) => {
+  for (const args of [['--help'], ['serve', '--help'], ['user', 'add', '--help']]) {
+    const result = await stratus(args, os.tmpdir());
+    t.equal(result.code, 0);
+    t.match(result.stdout, /Usage: stratus/);
+  }
+  t.match((await stratus(['serve', '--help'], os.tmpdir())).stdout, /--listen <host:port>/);
+});
