@@ -10,7 +10,11 @@ import { nodeRoutes } from './routes/nodes.js';
 import { versionRoutes } from './routes/versions.js';
 import type { Backend } from './services/context.js';
 
-/** The HTTP application: error shaping, then the open health check, then bearer auth in front of every /v1 route. */
+/**
+ * The HTTP application: error shaping, then the open health check, then bearer auth in front of
+ * everything under /v1 — routes or not, so an unauthenticated caller learns nothing, not even
+ * which routes and methods exist (invariant 8).
+ */
 export function createApp(backend: Backend, log: Logger): Koa {
   const app = new Koa();
   app.proxy = false;
@@ -24,12 +28,15 @@ export function createApp(backend: Backend, log: Logger): Koa {
   });
   app.use(open.routes());
 
+  const auth = authMiddleware(backend.db);
+  app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
+
   const api = new Router();
-  api.use('/v1', authMiddleware(backend.db));
   for (const routes of [accountRoutes, nodeRoutes, versionRoutes, blockRoutes, changeRoutes]) {
     api.use(routes(backend).routes());
   }
   app.use(api.routes());
-  app.use(api.allowedMethods({ throw: true }));
+  // 405 / 501 with an Allow header; errorMiddleware gives them the error body.
+  app.use(api.allowedMethods());
   return app;
 }

@@ -11,6 +11,8 @@ export function errorMiddleware(log: Logger): Koa.Middleware {
     try {
       await next();
       if (ctx.status === 404 && ctx.body === undefined) throw new ApiError('not_found', `no route for ${ctx.method} ${ctx.path}`);
+      if (ctx.status === 405 && ctx.body === undefined) throw new ApiError('bad_request', `${ctx.method} is not allowed on ${ctx.path}`, {}, 405);
+      if (ctx.status === 501 && ctx.body === undefined) throw new ApiError('bad_request', `${ctx.method} is not implemented`, {}, 501);
     } catch (err) {
       const apiError = toApiError(err);
       if (apiError.status >= 500) log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');

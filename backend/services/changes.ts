@@ -19,15 +19,16 @@ export async function listChanges(backend: Backend, actor: Actor, query: { since
     .where('c.owner_id', actor.userId)
     .andWhere('c.seq', '>', since)
     .orderBy('c.seq')
-    .limit(limit);
+    .limit(limit + 1); // one more than the page: tells whether anything is left after it
+  const page = rows.slice(0, limit);
   const latest = new Map<string, ChangeEntry>();
-  for (const row of rows) {
+  for (const row of page) {
     const entry = changeEntry(row);
     latest.delete(entry.id); // keep each node once, at its last position
     latest.set(entry.id, entry);
   }
-  const cursor = rows.length > 0 ? num(rows.at(-1)?.seq) : since;
-  return { changes: [...latest.values()], cursor, has_more: rows.length === limit };
+  const cursor = page.length > 0 ? num(page.at(-1)?.seq) : since;
+  return { changes: [...latest.values()], cursor, has_more: rows.length > limit };
 }
 
 /** GET /v1/changes/head — the caller's current cursor: start here after a full listing. */
