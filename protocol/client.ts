@@ -142,8 +142,10 @@ export class StratusClient {
     if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed);
     return parsed as BlockRef;
   }
-  /** A block, or `length` bytes of it from `offset`. */
+  /** A block, or `length` bytes of it from `offset` (fewer at the end of the block). */
   async getBlock(hash: string, range?: { offset: number; length: number }): Promise<Buffer> {
+    // `bytes=N-(N-1)` is not a valid range; a server answers it with the whole block.
+    if (range?.length === 0) return Buffer.alloc(0);
     const res = await request(this.url(`/v1/blocks/${hash}`), {
       method: 'GET',
       dispatcher: this.dispatcher,
@@ -154,6 +156,8 @@ export class StratusClient {
     });
     const bytes = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(bytes));
+    // A server (or proxy) may ignore Range and send the whole block with 200: cut the range out.
+    if (range && res.statusCode === 200) return bytes.subarray(range.offset, range.offset + range.length);
     return bytes;
   }
 

@@ -45,9 +45,10 @@ export class DiskBlockStore implements BlockStore {
   async put(hash: string, body: Readable): Promise<void> {
     const final = this.pathOf(hash);
     const tmp = path.join(this.tmpDir, `${hash}.${crypto.randomBytes(6).toString('hex')}`);
+    const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
     let renamed = false;
     try {
-      await pipeline(body, fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 }));
+      await pipeline(body, out);
       await syncPath(tmp, 'r+');
       const dir = path.dirname(final);
       await fsp.mkdir(dir, { recursive: true });
@@ -55,7 +56,13 @@ export class DiskBlockStore implements BlockStore {
       renamed = true;
       await syncPath(dir, 'r');
     } finally {
-      if (!renamed) await fsp.rm(tmp, { force: true });
+      if (!renamed) {
+        // A pipeline that fails early settles before its write stream has finished opening (and
+        // so creating) the temp file: wait for the stream to close, else the file would appear
+        // after this rm and stay behind.
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
+        await fsp.rm(tmp, { force: true });
+      }
     }
   }
 

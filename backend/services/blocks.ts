@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
 import { isBlockHash } from '../../protocol/hash.js';
@@ -44,13 +44,17 @@ export async function putBlock(backend: Backend, actor: Actor, hash: string, bod
   }
   const verify = new VerifyStream(hash, max, declaredLength);
   // A client that goes away mid-upload fails the put (nothing stored) instead of leaving it waiting.
-  const abort = () => verify.destroy(new ApiError('bad_request', 'upload aborted before the end of the body'));
-  body.once('error', abort);
-  body.once('close', () => {
-    if ((body as Readable & { complete?: boolean }).complete === false) abort();
+  // `finished` also reports a body that was already closed before we got here (the client left
+  // while the request waited for authentication): listening for 'close' now would wait forever.
+  const stopWatching = finished(body, { writable: false }, (err) => {
+    if (err) verify.destroy(new ApiError('bad_request', 'upload aborted before the end of the body'));
   });
   verify.once('error', () => body.unpipe(verify));
-  await backend.store.put(hash, body.pipe(verify));
+  try {
+    await backend.store.put(hash, body.pipe(verify));
+  } finally {
+    stopWatching();
+  }
   const size = verify.bytes;
   await mutate(backend.db, async (trx) => {
     const now = Date.now();

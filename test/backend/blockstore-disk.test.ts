@@ -1,0 +1,202 @@
+import fsCallbacks from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough, Readable, Transform } from 'node:stream';
+import t, { type Test } from 'tap';
+import { BlockNotFoundError } from '../../backend/blockstore/blockstore.js';
+import { DiskBlockStore } from '../../backend/blockstore/disk.js';
+import { randomBlock } from '../helpers/backend.js';
+
+/** Unit tests of the local-disk block store, without a server. */
+
+async function freshStore(t: Test): Promise<{ store: DiskBlockStore; root: string }> {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-blockstore-'));
+  t.teardown(() => fs.rm(root, { recursive: true, force: true }));
+  const store = await DiskBlockStore.open(root);
+  t.teardown(() => store.close());
+  return { store, root };
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function listAll(store: DiskBlockStore): Promise<string[]> {
+  const out: string[] = [];
+  for await (const hash of store.list()) out.push(hash);
+  return out;
+}
+
+/** Every regular file under `dir`, relative to it. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
+  return entries
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
+    .sort();
+}
+
+/** A stream that yields `chunks` and then fails instead of ending. */
+function failingSource(chunks: Buffer[]): Readable {
+  let i = 0;
+  return new Readable({
+    read() {
+      if (i < chunks.length) this.push(chunks[i++]);
+      else this.destroy(new Error('source failed midway'));
+    },
+  });
+}
+
+t.test('put, then get, has and list return the block; delete removes it', async (t) => {
+  const { store } = await freshStore(t);
+  const a = randomBlock(100_000);
+  const b = randomBlock(10);
+  t.equal(await store.has(a.hash), false, 'absent before put');
+  await store.put(a.hash, Readable.from([a.bytes.subarray(0, 4000), a.bytes.subarray(4000)]));
+  await store.put(b.hash, Readable.from([b.bytes]));
+  t.equal(await store.has(a.hash), true);
+  t.same(await readAll(await store.get(a.hash)), a.bytes, 'whole block round-trips');
+  t.same(await readAll(await store.get(b.hash)), b.bytes);
+  t.same((await listAll(store)).sort(), [a.hash, b.hash].sort(), 'list names exactly the stored blocks');
+
+  await store.delete(a.hash);
+  t.equal(await store.has(a.hash), false, 'absent after delete');
+  t.same(await listAll(store), [b.hash]);
+  await t.rejects(store.get(a.hash), BlockNotFoundError, 'get of a deleted block rejects with BlockNotFoundError');
+  await store.delete(a.hash); // deleting an absent block is not an error
+});
+
+t.test('get of a range returns exactly those bytes, both ends inclusive', async (t) => {
+  const { store } = await freshStore(t);
+  const a = randomBlock(50_000);
+  await store.put(a.hash, Readable.from([a.bytes]));
+  t.same(await readAll(await store.get(a.hash, { start: 0, end: 0 })), a.bytes.subarray(0, 1), 'first byte');
+  t.same(await readAll(await store.get(a.hash, { start: 100, end: 199 })), a.bytes.subarray(100, 200), 'middle');
+  t.same(await readAll(await store.get(a.hash, { start: 49_999, end: 49_999 })), a.bytes.subarray(49_999), 'last byte');
+  t.same(await readAll(await store.get(a.hash, { start: 0, end: 49_999 })), a.bytes, 'whole block as a range');
+});
+
+t.test('get of a block never stored rejects with BlockNotFoundError naming it', async (t) => {
+  const { store } = await freshStore(t);
+  const a = randomBlock(10);
+  const err = await store.get(a.hash).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.type(err, BlockNotFoundError);
+  t.equal((err as BlockNotFoundError).hash, a.hash);
+});
+
+t.test('a put whose source stream errors midway leaves nothing: not listed, not readable, tmp/ empty', async (t) => {
+  const { store, root } = await freshStore(t);
+  const a = randomBlock(300_000);
+  const chunks = [a.bytes.subarray(0, 65_536), a.bytes.subarray(65_536, 131_072)];
+  await t.rejects(store.put(a.hash, failingSource(chunks)), { message: 'source failed midway' });
+  t.equal(await store.has(a.hash), false);
+  t.same(await listAll(store), []);
+  t.same(await fs.readdir(path.join(root, 'tmp')), [], 'no temp file left behind');
+  t.same(await filesUnder(root), [], 'no file anywhere in the store');
+
+  // A failing first put does not prevent a later good one.
+  await store.put(a.hash, Readable.from([a.bytes]));
+  t.same(await readAll(await store.get(a.hash)), a.bytes);
+});
+
+t.test('a put whose source fails before the temp file is even open (slow disk) leaves no temp file', async (t) => {
+  const { store, root } = await freshStore(t);
+  // A disk slow to create files: fs.open (which the store's write stream uses) starts 20 ms late,
+  // so the source fails while the temp file is still being created.
+  const realOpen = fsCallbacks.open;
+  const opened: Array<Promise<void>> = [];
+  (fsCallbacks as { open: unknown }).open = (...args: unknown[]) => {
+    const callback = args.pop() as (...r: unknown[]) => void;
+    opened.push(
+      new Promise((resolve) => {
+        setTimeout(() => {
+          (realOpen as (...a: unknown[]) => void)(...args, (...result: unknown[]) => {
+            callback(...result);
+            resolve();
+          });
+        }, 20);
+      }),
+    );
+  };
+  t.teardown(() => {
+    fsCallbacks.open = realOpen;
+  });
+  const cases: Array<[string, (a: { bytes: Buffer; hash: string }) => Readable]> = [
+    ['the source fails before any byte', () => failingSource([])],
+    ['the source fails after some bytes', (a) => failingSource([a.bytes.subarray(0, 5000)])],
+    ['the source is destroyed on the next tick', () => {
+      const s = new PassThrough();
+      process.nextTick(() => s.destroy(new Error('source failed midway')));
+      return s;
+    }],
+    ['a transform fails at its end (as a hash mismatch does)', (a) => {
+      const check = new Transform({
+        transform: (chunk, _enc, done) => done(null, chunk),
+        flush: (done) => done(new Error('source failed midway')),
+      });
+      return Readable.from([a.bytes]).pipe(check);
+    }],
+  ];
+  for (const [when, source] of cases) {
+    const a = randomBlock(10_000);
+    await t.rejects(store.put(a.hash, source(a)), { message: 'source failed midway' }, when);
+    await Promise.all(opened); // every open the put started has completed
+    t.same(await fs.readdir(path.join(root, 'tmp')), [], `${when}: no temp file left behind`);
+    t.same(await listAll(store), [], `${when}: nothing stored`);
+  }
+});
+
+t.test('a put that fails over a block already stored leaves the stored block intact', async (t) => {
+  const { store, root } = await freshStore(t);
+  const a = randomBlock(100_000);
+  await store.put(a.hash, Readable.from([a.bytes]));
+  await t.rejects(store.put(a.hash, failingSource([Buffer.alloc(1000)])));
+  t.same(await readAll(await store.get(a.hash)), a.bytes, 'the good copy is still whole');
+  t.same(await fs.readdir(path.join(root, 'tmp')), []);
+});
+
+t.test('leftover temp files are removed when the store opens', async (t) => {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-blockstore-'));
+  t.teardown(() => fs.rm(root, { recursive: true, force: true }));
+  const first = await DiskBlockStore.open(root);
+  const a = randomBlock(1000);
+  await first.put(a.hash, Readable.from([a.bytes]));
+  await first.close();
+  // What a crash mid-put leaves: a partly written temp file.
+  await fs.writeFile(path.join(root, 'tmp', `${a.hash.replace(/^./, 'f')}.abcdef012345`), Buffer.alloc(500));
+  await fs.writeFile(path.join(root, 'tmp', 'another-leftover'), 'x');
+
+  const reopened = await DiskBlockStore.open(root);
+  t.teardown(() => reopened.close());
+  t.same(await fs.readdir(path.join(root, 'tmp')), [], 'tmp/ is empty after open');
+  t.same(await listAll(reopened), [a.hash], 'blocks already in place survive the cleanup');
+  t.same(await readAll(await reopened.get(a.hash)), a.bytes);
+});
+
+t.test('putting the same block twice leaves one copy', async (t) => {
+  const { store, root } = await freshStore(t);
+  const a = randomBlock(20_000);
+  await store.put(a.hash, Readable.from([a.bytes]));
+  await store.put(a.hash, Readable.from([a.bytes.subarray(0, 7), a.bytes.subarray(7)]));
+  // And two at once.
+  await Promise.all([store.put(a.hash, Readable.from([a.bytes])), store.put(a.hash, Readable.from([a.bytes]))]);
+  t.same(await listAll(store), [a.hash]);
+  t.same(await filesUnder(root), [path.join(a.hash.slice(0, 2), a.hash.slice(2, 4), a.hash)], 'exactly one file on disk');
+  t.same(await readAll(await store.get(a.hash)), a.bytes);
+});
+
+t.test('a malformed block id is refused before touching the disk', async (t) => {
+  const { store, root } = await freshStore(t);
+  const a = randomBlock(10);
+  for (const bad of [a.hash.toUpperCase(), a.hash.slice(1), '../../etc/passwd', `${a.hash.slice(0, 63)}g`]) {
+    await t.rejects(store.put(bad, Readable.from([a.bytes])), /not a block id/, `put ${JSON.stringify(bad)}`);
+    await t.rejects(store.get(bad), /not a block id/, `get ${JSON.stringify(bad)}`);
+  }
+  t.same(await filesUnder(root), []);
+});
