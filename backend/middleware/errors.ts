@@ -19,6 +19,7 @@ export function errorMiddleware(log: Logger): Koa.Middleware {
       ctx.status = apiError.status;
       ctx.body = apiError.toBody();
       if (apiError.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="stratus"');
+      if (apiError.status === 416 && typeof apiError.extra.size === 'number') ctx.set('Content-Range', `bytes */${apiError.extra.size}`);
       // A refused upload may leave bytes unread on the socket: close it rather than parse them as a request.
       if (!ctx.req.complete) ctx.set('Connection', 'close');
     }

@@ -221,6 +221,7 @@ for (const engine of testEngines()) {
       }
       for (const range of ['bytes=1000-', 'bytes=5000-6000', 'bytes=-0']) {
         const res = await backend.fetch(`/v1/blocks/${block.hash}`, { token: alice.token, headers: { range } });
+        t.equal(res.headers.get('content-range'), 'bytes */1000', `${range}: Content-Range names the size (RFC 9110)`);
         const error = await expectError(t, res, 416, 'range_not_satisfiable');
         t.equal(error.size, 1000, `${range}: the error tells the block size`);
       }
