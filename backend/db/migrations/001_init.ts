@@ -36,6 +36,9 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger('created_at').notNullable();
     t.index(['parent_id']);
   });
+  // Names sort and compare by bytes on both engines (SQLite's default), whatever the PostgreSQL
+  // database's locale: keyset paging of children relies on one order.
+  if (knex.client.config.client === 'pg') await knex.raw('ALTER TABLE nodes ALTER COLUMN name TYPE text COLLATE "C"');
   // (parent_id, name) is unique among live nodes; each user has exactly one root.
   await knex.raw('CREATE UNIQUE INDEX nodes_live_name ON nodes (parent_id, name) WHERE deleted_at IS NULL');
   await knex.raw('CREATE UNIQUE INDEX nodes_one_root ON nodes (owner_id) WHERE parent_id IS NULL');
