@@ -127,10 +127,7 @@ export class StratusClient {
   checkBlocks(hashes: string[]): Promise<{ missing: string[] }> {
     return this.json('POST', '/v1/blocks/check', { hashes });
   }
-  putBlock(hash: string, bytes: Uint8Array): Promise<BlockRef> {
-    return this.sendBlock(hash, bytes);
-  }
-  private async sendBlock(hash: string, bytes: Uint8Array): Promise<BlockRef> {
+  async putBlock(hash: string, bytes: Uint8Array): Promise<BlockRef> {
     const res = await request(this.url(`/v1/blocks/${hash}`), {
       method: 'PUT',
       dispatcher: this.dispatcher,

@@ -4,7 +4,7 @@ import { ApiError } from '../../protocol/errors.js';
 import { assertValidName } from '../../protocol/names.js';
 import type { ChildrenPage, NodeInfo } from '../../protocol/types.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
+import { manifest, nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
 import { assertLive, lineage, notFound, visibleNode } from './access.js';
 import type { Actor, Backend } from './context.js';
 import { newNodeId } from './ids.js';
@@ -169,7 +169,7 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
   if (source.kind === 'file' && target.kind === 'file') {
     // The destination keeps its id and history and gains the source's content as a new version.
     const head = source.head_version > 0 ? await trx('versions').where({ node_id: source.id, version: source.head_version }).first() : null;
-    const blocks = head ? (JSON.parse(String(head.manifest)) as Array<{ hash: string; size: number }>) : [];
+    const blocks = head ? manifest(head).blocks : [];
     const { node: replaced } = await appendVersion(trx, actor, target, {
       base_version: target.head_version,
       blocks,
