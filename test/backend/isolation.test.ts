@@ -1,9 +1,8 @@
 import crypto from 'node:crypto';
 import t from 'tap';
-import type { StratusClient } from '../../protocol/client.js';
-import type { BlockRef, NodeInfo } from '../../protocol/types.js';
+import type { NodeInfo } from '../../protocol/types.js';
 import { raw, rawJson, type RawResponse } from '../helpers/api-assert.js';
-import { randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBackend } from '../helpers/backend.js';
+import { commitRandomBlocks, startTestBackend, stopOwnCluster, testEngines, type TestBackend } from '../helpers/backend.js';
 
 /**
  * Invariant 8 (DESIGN §4): every request is authorized, and a user never sees anything outside
@@ -13,17 +12,6 @@ import { randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBa
  */
 
 t.teardown(stopOwnCluster);
-
-async function commitBlocks(client: StratusClient, fileId: string, base: number, sizes: number[]): Promise<BlockRef[]> {
-  const blocks: BlockRef[] = [];
-  for (const size of sizes) {
-    const block = randomBlock(size);
-    await client.putBlock(block.hash, block.bytes);
-    blocks.push({ hash: block.hash, size });
-  }
-  await client.commit(fileId, { base_version: base, blocks, size: sizes.reduce((a, b) => a + b, 0) });
-  return blocks;
-}
 
 function randomHash(): string {
   return crypto.randomBytes(32).toString('hex');
@@ -43,8 +31,8 @@ for (const engine of testEngines()) {
     const bobDir = await b.create({ parent_id: bobRoot.id, name: 'private', kind: 'dir' });
     const bobSub = await b.create({ parent_id: bobDir.id, name: 'sub', kind: 'dir' });
     const bobFile = await b.create({ parent_id: bobDir.id, name: 'secret.txt', kind: 'file' });
-    const bobBlocksV1 = await commitBlocks(b, bobFile.id, 0, [1000, 500]);
-    const bobBlocksV2 = await commitBlocks(b, bobFile.id, 1, [700]);
+    const bobBlocksV1 = await commitRandomBlocks(b, bobFile.id, 0, [1000, 500]);
+    const bobBlocksV2 = await commitRandomBlocks(b, bobFile.id, 1, [700]);
     const bobTrashed = await b.create({ parent_id: bobRoot.id, name: 'old.txt', kind: 'file' });
     await b.remove(bobTrashed.id);
     const bobNodes: NodeInfo[] = [bobRoot, bobDir, bobSub, await b.node(bobFile.id), await b.node(bobTrashed.id)];
@@ -55,7 +43,7 @@ for (const engine of testEngines()) {
     const aliceRoot = await a.root();
     const aliceDir = await a.create({ parent_id: aliceRoot.id, name: 'mine', kind: 'dir' });
     const aliceFile = await a.create({ parent_id: aliceDir.id, name: 'notes.txt', kind: 'file' });
-    const aliceBlocks = await commitBlocks(a, aliceFile.id, 0, [300]);
+    const aliceBlocks = await commitRandomBlocks(a, aliceFile.id, 0, [300]);
     const aliceTrashed = await a.create({ parent_id: aliceRoot.id, name: 'trash.txt', kind: 'file' });
     await a.remove(aliceTrashed.id);
 
@@ -179,7 +167,7 @@ for (const engine of testEngines()) {
       for (let i = 0; i < 8; i++) {
         const n = await b.create({ parent_id: bobDir.id, name: `busy-${i}`, kind: i % 2 ? 'dir' : 'file' });
         await b.update(n.id, { name: `busy-${i}-renamed` });
-        if (i % 2 === 0) await commitBlocks(b, n.id, 0, [50 + i]);
+        if (i % 2 === 0) await commitRandomBlocks(b, n.id, 0, [50 + i]);
         await b.update(n.id, { parent_id: bobSub.id });
         if (i % 3 === 0) await b.remove(n.id);
       }

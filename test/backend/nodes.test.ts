@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import t from 'tap';
 import type { StratusClient } from '../../protocol/client.js';
-import type { BlockRef, NodeInfo } from '../../protocol/types.js';
+import type { NodeInfo } from '../../protocol/types.js';
 import { errorCode, raw, rawJson, rejectsWith } from '../helpers/api-assert.js';
-import { randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { commitRandomBlocks, startTestBackend, stopOwnCluster, testEngines, type TestBackend, type TestUser } from '../helpers/backend.js';
 
 /**
  * The node tree API (DESIGN §3, §5): root, metadata, paged listings, create, rename, move (with
@@ -14,18 +14,6 @@ import { randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBa
 t.teardown(stopOwnCluster);
 
 const MAX_JSON = 2048;
-
-/** Uploads random blocks of these sizes and commits them as the next version of a file. */
-async function commitContent(client: StratusClient, fileId: string, baseVersion: number, sizes: number[]): Promise<BlockRef[]> {
-  const blocks: BlockRef[] = [];
-  for (const size of sizes) {
-    const block = randomBlock(size);
-    await client.putBlock(block.hash, block.bytes);
-    blocks.push({ hash: block.hash, size });
-  }
-  await client.commit(fileId, { base_version: baseVersion, blocks, size: sizes.reduce((a, b) => a + b, 0) });
-  return blocks;
-}
 
 async function childNames(client: StratusClient, dirId: string): Promise<string[]> {
   return (await client.allChildren(dirId)).map((c) => c.name);
@@ -122,7 +110,7 @@ for (const engine of testEngines()) {
       const a = await client.create({ parent_id: root.id, name: 'a', kind: 'dir' });
       const b = await client.create({ parent_id: root.id, name: 'b', kind: 'dir' });
       const f = await client.create({ parent_id: a.id, name: 'f.txt', kind: 'file' });
-      await commitContent(client, f.id, 0, [100]);
+      await commitRandomBlocks(client, f.id, 0, [100]);
 
       const renamed = await client.update(f.id, { name: 'g.txt' });
       t.match(renamed, { id: f.id, parent_id: a.id, name: 'g.txt', head_version: 1, size: 100 });
@@ -155,10 +143,10 @@ for (const engine of testEngines()) {
       const root = await client.root();
       const dir = await client.create({ parent_id: root.id, name: 'dir', kind: 'dir' });
       const dest = await client.create({ parent_id: dir.id, name: 'doc.txt', kind: 'file', mode: 0o600 });
-      const v1 = await commitContent(client, dest.id, 0, [300]);
-      const v2 = await commitContent(client, dest.id, 1, [200, 50]);
+      const v1 = await commitRandomBlocks(client, dest.id, 0, [300]);
+      const v2 = await commitRandomBlocks(client, dest.id, 1, [200, 50]);
       const temp = await client.create({ parent_id: root.id, name: '.doc.txt.swp', kind: 'file', mode: 0o640 });
-      const tempBlocks = await commitContent(client, temp.id, 0, [123, 77]);
+      const tempBlocks = await commitRandomBlocks(client, temp.id, 0, [123, 77]);
 
       await rejectsWith(t, client.update(temp.id, { parent_id: dir.id, name: 'doc.txt' }), 409, 'exists', 'without replace');
       const result = await client.update(temp.id, { parent_id: dir.id, name: 'doc.txt', replace: true });
@@ -199,7 +187,7 @@ for (const engine of testEngines()) {
       const full = await client.create({ parent_id: root.id, name: 'full', kind: 'dir' });
       await client.create({ parent_id: full.id, name: 'keep.txt', kind: 'file' });
       const file = await client.create({ parent_id: root.id, name: 'file', kind: 'file' });
-      await commitContent(client, file.id, 0, [10]);
+      await commitRandomBlocks(client, file.id, 0, [10]);
       const before = await backend.snapshot();
       await rejectsWith(t, client.update(src.id, { name: 'full', replace: true }), 409, 'not_empty', 'folder over non-empty folder');
       t.equal(await backend.snapshot(), before);
@@ -244,7 +232,7 @@ for (const engine of testEngines()) {
       const root = await client.root();
       const dir = await client.create({ parent_id: root.id, name: 'dir', kind: 'dir' });
       const file = await client.create({ parent_id: dir.id, name: 'f.txt', kind: 'file' });
-      const blocks = await commitContent(client, file.id, 0, [64]);
+      const blocks = await commitRandomBlocks(client, file.id, 0, [64]);
 
       const deleted = await client.remove(file.id);
       t.equal(deleted.id, file.id);
@@ -348,7 +336,7 @@ for (const engine of testEngines()) {
       const root = await client.root();
       const dir = await client.create({ parent_id: root.id, name: 'dir', kind: 'dir' });
       const file = await client.create({ parent_id: dir.id, name: 'file.txt', kind: 'file' });
-      await commitContent(client, file.id, 0, [40]);
+      await commitRandomBlocks(client, file.id, 0, [40]);
       const trashedFile = await client.create({ parent_id: root.id, name: 'gone.txt', kind: 'file' });
       await client.remove(trashedFile.id);
       const unknown = crypto.randomUUID();

@@ -8,6 +8,7 @@ import { startServer, type RunningServer } from '../../backend/server.js';
 import { createUser } from '../../backend/services/accounts.js';
 import { withSettings, type ServerSettings } from '../../backend/settings.js';
 import { StratusClient } from '../../protocol/client.js';
+import type { BlockRef } from '../../protocol/types.js';
 import { startThrowawayPostgres } from '../../scripts/test-postgres.js';
 
 /**
@@ -128,6 +129,18 @@ export async function startTestBackend(engine: EngineName, overrides: Parameters
 export function randomBlock(size: number): { bytes: Buffer; hash: string } {
   const bytes = crypto.randomBytes(size);
   return { bytes, hash: blockHash(bytes) };
+}
+
+/** Uploads random blocks of these sizes and commits them as the version after `base` of a file. */
+export async function commitRandomBlocks(client: StratusClient, fileId: string, base: number, sizes: number[]): Promise<BlockRef[]> {
+  const blocks: BlockRef[] = [];
+  for (const size of sizes) {
+    const block = randomBlock(size);
+    await client.putBlock(block.hash, block.bytes);
+    blocks.push({ hash: block.hash, size });
+  }
+  await client.commit(fileId, { base_version: base, blocks, size: sizes.reduce((a, b) => a + b, 0) });
+  return blocks;
 }
 
 export { blake3Hex as blockHash } from '../../protocol/hash.js';
