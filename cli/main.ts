@@ -1,6 +1,9 @@
 #!/usr/bin/env node
+import './threadpool.js';
 import { Command, CommanderError } from 'commander';
+import { mountCommand } from './mount.js';
 import { serveCommand } from './serve.js';
+import { upCommand } from './up.js';
 import { userCommand } from './user.js';
 import { SERVER_VERSION } from '../backend/version.js';
 
@@ -13,6 +16,8 @@ const program = new Command('stratus')
 
 program.addCommand(serveCommand());
 program.addCommand(userCommand());
+program.addCommand(mountCommand());
+program.addCommand(upCommand());
 
 try {
   await program.parseAsync(process.argv);

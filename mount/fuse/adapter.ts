@@ -1,0 +1,48 @@
+import { toErrno } from '../vfs/errors.js';
+import type { Vfs } from '../vfs/vfs.js';
+
+type Cb = (code: number, ...rest: unknown[]) => void;
+
+/**
+ * fuse-native callbacks → Vfs calls: the thin edge. Every callback answers exactly once, with
+ * -errno on failure; nothing here waits synchronously.
+ */
+export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (...args: never[]) => void> {
+  const fail = (cb: Cb, op: string, err: unknown) => {
+    const errno = toErrno(err);
+    if (errno === 5) log?.(`${op}: ${(err as Error)?.stack ?? String(err)}`);
+    cb(-errno);
+  };
+  const run = <T>(cb: Cb, op: string, p: Promise<T>, ok: (v: T) => unknown[]) => {
+    p.then((v) => cb(0, ...ok(v)), (err: unknown) => fail(cb, op, err));
+  };
+  // read/write answer the byte count in the code slot.
+  const count = (cb: Cb, op: string, p: Promise<number>) => {
+    p.then((n) => cb(n), (err: unknown) => fail(cb, op, err));
+  };
+  const none = () => [];
+  return {
+    getattr: (path: string, cb: Cb) => run(cb, 'getattr', vfs.getattr(path), (s) => [s]),
+    fgetattr: (path: string, _fd: number, cb: Cb) => run(cb, 'fgetattr', vfs.getattr(path), (s) => [s]),
+    readdir: (path: string, cb: Cb) => run(cb, 'readdir', vfs.readdir(path), (r) => [r.names, r.stats]),
+    statfs: (_path: string, cb: Cb) => cb(0, vfs.statfs()),
+    access: (_path: string, _mode: number, cb: Cb) => cb(0),
+    open: (path: string, flags: number, cb: Cb) => run(cb, 'open', vfs.open(path, flags), (fd) => [fd]),
+    create: (path: string, mode: number, cb: Cb) => run(cb, 'create', vfs.create(path, mode), (fd) => [fd]),
+    read: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => count(cb, 'read', vfs.read(fd, buf, len, pos)),
+    write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => count(cb, 'write', vfs.write(fd, buf, len, pos)),
+    release: (_path: string, fd: number, cb: Cb) => run(cb, 'release', vfs.release(fd), none),
+    flush: (_path: string, _fd: number, cb: Cb) => cb(0),
+    fsync: (_path: string, fd: number, _datasync: boolean, cb: Cb) => run(cb, 'fsync', vfs.fsync(fd), none),
+    fsyncdir: (_path: string, _fd: number, _datasync: boolean, cb: Cb) => cb(0),
+    truncate: (path: string, size: number, cb: Cb) => run(cb, 'truncate', vfs.truncate(path, size), none),
+    ftruncate: (_path: string, fd: number, size: number, cb: Cb) => run(cb, 'ftruncate', vfs.ftruncate(fd, size), none),
+    utimens: (path: string, atime: number, mtime: number, cb: Cb) => run(cb, 'utimens', vfs.utimens(path, atime, mtime), none),
+    chmod: (path: string, mode: number, cb: Cb) => run(cb, 'chmod', vfs.chmod(path, mode), none),
+    chown: (_path: string, _uid: number, _gid: number, cb: Cb) => cb(0),
+    mkdir: (path: string, mode: number, cb: Cb) => run(cb, 'mkdir', vfs.mkdir(path, mode), none),
+    rmdir: (path: string, cb: Cb) => run(cb, 'rmdir', vfs.rmdir(path), none),
+    unlink: (path: string, cb: Cb) => run(cb, 'unlink', vfs.unlink(path), none),
+    rename: (src: string, dest: string, cb: Cb) => run(cb, 'rename', vfs.rename(src, dest), none),
+  };
+}

@@ -1,0 +1,401 @@
+import { EventEmitter } from 'node:events';
+import { open, rm } from 'node:fs/promises';
+import type { BlockCache } from '../../cache/block-cache.js';
+import { ApiError } from '../../protocol/errors.js';
+import type { StratusClient } from '../../protocol/client.js';
+import type { BlockRef, Manifest, ServerConfig } from '../../protocol/types.js';
+import type { ChunkerPool } from '../chunker/pool.js';
+import type { PendingCommit, StateStore } from '../state/store.js';
+import { isTransient } from '../vfs/errors.js';
+import type { Tree } from '../vfs/tree.js';
+import { conflictedCopyName } from './conflict-name.js';
+
+export interface CommitQueueOptions {
+  store: StateStore;
+  client: StratusClient;
+  pool: ChunkerPool;
+  cache: BlockCache;
+  tree: Tree;
+  config: ServerConfig;
+  device: string;
+  /** Files committed at once (different files); blocks uploaded at once per file. */
+  parallelCommits?: number;
+  parallelUploads?: number;
+  log?: (msg: string) => void;
+  /** First retry delay after a transient failure (doubles up to 30 s). */
+  retryMs?: number;
+}
+
+export interface CommitResult {
+  entry: PendingCommit;
+  nodeId: string;
+  manifest: Manifest;
+  conflictedCopy?: string;
+}
+
+/**
+ * The durable queue of closed files waiting to become versions (invariants 5 and 6). Each entry is
+ * on disk (state store row + staging file) before `release` returns; the queue chunks and hashes in
+ * workers, asks which blocks the server lacks, uploads only those, and commits with the base version.
+ * A stale base keeps the local bytes as a conflicted copy. Transient failures retry with backoff;
+ * entries survive restarts and resume with the blocks still missing.
+ *
+ * Events: `committed` (CommitResult), `changed` (the queue's size changed), `error` is never emitted:
+ * failures are logged and retried.
+ */
+export class CommitQueue extends EventEmitter {
+  private entries: PendingCommit[] = [];
+  private readonly inFlight = new Map<number, Promise<void>>();
+  private readonly cancelled = new Set<number>();
+  private readonly retryAt = new Map<number, number>();
+  private readonly failures = new Map<number, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Staging files still read by open handles: not deleted until released. */
+  private readonly stagingUsers = new Map<string, number>();
+  private readonly orphanStaging = new Set<string>();
+  /** Bytes of the cache bound each entry holds (released when it leaves the queue). */
+  private readonly reserved = new Map<number, number>();
+  /** mtimes set while an entry's commit was in flight: applied after it lands. */
+  private readonly lateMtime = new Map<string, number>();
+  readonly stats = { commits: 0, conflicts: 0, uploadedBlocks: 0, uploadedBytes: 0, checkedBlocks: 0 };
+
+  constructor(private readonly opts: CommitQueueOptions) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    this.entries = await this.opts.store.listPending();
+    // Queued bytes count against the cache bound until committed (best effort after a restart).
+    for (const e of this.entries) {
+      await this.opts.cache.reserve(e.size).then(
+        () => this.reserved.set(e.id, e.size),
+        () => undefined,
+      );
+    }
+    this.kick();
+  }
+
+  get pendingCount(): number {
+    return this.entries.length;
+  }
+
+  get pendingBytes(): number {
+    return this.entries.reduce((a, e) => a + e.size, 0);
+  }
+
+  list(): readonly PendingCommit[] {
+    return this.entries;
+  }
+
+  /** The newest queued content of a node, if any (what a reader must see until it is committed). */
+  latest(nodeId: string): PendingCommit | undefined {
+    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i]!.nodeId === nodeId) return this.entries[i];
+    return undefined;
+  }
+
+  /** Queues a closed file. Older entries of the same node not yet started are superseded (coalesced). */
+  async enqueue(input: Omit<PendingCommit, 'id' | 'createdAt'> & { reserved?: number }): Promise<PendingCommit> {
+    const { reserved = 0, ...entry } = input;
+    const superseded = this.entries.filter((e) => e.nodeId === entry.nodeId && !this.inFlight.has(e.id));
+    // The bytes of a superseded entry were based on the same local history: the new one keeps its base.
+    const base = superseded[0]?.baseVersion ?? entry.baseVersion;
+    const added = await this.opts.store.addPending({ ...entry, baseVersion: base, createdAt: Date.now() }, superseded.map((e) => e.id));
+    const gone = new Set(superseded.map((e) => e.id));
+    this.entries = this.entries.filter((e) => !gone.has(e.id));
+    this.entries.push(added);
+    this.reserved.set(added.id, reserved);
+    for (const e of superseded) {
+      this.releaseReservation(e.id);
+      await this.dropStaging(e.staging);
+    }
+    this.emit('changed');
+    this.kick();
+    return added;
+  }
+
+  /** Forget a node's queued content (the file was deleted here). An upload in flight is abandoned. */
+  async dropNode(nodeId: string): Promise<void> {
+    for (const e of this.entries.filter((x) => x.nodeId === nodeId)) {
+      if (this.inFlight.has(e.id)) {
+        this.cancelled.add(e.id);
+        continue;
+      }
+      await this.remove(e);
+    }
+  }
+
+  /** Resolves once nothing of this node is queued (e.g. before a rename that must carry its content). */
+  async waitFor(nodeId: string, timeoutMs = 120_000): Promise<void> {
+    await this.waitUntil(() => !this.entries.some((e) => e.nodeId === nodeId), timeoutMs);
+  }
+
+  /** Waits for the queue to empty; false on timeout. `progress` is told the count whenever it changes. */
+  async drain(timeoutMs: number, progress?: (count: number, bytes: number) => void): Promise<boolean> {
+    progress?.(this.pendingCount, this.pendingBytes);
+    const onChange = () => progress?.(this.pendingCount, this.pendingBytes);
+    this.on('changed', onChange);
+    try {
+      // Retry at once whatever waits on a backoff timer: we are about to stop.
+      this.retryAt.clear();
+      this.kick();
+      return await this.waitUntil(() => this.entries.length === 0, timeoutMs).then(
+        () => true,
+        () => false,
+      );
+    } finally {
+      this.off('changed', onChange);
+    }
+  }
+
+  /** A new mtime for a node's queued content (`touch`, `cp -p` after the close). */
+  async setMtime(nodeId: string, mtime: number): Promise<void> {
+    for (const e of this.entries) {
+      if (e.nodeId !== nodeId) continue;
+      e.mtime = mtime;
+      await this.opts.store.updatePending(e.id, { mtime });
+      if (this.inFlight.has(e.id)) this.lateMtime.set(nodeId, mtime);
+    }
+  }
+
+  /** Makes the queue durable against a power cut (fsync of the state store). */
+  async sync(): Promise<void> {
+    await this.opts.store.sync();
+  }
+
+  private releaseReservation(id: number): void {
+    const n = this.reserved.get(id);
+    this.reserved.delete(id);
+    if (n) this.emit('removed', n);
+  }
+
+  useStaging(path: string): void {
+    this.stagingUsers.set(path, (this.stagingUsers.get(path) ?? 0) + 1);
+  }
+
+  async releaseStaging(path: string): Promise<void> {
+    const n = (this.stagingUsers.get(path) ?? 1) - 1;
+    if (n > 0) {
+      this.stagingUsers.set(path, n);
+      return;
+    }
+    this.stagingUsers.delete(path);
+    if (this.orphanStaging.delete(path)) await rm(path, { force: true });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.allSettled([...this.inFlight.values()]);
+  }
+
+  private waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
+    if (cond()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onChange = () => {
+        if (!cond()) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`commit queue: still ${this.entries.length} pending after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('changed', onChange);
+      };
+      this.on('changed', onChange);
+    });
+  }
+
+  private kick(): void {
+    if (this.stopped) return;
+    const max = this.opts.parallelCommits ?? 2;
+    const now = Date.now();
+    const busyNodes = new Set<string>();
+    for (const id of this.inFlight.keys()) {
+      const e = this.entries.find((x) => x.id === id);
+      if (e) busyNodes.add(e.nodeId);
+    }
+    let nextRetry = Infinity;
+    for (const e of this.entries) {
+      if (this.inFlight.size >= max) break;
+      if (this.inFlight.has(e.id) || busyNodes.has(e.nodeId)) {
+        busyNodes.add(e.nodeId); // later entries of a node wait for earlier ones
+        continue;
+      }
+      const at = this.retryAt.get(e.id) ?? 0;
+      if (at > now) {
+        nextRetry = Math.min(nextRetry, at);
+        busyNodes.add(e.nodeId);
+        continue;
+      }
+      busyNodes.add(e.nodeId);
+      const p = this.process(e).finally(() => {
+        this.inFlight.delete(e.id);
+        this.kick();
+      });
+      this.inFlight.set(e.id, p);
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (nextRetry !== Infinity) this.timer = setTimeout(() => this.kick(), Math.max(0, nextRetry - Date.now())).unref();
+  }
+
+  private async process(entry: PendingCommit): Promise<void> {
+    let result: CommitResult | undefined;
+    try {
+      result = await this.commit(entry);
+    } catch (err) {
+      if (this.cancelled.has(entry.id)) {
+        await this.remove(entry);
+        return;
+      }
+      const n = (this.failures.get(entry.id) ?? 0) + 1;
+      this.failures.set(entry.id, n);
+      const delay = Math.min(30_000, (this.opts.retryMs ?? 500) * 2 ** (n - 1)) * (0.75 + Math.random() * 0.5);
+      this.retryAt.set(entry.id, Date.now() + delay);
+      const refused = isTransient(err) ? '' : ' (refused by the server; its bytes stay queued)';
+      this.opts.log?.(`commit of ${entry.nodeId} failed: ${(err as Error).message}${refused}; retrying in ${Math.round(delay)} ms`);
+      return;
+    }
+    // Committed: nothing below may send it again (a retry would be a stale base, i.e. a false conflict).
+    try {
+      if (result) await this.afterCommit(entry, result);
+    } catch (err) {
+      this.opts.log?.(`after committing ${entry.nodeId}: ${(err as Error).message}`);
+    }
+    await this.remove(entry);
+  }
+
+  private async afterCommit(entry: PendingCommit, result: CommitResult): Promise<void> {
+    this.stats.commits++;
+    // Later local edits of this file were made on top of this one.
+    for (const later of this.entries) {
+      if (later.id === entry.id || later.nodeId !== entry.nodeId) continue;
+      later.baseVersion = result.manifest.version;
+      later.nodeId = result.nodeId;
+      await this.opts.store.updatePending(later.id, { baseVersion: later.baseVersion, nodeId: later.nodeId });
+    }
+    const late = this.lateMtime.get(entry.nodeId);
+    if (late !== undefined && !this.entries.some((e) => e.id !== entry.id && e.nodeId === entry.nodeId)) {
+      this.lateMtime.delete(entry.nodeId);
+      const info = await this.opts.client.update(result.nodeId, { mtime: late });
+      this.opts.tree.patch(info.id, { mtime: info.mtime });
+    }
+    this.emit('committed', result);
+  }
+
+  /** One attempt at committing an entry; undefined when it was cancelled meanwhile. */
+  private async commit(entry: PendingCommit): Promise<CommitResult | undefined> {
+    const { client, pool, config } = this.opts;
+    const blocks = await pool.chunkFile(entry.staging, config.chunking);
+    await this.uploadMissing(entry, blocks);
+    if (this.cancelled.has(entry.id)) return undefined;
+    const refs: BlockRef[] = blocks.map((b) => ({ hash: b.hash, size: b.size }));
+    const req = { base_version: entry.baseVersion, blocks: refs, size: entry.size, mtime: entry.mtime };
+    try {
+      const manifest = await client.commit(entry.nodeId, req);
+      this.applyCommitted(entry.nodeId, manifest);
+      return { entry, nodeId: entry.nodeId, manifest };
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.code === 'stale_version' || err.code === 'node_deleted' || err.code === 'not_found') {
+        return this.keepAsCopy(entry, refs, err.code === 'stale_version');
+      }
+      throw err;
+    }
+  }
+
+  private async uploadMissing(entry: PendingCommit, blocks: (BlockRef & { offset: number })[]): Promise<void> {
+    const { client, config } = this.opts;
+    const unique = new Map<string, BlockRef & { offset: number }>();
+    for (const b of blocks) if (!unique.has(b.hash)) unique.set(b.hash, b);
+    const hashes = [...unique.keys()];
+    const missing: string[] = [];
+    const step = Math.max(1, config.limits.max_check_hashes);
+    for (let i = 0; i < hashes.length; i += step) {
+      const res = await client.checkBlocks(hashes.slice(i, i + step));
+      missing.push(...res.missing);
+    }
+    this.stats.checkedBlocks += hashes.length;
+    if (!missing.length) return;
+    const fh = await open(entry.staging, 'r');
+    try {
+      let next = 0;
+      const worker = async () => {
+        while (next < missing.length && !this.cancelled.has(entry.id)) {
+          const b = unique.get(missing[next++]!)!;
+          const bytes = Buffer.allocUnsafe(b.size);
+          const { bytesRead } = await fh.read(bytes, 0, b.size, b.offset);
+          if (bytesRead !== b.size) throw new Error(`staging file ${entry.staging} is shorter than its blocks`);
+          await client.putBlock(b.hash, bytes);
+          this.stats.uploadedBlocks++;
+          this.stats.uploadedBytes += b.size;
+          // What was just written is likely read next: keep it warm (best effort).
+          await this.opts.cache.put(b.hash, bytes).catch(() => undefined);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(this.opts.parallelUploads ?? 4, missing.length) }, worker));
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Invariant 6: the head moved (or the file went away) — keep these bytes under a conflicted-copy name. */
+  private async keepAsCopy(entry: PendingCommit, refs: BlockRef[], stale: boolean): Promise<CommitResult> {
+    const { client, tree } = this.opts;
+    let original = tree.get(entry.nodeId);
+    if (!original) {
+      try {
+        const info = await client.node(entry.nodeId);
+        original = { id: info.id, parentId: info.parent_id, name: info.name, kind: info.kind, headVersion: info.head_version, size: info.size, mtime: info.mtime, mode: info.mode, listed: false };
+      } catch {
+        original = undefined;
+      }
+    }
+    const parentId = original?.parentId ?? tree.rootId;
+    const baseName = original?.name ?? `recovered ${entry.nodeId}`;
+    let created;
+    for (let attempt = 0; ; attempt++) {
+      const name = stale || attempt > 0 ? conflictedCopyName(baseName, this.opts.device, new Date(entry.createdAt), stale ? attempt : attempt - 1) : baseName;
+      try {
+        created = await client.create({ parent_id: parentId, name, kind: 'file', mtime: entry.mtime, ...(original && { mode: original.mode }) });
+        break;
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'exists' && attempt < 20) continue;
+        throw err;
+      }
+    }
+    const manifest = await client.commit(created.id, { base_version: 0, blocks: refs, size: entry.size, mtime: entry.mtime });
+    tree.applyInfo({ ...created, head_version: manifest.version, size: manifest.size, mtime: manifest.mtime });
+    this.stats.conflicts++;
+    this.opts.log?.(`kept local edit of ${baseName} as ${created.name}`);
+    if (stale) {
+      // The file itself shows the server's head now.
+      await client.node(entry.nodeId).then((info) => tree.applyInfo(info)).catch(() => undefined);
+    }
+    return { entry, nodeId: created.id, manifest, conflictedCopy: created.name };
+  }
+
+  private applyCommitted(nodeId: string, manifest: Manifest): void {
+    this.opts.tree.patch(nodeId, { headVersion: manifest.version, size: manifest.size, mtime: manifest.mtime });
+  }
+
+  private async remove(entry: PendingCommit): Promise<void> {
+    await this.opts.store.removePending(entry.id);
+    this.entries = this.entries.filter((e) => e.id !== entry.id);
+    this.cancelled.delete(entry.id);
+    this.retryAt.delete(entry.id);
+    this.failures.delete(entry.id);
+    this.releaseReservation(entry.id);
+    await this.dropStaging(entry.staging);
+    this.emit('changed');
+  }
+
+  private async dropStaging(path: string): Promise<void> {
+    if (this.stagingUsers.has(path)) this.orphanStaging.add(path);
+    else await rm(path, { force: true });
+  }
+}

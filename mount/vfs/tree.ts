@@ -1,0 +1,229 @@
+import type { StratusClient } from '../../protocol/client.js';
+import type { NodeInfo } from '../../protocol/types.js';
+import type { LocalNode, StateStore } from '../state/store.js';
+
+/**
+ * The tree the mount shows: every node it has seen, by id and by (parent, name), in memory,
+ * written behind to the state store so a remount lists at once. Folders are listed from the
+ * server on first use (paged), then kept by what the mount does and by the change feed.
+ */
+export class Tree {
+  private readonly byId = new Map<string, LocalNode>();
+  private readonly kids = new Map<string, Map<string, string>>();
+  private readonly listing = new Map<string, Promise<void>>();
+  private dirtyIds = new Set<string>();
+  private deletedIds = new Set<string>();
+  private pendingCursor: number | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private flushQueued = false;
+  rootId = '';
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly client: StratusClient,
+  ) {}
+
+  /** Loads the saved tree; with none, fetches the root. Returns the saved change cursor, if any. */
+  async load(): Promise<number | undefined> {
+    for (const node of await this.store.loadNodes()) this.insert(node);
+    const root = [...this.byId.values()].find((n) => n.parentId === null);
+    const cursor = await this.store.getMeta('cursor');
+    if (root && cursor !== undefined) {
+      this.rootId = root.id;
+      return Number(cursor);
+    }
+    await this.store.resetTree();
+    this.byId.clear();
+    this.kids.clear();
+    // Take the cursor before reading anything, so the catch-up covers whatever changes during the first listings.
+    const { cursor: head } = await this.client.changesHead();
+    const info = await this.client.root();
+    this.rootId = info.id;
+    this.upsert(fromInfo(info, false));
+    this.pendingCursor = head;
+    await this.flush();
+    return head;
+  }
+
+  get(id: string): LocalNode | undefined {
+    return this.byId.get(id);
+  }
+
+  root(): LocalNode {
+    return this.byId.get(this.rootId)!;
+  }
+
+  childId(dirId: string, name: string): string | undefined {
+    return this.kids.get(dirId)?.get(name);
+  }
+
+  child(dirId: string, name: string): LocalNode | undefined {
+    const id = this.childId(dirId, name);
+    return id === undefined ? undefined : this.byId.get(id);
+  }
+
+  children(dirId: string): LocalNode[] {
+    const out: LocalNode[] = [];
+    for (const id of this.kids.get(dirId)?.values() ?? []) {
+      const n = this.byId.get(id);
+      if (n) out.push(n);
+    }
+    return out;
+  }
+
+  /** Fetches a folder's children once (concurrent callers share the one listing). */
+  async ensureListed(dir: LocalNode): Promise<void> {
+    if (dir.listed || dir.kind !== 'dir') return;
+    let p = this.listing.get(dir.id);
+    if (!p) {
+      p = this.list(dir).finally(() => this.listing.delete(dir.id));
+      this.listing.set(dir.id, p);
+    }
+    await p;
+  }
+
+  private async list(dir: LocalNode): Promise<void> {
+    const infos = await this.client.allChildren(dir.id);
+    const seen = new Set<string>();
+    for (const info of infos) {
+      seen.add(info.id);
+      const known = this.byId.get(info.id);
+      this.upsert(fromInfo(info, known?.listed ?? false));
+    }
+    for (const id of [...(this.kids.get(dir.id)?.values() ?? [])]) if (!seen.has(id)) this.removeSubtree(id);
+    const current = this.byId.get(dir.id);
+    if (current) this.upsert({ ...current, listed: true });
+  }
+
+  /** Resolves a mount path ("/a/b") to a node, listing folders on the way as needed. */
+  async resolve(path: string): Promise<LocalNode | undefined> {
+    let node = this.root();
+    if (path === '/' || path === '') return node;
+    for (const part of path.split('/')) {
+      if (part === '') continue;
+      if (node.kind !== 'dir') return undefined;
+      await this.ensureListed(node);
+      const next = this.child(node.id, part);
+      if (!next) return undefined;
+      node = next;
+    }
+    return node;
+  }
+
+  /** Applies the server's state of a node (from a response or the change feed). */
+  applyInfo(info: NodeInfo): void {
+    if (info.deleted_at !== null) {
+      this.removeSubtree(info.id);
+      return;
+    }
+    const known = this.byId.get(info.id);
+    const parent = info.parent_id === null ? undefined : this.byId.get(info.parent_id);
+    if (info.parent_id !== null && !(parent && parent.listed)) {
+      // Its folder is not listed here: the listing will bring it when needed.
+      if (known) this.removeSubtree(info.id);
+      return;
+    }
+    this.upsert(fromInfo(info, known?.listed ?? false));
+  }
+
+  /** Changes fields of a known node locally (sizes and mtimes of files being written). */
+  patch(id: string, fields: Partial<Omit<LocalNode, 'id'>>): LocalNode | undefined {
+    const n = this.byId.get(id);
+    if (!n) return undefined;
+    const next = { ...n, ...fields };
+    this.upsert(next);
+    return next;
+  }
+
+  removeSubtree(id: string): void {
+    const n = this.byId.get(id);
+    if (!n) return;
+    for (const childId of [...(this.kids.get(id)?.values() ?? [])]) this.removeSubtree(childId);
+    this.kids.delete(id);
+    this.detach(n);
+    this.byId.delete(id);
+    this.dirtyIds.delete(id);
+    this.deletedIds.add(id);
+    this.scheduleFlush();
+  }
+
+  setCursor(cursor: number): void {
+    this.pendingCursor = cursor;
+    this.scheduleFlush();
+  }
+
+  private upsert(node: LocalNode): void {
+    const old = this.byId.get(node.id);
+    if (old) this.detach(old);
+    this.insert(node);
+    this.deletedIds.delete(node.id);
+    this.dirtyIds.add(node.id);
+    this.scheduleFlush();
+  }
+
+  private insert(node: LocalNode): void {
+    this.byId.set(node.id, node);
+    if (node.parentId !== null) {
+      let m = this.kids.get(node.parentId);
+      if (!m) this.kids.set(node.parentId, (m = new Map()));
+      // A stale entry under the same name (replaced on the server) gives way to the newer node.
+      const other = m.get(node.name);
+      if (other !== undefined && other !== node.id) {
+        this.removeSubtree(other);
+        m = this.kids.get(node.parentId) ?? new Map();
+        this.kids.set(node.parentId, m);
+      }
+      m.set(node.name, node.id);
+    }
+  }
+
+  private detach(node: LocalNode): void {
+    if (node.parentId === null) return;
+    const m = this.kids.get(node.parentId);
+    if (m?.get(node.name) === node.id) m.delete(node.name);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    this.flushing = this.flushing.then(() => {
+      this.flushQueued = false;
+      return this.writeOut();
+    });
+  }
+
+  private async writeOut(): Promise<void> {
+    const upserts = [...this.dirtyIds].map((id) => this.byId.get(id)).filter((n): n is LocalNode => !!n);
+    const deletes = [...this.deletedIds];
+    const cursor = this.pendingCursor;
+    this.dirtyIds = new Set();
+    this.deletedIds = new Set();
+    this.pendingCursor = undefined;
+    if (!upserts.length && !deletes.length && cursor === undefined) return;
+    try {
+      await this.store.saveNodes(upserts, deletes, cursor);
+    } catch {
+      // The saved tree is a cache: a failed write costs a re-listing after restart, nothing else.
+    }
+  }
+
+  /** Waits until everything known so far is written to the state store. */
+  async flush(): Promise<void> {
+    this.scheduleFlush();
+    await this.flushing;
+  }
+}
+
+export function fromInfo(info: NodeInfo, listed: boolean): LocalNode {
+  return {
+    id: info.id,
+    parentId: info.parent_id,
+    name: info.name,
+    kind: info.kind,
+    headVersion: info.head_version,
+    size: info.size,
+    mtime: info.mtime,
+    mode: info.mode,
+    listed: info.kind === 'dir' ? listed : false,
+  };
+}

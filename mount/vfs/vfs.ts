@@ -1,0 +1,437 @@
+import { randomUUID } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { copyFile, open, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LRUCache } from 'lru-cache';
+import type { BlockCache } from '../../cache/block-cache.js';
+import { ApiError } from '../../protocol/errors.js';
+import type { StratusClient } from '../../protocol/client.js';
+import type { LocalNode } from '../state/store.js';
+import type { CommitQueue } from '../sync/commit-queue.js';
+import type { BlockSource } from './block-source.js';
+import { FsError } from './errors.js';
+import { ManifestReader, PinnedManifest } from './manifest-reader.js';
+import type { Tree } from './tree.js';
+
+export interface Stat {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  nlink: number;
+  blksize: number;
+  blocks: number;
+  mtime: number;
+  atime: number;
+  ctime: number;
+}
+
+export interface VfsOptions {
+  tree: Tree;
+  client: StratusClient;
+  source: BlockSource;
+  cache: BlockCache;
+  queue: CommitQueue;
+  stagingDir: string;
+  uid?: number;
+  gid?: number;
+}
+
+/** A file being written: its bytes live in a staging file until the last writer closes it. */
+interface Dirty {
+  nodeId: string;
+  staging: string;
+  fh: FileHandle;
+  size: number;
+  mtime: number;
+  baseVersion: number;
+  writers: number;
+  /** Bytes of the cache bound held for this staging file. */
+  reserved: number;
+  modified: boolean;
+  unlinked: boolean;
+}
+
+interface Handle {
+  nodeId: string;
+  dirty?: Dirty;
+  reader?: ManifestReader;
+  /** A read-only handle on queued (not yet committed) content: its own descriptor on the staging file. */
+  file?: FileHandle;
+}
+
+const S_IFDIR = 0o040000;
+const O_ACCMODE = 3;
+const S_IFREG = 0o100000;
+
+/**
+ * The file system the mount shows, in plain async methods over paths: the FUSE adapter only
+ * translates callbacks. Metadata operations go to the server; file content is read through
+ * pinned manifests and the block cache, written to staging files and committed on close through
+ * the durable commit queue. Errors are FsError (errno names).
+ */
+export class Vfs {
+  private readonly dirty = new Map<string, Dirty>();
+  private readonly handles = new Map<number, Handle>();
+  private nextFh = 1;
+  private readonly manifests = new LRUCache<string, PinnedManifest>({ max: 512 });
+  private readonly uid: number;
+  private readonly gid: number;
+
+  constructor(private readonly o: VfsOptions) {
+    this.uid = o.uid ?? process.getuid?.() ?? 0;
+    this.gid = o.gid ?? process.getgid?.() ?? 0;
+    o.queue.on('removed', (size: number) => o.cache.release(size));
+  }
+
+  get openHandles(): number {
+    return this.handles.size;
+  }
+
+  // --- metadata ---------------------------------------------------------------------------------
+
+  async getattr(path: string): Promise<Stat> {
+    return this.stat(await this.lookup(path));
+  }
+
+  async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
+    const dir = await this.lookup(path);
+    if (dir.kind !== 'dir') throw new FsError('ENOTDIR');
+    await this.o.tree.ensureListed(dir);
+    const kids = this.o.tree.children(dir.id);
+    return { names: kids.map((k) => k.name), stats: kids.map((k) => this.stat(k)) };
+  }
+
+  statfs(): { bsize: number; frsize: number; blocks: number; bfree: number; bavail: number; files: number; ffree: number; favail: number; namemax: number } {
+    // A remote drive has no fixed size: report a large one so tools do not refuse to copy.
+    const blocks = 2 ** 40 / 4096;
+    return { bsize: 4096, frsize: 4096, blocks, bfree: blocks, bavail: blocks, files: 2 ** 32, ffree: 2 ** 32, favail: 2 ** 32, namemax: 255 };
+  }
+
+  async mkdir(path: string, mode: number): Promise<void> {
+    const { parent, name } = await this.parentOf(path);
+    if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
+    const info = await this.o.client.create({ parent_id: parent.id, name, kind: 'dir', mode: mode & 0o7777, mtime: Date.now() });
+    this.o.tree.applyInfo(info);
+    this.o.tree.patch(info.id, { listed: true });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const node = await this.lookup(path);
+    if (node.kind !== 'dir') throw new FsError('ENOTDIR');
+    if (node.parentId === null) throw new FsError('EBUSY');
+    await this.o.tree.ensureListed(node);
+    if (this.o.tree.children(node.id).length) throw new FsError('ENOTEMPTY');
+    await this.o.client.remove(node.id);
+    this.o.tree.removeSubtree(node.id);
+  }
+
+  async unlink(path: string): Promise<void> {
+    const node = await this.lookup(path);
+    if (node.kind === 'dir') throw new FsError('EISDIR');
+    const d = this.dirty.get(node.id);
+    if (d) d.unlinked = true;
+    await this.o.queue.dropNode(node.id);
+    await this.o.client.remove(node.id).catch((err) => {
+      if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
+    });
+    this.o.tree.removeSubtree(node.id);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    const src = await this.lookup(from);
+    if (src.parentId === null) throw new FsError('EBUSY');
+    const { parent, name } = await this.parentOf(to);
+    const dst = this.o.tree.child(parent.id, name);
+    if (dst?.id === src.id) return;
+    if (dst) {
+      if (dst.kind === 'dir' && src.kind !== 'dir') throw new FsError('EISDIR');
+      if (dst.kind !== 'dir' && src.kind === 'dir') throw new FsError('ENOTDIR');
+      if (dst.kind === 'dir') {
+        await this.o.tree.ensureListed(dst);
+        if (this.o.tree.children(dst.id).length) throw new FsError('ENOTEMPTY');
+      }
+    }
+    // The server moves what it has: queued content of the source must be there first.
+    if (src.kind === 'file') await this.o.queue.waitFor(src.id);
+    if (dst && dst.kind === 'file') await this.o.queue.dropNode(dst.id);
+    const info = await this.o.client.update(src.id, { parent_id: parent.id, name, ...(dst && { replace: true }) });
+    if (info.id !== src.id) {
+      // File over file: the destination node took the source's content as a new version (history kept).
+      this.o.tree.removeSubtree(src.id);
+      const d = this.dirty.get(src.id);
+      if (d) d.unlinked = true;
+    }
+    if (src.kind === 'dir') {
+      const listed = src.listed;
+      this.o.tree.applyInfo(info);
+      if (listed) this.o.tree.patch(info.id, { listed: true });
+    } else this.o.tree.applyInfo(info);
+  }
+
+  async chmod(path: string, mode: number): Promise<void> {
+    const node = await this.lookup(path);
+    const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
+    this.o.tree.patch(node.id, { mode: info.mode });
+  }
+
+  /** Times in ms since the epoch; only mtime is kept (atime is not tracked). */
+  async utimens(path: string, _atime: number, mtime: number): Promise<void> {
+    const node = await this.lookup(path);
+    const ms = Math.round(mtime);
+    const d = this.dirty.get(node.id);
+    if (d) {
+      d.mtime = ms;
+      return;
+    }
+    if (this.o.queue.latest(node.id)) {
+      // Queued content carries the new mtime; if its upload already started, set it again after.
+      await this.o.queue.setMtime(node.id, ms);
+      this.o.tree.patch(node.id, { mtime: ms });
+      return;
+    }
+    const info = await this.o.client.update(node.id, { mtime: ms });
+    this.o.tree.patch(node.id, { mtime: info.mtime });
+  }
+
+  // --- files ------------------------------------------------------------------------------------
+
+  async create(path: string, mode: number): Promise<number> {
+    const { parent, name } = await this.parentOf(path);
+    const existing = this.o.tree.child(parent.id, name);
+    if (existing) return this.open(path, fsc.O_RDWR | fsc.O_TRUNC);
+    const info = await this.o.client.create({ parent_id: parent.id, name, kind: 'file', mode: mode & 0o7777, mtime: Date.now() });
+    this.o.tree.applyInfo(info);
+    const node = this.o.tree.get(info.id)!;
+    const dirty = await this.startDirty(node, true);
+    return this.addHandle({ nodeId: node.id, dirty });
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    const node = await this.lookup(path);
+    if (node.kind === 'dir') throw new FsError('EISDIR');
+    const access = flags & O_ACCMODE;
+    if (access !== fsc.O_RDONLY) {
+      const dirty = await this.startDirty(node, (flags & fsc.O_TRUNC) !== 0);
+      return this.addHandle({ nodeId: node.id, dirty });
+    }
+    const d = this.dirty.get(node.id);
+    const staging = d?.staging ?? this.o.queue.latest(node.id)?.staging;
+    if (staging) {
+      try {
+        return this.addHandle({ nodeId: node.id, file: await open(staging, 'r') });
+      } catch (err) {
+        // Committed and removed in between: the manifest below is the content now.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    const current = this.o.tree.get(node.id) ?? node;
+    return this.addHandle({ nodeId: node.id, reader: new ManifestReader(await this.manifest(current), this.o.source) });
+  }
+
+  async read(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
+    const h = this.handle(fh);
+    if (h.reader) return h.reader.read(buf, length, position);
+    const file = h.file ?? h.dirty?.fh;
+    if (!file) throw new FsError('EBADF');
+    let total = 0;
+    while (total < length) {
+      const { bytesRead } = await file.read(buf, total, length - total, position + total);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+    }
+    return total;
+  }
+
+  async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
+    const d = this.handle(fh).dirty;
+    if (!d) throw new FsError('EBADF');
+    await this.reserveUpTo(d, position + length);
+    let done = 0;
+    while (done < length) {
+      const { bytesWritten } = await d.fh.write(buf, done, length - done, position + done);
+      done += bytesWritten;
+    }
+    d.size = Math.max(d.size, position + length);
+    d.mtime = Date.now();
+    d.modified = true;
+    return length;
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    const node = await this.lookup(path);
+    if (node.kind === 'dir') throw new FsError('EISDIR');
+    const fh = await this.open(path, size === 0 ? fsc.O_WRONLY | fsc.O_TRUNC : fsc.O_WRONLY);
+    try {
+      await this.ftruncate(fh, size);
+    } finally {
+      await this.release(fh);
+    }
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    const d = this.handle(fh).dirty;
+    if (!d) throw new FsError('EBADF');
+    await this.reserveUpTo(d, size);
+    await d.fh.truncate(size);
+    d.size = size;
+    d.mtime = Date.now();
+    d.modified = true;
+  }
+
+  /** `fsync`: the staging file and the queue reach the disk (survive a power cut, not only a crash). */
+  async fsync(fh: number): Promise<void> {
+    const h = this.handle(fh);
+    if (h.dirty) await h.dirty.fh.sync();
+    await this.o.queue.sync();
+  }
+
+  async release(fh: number): Promise<void> {
+    const h = this.handles.get(fh);
+    if (!h) return;
+    this.handles.delete(fh);
+    if (h.file) await h.file.close().catch(() => undefined);
+    const d = h.dirty;
+    if (!d || --d.writers > 0) return;
+    this.dirty.delete(d.nodeId);
+    await d.fh.close();
+    const node = this.o.tree.get(d.nodeId);
+    if (!d.modified || d.unlinked || !node) {
+      this.o.cache.release(d.reserved);
+      await rm(d.staging, { force: true });
+      return;
+    }
+    // Invariant 5: queued on disk before close returns. The reservation passes to the queue entry.
+    await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: d.staging, size: d.size, mtime: d.mtime, reserved: d.reserved });
+    this.o.tree.patch(d.nodeId, { size: d.size, mtime: d.mtime });
+  }
+
+  /** Sizes and times as the mount shows them: open writers first, then queued content, then the server's. */
+  private stat(node: LocalNode): Stat {
+    let size = node.size;
+    let mtime = node.mtime;
+    const d = this.dirty.get(node.id);
+    const q = d ? undefined : this.o.queue.latest(node.id);
+    if (d) ({ size, mtime } = d);
+    else if (q) ({ size, mtime } = q);
+    const isDir = node.kind === 'dir';
+    return {
+      mode: (isDir ? S_IFDIR : S_IFREG) | (node.mode & 0o7777),
+      uid: this.uid,
+      gid: this.gid,
+      size: isDir ? 4096 : size,
+      nlink: isDir ? 2 : 1,
+      blksize: 4096,
+      blocks: Math.ceil((isDir ? 4096 : size) / 512),
+      mtime,
+      atime: mtime,
+      ctime: mtime,
+    };
+  }
+
+  private async startDirty(node: LocalNode, truncate: boolean): Promise<Dirty> {
+    const existing = this.dirty.get(node.id);
+    if (existing) {
+      existing.writers++;
+      if (truncate) {
+        await existing.fh.truncate(0);
+        existing.size = 0;
+        existing.modified = true;
+        existing.mtime = Date.now();
+      }
+      return existing;
+    }
+    const staging = join(this.o.stagingDir, randomUUID());
+    const queued = this.o.queue.latest(node.id);
+    let size = 0;
+    let baseVersion = node.headVersion;
+    if (queued) baseVersion = queued.baseVersion;
+    if (!truncate && queued) {
+      await copyFile(queued.staging, staging);
+      size = queued.size;
+    }
+    const fh = await open(staging, queued && !truncate ? 'r+' : 'w+');
+    const d: Dirty = { nodeId: node.id, staging, fh, size, mtime: queued?.mtime ?? node.mtime, baseVersion, writers: 1, reserved: 0, modified: truncate, unlinked: false };
+    try {
+      if (!truncate && !queued && node.headVersion > 0 && node.size > 0) {
+        await this.reserveUpTo(d, node.size);
+        await this.materialize(d, await this.manifest(node));
+      } else await this.reserveUpTo(d, size);
+    } catch (err) {
+      await fh.close();
+      await rm(staging, { force: true });
+      this.o.cache.release(d.reserved);
+      throw err;
+    }
+    if (truncate) d.mtime = Date.now();
+    this.dirty.set(node.id, d);
+    return d;
+  }
+
+  /** Copies a version into a staging file (a writer that does not truncate edits the whole file). */
+  private async materialize(d: Dirty, m: PinnedManifest): Promise<void> {
+    await d.fh.truncate(m.size);
+    let next = 0;
+    const worker = async () => {
+      while (next < m.blocks.length) {
+        const i = next++;
+        const b = m.blocks[i]!;
+        const bytes = await this.o.source.get(b.hash, b.size);
+        await d.fh.write(bytes, 0, bytes.length, m.offsets[i]!);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(4, m.blocks.length) }, worker));
+    d.size = m.size;
+  }
+
+  private async reserveUpTo(d: Dirty, size: number): Promise<void> {
+    if (size <= d.reserved) return;
+    try {
+      await this.o.cache.reserve(size - d.reserved);
+    } catch {
+      throw new FsError('ENOSPC', 'the cache cannot hold more unsaved data');
+    }
+    d.reserved = size;
+  }
+
+  private async manifest(node: LocalNode): Promise<PinnedManifest> {
+    if (node.headVersion === 0) return new PinnedManifest(0, []);
+    const key = `${node.id}@${node.headVersion}`;
+    let m = this.manifests.get(key);
+    if (!m) {
+      const res = await this.o.client.manifest(node.id, node.headVersion);
+      m = new PinnedManifest(res.version, res.blocks);
+      this.manifests.set(key, m);
+    }
+    return m;
+  }
+
+  private addHandle(h: Handle): number {
+    const fh = this.nextFh++;
+    if (this.nextFh > 0x7fffffff) this.nextFh = 1;
+    this.handles.set(fh, h);
+    return fh;
+  }
+
+  private handle(fh: number): Handle {
+    const h = this.handles.get(fh);
+    if (!h) throw new FsError('EBADF');
+    return h;
+  }
+
+  private async lookup(path: string): Promise<LocalNode> {
+    const node = await this.o.tree.resolve(path);
+    if (!node) throw new FsError('ENOENT');
+    return node;
+  }
+
+  private async parentOf(path: string): Promise<{ parent: LocalNode; name: string }> {
+    const i = path.lastIndexOf('/');
+    const name = path.slice(i + 1);
+    if (!name) throw new FsError('EINVAL');
+    const parent = await this.lookup(path.slice(0, i) || '/');
+    if (parent.kind !== 'dir') throw new FsError('ENOTDIR');
+    await this.o.tree.ensureListed(parent);
+    return { parent, name };
+  }
+}
