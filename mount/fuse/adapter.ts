@@ -10,7 +10,7 @@ type Cb = (code: number, ...rest: unknown[]) => void;
 export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (...args: never[]) => void> {
   const fail = (cb: Cb, op: string, err: unknown) => {
     const errno = toErrno(err);
-    if (errno === 5) log?.(`${op}: ${(err as Error)?.stack ?? String(err)}`);
+    if (errno === 5 || (process.env.STRATUS_DEBUG_FUSE && errno !== 2)) log?.(`${op} failed (errno ${errno}): ${(err as Error)?.stack ?? String(err)}`);
     cb(-errno);
   };
   const run = <T>(cb: Cb, op: string, p: Promise<T>, ok: (v: T) => unknown[]) => {
@@ -33,8 +33,8 @@ export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (
     write: (_path: string, fd: number, buf: Buffer, len: number, pos: number, cb: Cb) => count(cb, 'write', vfs.write(fd, buf, len, pos)),
     release: (_path: string, fd: number, cb: Cb) => run(cb, 'release', vfs.release(fd), none),
     flush: (_path: string, _fd: number, cb: Cb) => cb(0),
-    fsync: (_path: string, fd: number, _datasync: boolean, cb: Cb) => run(cb, 'fsync', vfs.fsync(fd), none),
-    fsyncdir: (_path: string, _fd: number, _datasync: boolean, cb: Cb) => cb(0),
+    fsync: (_path: string, _datasync: number, fd: number, cb: Cb) => run(cb, 'fsync', vfs.fsync(fd), none),
+    fsyncdir: (_path: string, _datasync: number, _fd: number, cb: Cb) => cb(0),
     truncate: (path: string, size: number, cb: Cb) => run(cb, 'truncate', vfs.truncate(path, size), none),
     ftruncate: (_path: string, fd: number, size: number, cb: Cb) => run(cb, 'ftruncate', vfs.ftruncate(fd, size), none),
     utimens: (path: string, atime: number, mtime: number, cb: Cb) => run(cb, 'utimens', vfs.utimens(path, atime, mtime), none),

@@ -58,6 +58,12 @@ export class CommitQueue extends EventEmitter {
   private readonly reserved = new Map<number, number>();
   /** mtimes set while an entry's commit was in flight: applied after it lands. */
   private readonly lateMtime = new Map<string, number>();
+  /**
+   * Version each node got from this mount's latest commit. Every local edit of a node is made on
+   * top of the previous local one, so an entry's base is at least this (no false conflict when a
+   * file is saved again while its previous save is still on the wire).
+   */
+  private readonly lastCommitted = new Map<string, number>();
   readonly stats = { commits: 0, conflicts: 0, uploadedBlocks: 0, uploadedBytes: 0, checkedBlocks: 0 };
 
   constructor(private readonly opts: CommitQueueOptions) {
@@ -267,22 +273,28 @@ export class CommitQueue extends EventEmitter {
       this.opts.log?.(`after committing ${entry.nodeId}: ${(err as Error).message}`);
     }
     await this.remove(entry);
+    // An mtime set (touch, cp -p) while this commit was on the wire: set it now that it landed.
+    const late = this.lateMtime.get(entry.nodeId);
+    if (late !== undefined && result && !this.entries.some((e) => e.nodeId === entry.nodeId)) {
+      this.lateMtime.delete(entry.nodeId);
+      try {
+        const info = await this.opts.client.update(result.nodeId, { mtime: late });
+        this.opts.tree.patch(info.id, { mtime: info.mtime });
+      } catch (err) {
+        this.opts.log?.(`setting mtime of ${result.nodeId}: ${(err as Error).message}`);
+      }
+    }
   }
 
   private async afterCommit(entry: PendingCommit, result: CommitResult): Promise<void> {
     this.stats.commits++;
+    this.lastCommitted.set(result.nodeId, result.manifest.version);
     // Later local edits of this file were made on top of this one.
     for (const later of this.entries) {
       if (later.id === entry.id || later.nodeId !== entry.nodeId) continue;
       later.baseVersion = result.manifest.version;
       later.nodeId = result.nodeId;
       await this.opts.store.updatePending(later.id, { baseVersion: later.baseVersion, nodeId: later.nodeId });
-    }
-    const late = this.lateMtime.get(entry.nodeId);
-    if (late !== undefined && !this.entries.some((e) => e.id !== entry.id && e.nodeId === entry.nodeId)) {
-      this.lateMtime.delete(entry.nodeId);
-      const info = await this.opts.client.update(result.nodeId, { mtime: late });
-      this.opts.tree.patch(info.id, { mtime: info.mtime });
     }
     this.emit('committed', result);
   }
@@ -294,7 +306,8 @@ export class CommitQueue extends EventEmitter {
     await this.uploadMissing(entry, blocks);
     if (this.cancelled.has(entry.id)) return undefined;
     const refs: BlockRef[] = blocks.map((b) => ({ hash: b.hash, size: b.size }));
-    const req = { base_version: entry.baseVersion, blocks: refs, size: entry.size, mtime: entry.mtime };
+    const base = Math.max(entry.baseVersion, this.lastCommitted.get(entry.nodeId) ?? 0);
+    const req = { base_version: base, blocks: refs, size: entry.size, mtime: entry.mtime };
     try {
       const manifest = await client.commit(entry.nodeId, req);
       this.applyCommitted(entry.nodeId, manifest);

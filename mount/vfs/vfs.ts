@@ -199,7 +199,8 @@ export class Vfs {
   async create(path: string, mode: number): Promise<number> {
     const { parent, name } = await this.parentOf(path);
     const existing = this.o.tree.child(parent.id, name);
-    if (existing) return this.open(path, fsc.O_RDWR | fsc.O_TRUNC);
+    // The kernel thought the name free (a stale negative entry): open what is there, as O_CREAT does.
+    if (existing) return this.open(path, fsc.O_RDWR);
     const info = await this.o.client.create({ parent_id: parent.id, name, kind: 'file', mode: mode & 0o7777, mtime: Date.now() });
     this.o.tree.applyInfo(info);
     const node = this.o.tree.get(info.id)!;
