@@ -62,6 +62,7 @@ interface Handle {
 
 const S_IFDIR = 0o040000;
 const O_ACCMODE = 3;
+const ZEROS = Buffer.alloc(4 * 1024 * 1024);
 const S_IFREG = 0o100000;
 
 /**
@@ -371,13 +372,20 @@ export class Vfs {
 
   /** Copies a version into a staging file (a writer that does not truncate edits the whole file). */
   private async materialize(d: Dirty, m: PinnedManifest): Promise<void> {
+    // The staging file starts sparse: blocks of zeros (holes of sparse files) need no write.
     await d.fh.truncate(m.size);
+    const zeroBlocks = new Set<string>();
     let next = 0;
     const worker = async () => {
       while (next < m.blocks.length) {
         const i = next++;
         const b = m.blocks[i]!;
+        if (zeroBlocks.has(b.hash)) continue;
         const bytes = await this.o.source.get(b.hash, b.size);
+        if (bytes.length <= ZEROS.length && bytes.equals(ZEROS.subarray(0, bytes.length))) {
+          zeroBlocks.add(b.hash);
+          continue;
+        }
         await d.fh.write(bytes, 0, bytes.length, m.offsets[i]!);
       }
     };
