@@ -3,6 +3,7 @@ import './threadpool.js';
 import { Command, CommanderError } from 'commander';
 import { mountCommand } from './mount.js';
 import { serveCommand } from './serve.js';
+import { unmountCommand } from './unmount.js';
 import { upCommand } from './up.js';
 import { userCommand } from './user.js';
 import { SERVER_VERSION } from '../backend/version.js';
@@ -18,6 +19,7 @@ program.addCommand(serveCommand());
 program.addCommand(userCommand());
 program.addCommand(mountCommand());
 program.addCommand(upCommand());
+program.addCommand(unmountCommand());
 
 try {
   await program.parseAsync(process.argv);

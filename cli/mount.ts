@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import bytes from 'bytes';
 import { startMount, type MountOptions, type RunningMount } from '../mount/daemon.js';
+import { registerMount, unregisterMount } from '../mount/registry.js';
 
 export const DEFAULT_CACHE_SIZE = '10GB';
 
@@ -17,6 +18,7 @@ export function parseSize(value: string): number {
 export async function runMount(opts: MountOptions, drainSeconds: number, after?: () => Promise<void>): Promise<RunningMount> {
   const say = (msg: string) => process.stderr.write(`stratus: ${msg}\n`);
   const mount = await startMount({ ...opts, log: opts.log ?? say });
+  await registerMount(mount.mountpoint);
   say(`drive ready at ${mount.mountpoint} (user ${mount.whoami.user.name}, device ${mount.whoami.device.name})`);
   let stopping = false;
   const stop = async (signal: string) => {
@@ -35,6 +37,7 @@ export async function runMount(opts: MountOptions, drainSeconds: number, after?:
       },
     });
     if (!drained) say(`${mount.queue.pendingCount} commit(s) still pending after ${drainSeconds} s; they resume at the next mount`);
+    await unregisterMount(mount.mountpoint);
     say(`unmounted ${mount.mountpoint}`);
     await after?.();
     process.exit(0);

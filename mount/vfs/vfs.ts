@@ -176,9 +176,10 @@ export class Vfs {
     this.o.tree.patch(node.id, { mode: info.mode });
   }
 
-  /** Times in ms since the epoch; only mtime is kept (atime is not tracked). */
-  async utimens(path: string, _atime: number, mtime: number): Promise<void> {
+  /** Times in ms since the epoch, null = leave unchanged (UTIME_OMIT); only mtime is kept (atime is not tracked). */
+  async utimens(path: string, _atime: number | null, mtime: number | null): Promise<void> {
     const node = await this.lookup(path);
+    if (mtime === null) return;
     const ms = Math.round(mtime);
     const d = this.dirty.get(node.id);
     if (d) {
