@@ -54,7 +54,12 @@ interface Dirty {
 
 interface Handle {
   nodeId: string;
+  /** Opened for writing. */
+  writable?: boolean;
+  /** The staging file this handle writes; unset once its close (flush) queued the content. */
   dirty?: Dirty;
+  /** A write after the content was queued (a dup'd descriptor still open) reopens a staging file. */
+  reopening?: Promise<Dirty>;
   reader?: ManifestReader;
   /** A read-only handle on queued (not yet committed) content: its own descriptor on the staging file. */
   file?: FileHandle;
@@ -207,7 +212,7 @@ export class Vfs {
     this.o.tree.applyInfo(info);
     const node = this.o.tree.get(info.id)!;
     const dirty = await this.startDirty(node, true);
-    return this.addHandle({ nodeId: node.id, dirty });
+    return this.addHandle({ nodeId: node.id, dirty, writable: true });
   }
 
   async open(path: string, flags: number): Promise<number> {
@@ -216,7 +221,7 @@ export class Vfs {
     const access = flags & O_ACCMODE;
     if (access !== fsc.O_RDONLY) {
       const dirty = await this.startDirty(node, (flags & fsc.O_TRUNC) !== 0);
-      return this.addHandle({ nodeId: node.id, dirty });
+      return this.addHandle({ nodeId: node.id, dirty, writable: true });
     }
     const d = this.dirty.get(node.id);
     const staging = d?.staging ?? this.o.queue.latest(node.id)?.staging;
@@ -235,8 +240,8 @@ export class Vfs {
   async read(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
     if (h.reader) return h.reader.read(buf, length, position);
-    const file = h.file ?? h.dirty?.fh;
-    if (!file) throw new FsError('EBADF');
+    const file = h.file ?? h.dirty?.fh ?? (await this.reopenForRead(h));
+    if (!file) return h.reader!.read(buf, length, position);
     let total = 0;
     while (total < length) {
       const { bytesRead } = await file.read(buf, total, length - total, position + total);
@@ -247,8 +252,7 @@ export class Vfs {
   }
 
   async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
-    const d = this.handle(fh).dirty;
-    if (!d) throw new FsError('EBADF');
+    const d = await this.writer(fh);
     await this.reserveUpTo(d, position + length);
     let done = 0;
     while (done < length) {
@@ -273,8 +277,7 @@ export class Vfs {
   }
 
   async ftruncate(fh: number, size: number): Promise<void> {
-    const d = this.handle(fh).dirty;
-    if (!d) throw new FsError('EBADF');
+    const d = await this.writer(fh);
     await this.reserveUpTo(d, size);
     await d.fh.truncate(size);
     d.size = size;
@@ -286,7 +289,24 @@ export class Vfs {
   async fsync(fh: number): Promise<void> {
     const h = this.handle(fh);
     if (h.dirty) await h.dirty.fh.sync();
+    else {
+      const queued = this.o.queue.latest(h.nodeId)?.staging;
+      if (queued) {
+        const f = await open(queued, 'r').catch(() => undefined);
+        await f?.sync();
+        await f?.close();
+      }
+    }
     await this.o.queue.sync();
+  }
+
+  /**
+   * `close(2)` of a descriptor. The kernel answers close after FLUSH, not after RELEASE, so the
+   * last writer's content is queued here (invariant 5: on disk before close returns).
+   */
+  async flush(fh: number): Promise<void> {
+    const h = this.handles.get(fh);
+    if (h?.dirty && h.dirty.writers === 1) await this.finishWriter(h);
   }
 
   async release(fh: number): Promise<void> {
@@ -294,7 +314,13 @@ export class Vfs {
     if (!h) return;
     this.handles.delete(fh);
     if (h.file) await h.file.close().catch(() => undefined);
+    await this.finishWriter(h);
+  }
+
+  /** The handle stops writing; the last writer of a file queues its content for commit. */
+  private async finishWriter(h: Handle): Promise<void> {
     const d = h.dirty;
+    h.dirty = undefined;
     if (!d || --d.writers > 0) return;
     this.dirty.delete(d.nodeId);
     await d.fh.close();
@@ -307,6 +333,38 @@ export class Vfs {
     // Invariant 5: queued on disk before close returns. The reservation passes to the queue entry.
     await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: d.staging, size: d.size, mtime: d.mtime, reserved: d.reserved });
     this.o.tree.patch(d.nodeId, { size: d.size, mtime: d.mtime });
+  }
+
+  /** A writable handle whose content was queued at close of a dup'd descriptor reads what is current. */
+  private async reopenForRead(h: Handle): Promise<FileHandle | undefined> {
+    const d = this.dirty.get(h.nodeId);
+    if (d) return d.fh;
+    const queued = this.o.queue.latest(h.nodeId)?.staging;
+    if (queued) {
+      try {
+        return (h.file = await open(queued, 'r'));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    const node = this.o.tree.get(h.nodeId);
+    if (!node) throw new FsError('ENOENT');
+    h.reader = new ManifestReader(await this.manifest(node), this.o.source);
+    return undefined;
+  }
+
+  private async writer(fh: number): Promise<Dirty> {
+    const h = this.handle(fh);
+    if (h.dirty) return h.dirty;
+    if (!h.writable) throw new FsError('EBADF');
+    h.reopening ??= (async () => {
+      const node = this.o.tree.get(h.nodeId);
+      if (!node) throw new FsError('ENOENT');
+      return this.startDirty(node, false);
+    })().finally(() => (h.reopening = undefined));
+    const d = await h.reopening;
+    h.dirty ??= d;
+    return d;
   }
 
   /** Sizes and times as the mount shows them: open writers first, then queued content, then the server's. */
