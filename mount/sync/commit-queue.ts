@@ -64,6 +64,9 @@ export class CommitQueue extends EventEmitter {
    * file is saved again while its previous save is still on the wire).
    */
   private readonly lastCommitted = new Map<string, number>();
+  /** Nodes whose queued content waits for the file's release before it is committed (see hold). */
+  private readonly held = new Set<string>();
+  private draining = false;
   readonly stats = { commits: 0, conflicts: 0, uploadedBlocks: 0, uploadedBytes: 0, checkedBlocks: 0 };
 
   constructor(private readonly opts: CommitQueueOptions) {
@@ -100,6 +103,22 @@ export class CommitQueue extends EventEmitter {
     return undefined;
   }
 
+  /**
+   * Keeps a node's queued content from starting to commit until `unhold`: close(2) of one
+   * descriptor queued it (durable), but the file is still open through another (a shell's
+   * `cmd > file` closes its first descriptor before `cmd` writes through the dup'd one). The next
+   * close supersedes the held entry, so the server gets one version, not an empty one first.
+   * Holds live in memory only: after a restart every entry commits. A drain ignores them.
+   */
+  hold(nodeId: string): void {
+    if (!this.draining) this.held.add(nodeId);
+  }
+
+  /** The file was released (or is about to be renamed): its queued content may commit now. */
+  unhold(nodeId: string): void {
+    if (this.held.delete(nodeId)) this.kick();
+  }
+
   /** Queues a closed file. Older entries of the same node not yet started are superseded (coalesced). */
   async enqueue(input: Omit<PendingCommit, 'id' | 'createdAt'> & { reserved?: number }): Promise<PendingCommit> {
     const { reserved = 0, ...entry } = input;
@@ -133,6 +152,7 @@ export class CommitQueue extends EventEmitter {
 
   /** Resolves once nothing of this node is queued (e.g. before a rename that must carry its content). */
   async waitFor(nodeId: string, timeoutMs = 120_000): Promise<void> {
+    this.unhold(nodeId);
     await this.waitUntil(() => !this.entries.some((e) => e.nodeId === nodeId), timeoutMs);
   }
 
@@ -144,6 +164,8 @@ export class CommitQueue extends EventEmitter {
     try {
       // Retry at once whatever waits on a backoff timer: we are about to stop.
       this.retryAt.clear();
+      this.draining = true;
+      this.held.clear();
       this.kick();
       return await this.waitUntil(() => this.entries.length === 0, timeoutMs).then(
         () => true,
@@ -227,7 +249,7 @@ export class CommitQueue extends EventEmitter {
     let nextRetry = Infinity;
     for (const e of this.entries) {
       if (this.inFlight.size >= max) break;
-      if (this.inFlight.has(e.id) || busyNodes.has(e.nodeId)) {
+      if (this.inFlight.has(e.id) || busyNodes.has(e.nodeId) || this.held.has(e.nodeId)) {
         busyNodes.add(e.nodeId); // later entries of a node wait for earlier ones
         continue;
       }
@@ -272,10 +294,11 @@ export class CommitQueue extends EventEmitter {
     } catch (err) {
       this.opts.log?.(`after committing ${entry.nodeId}: ${(err as Error).message}`);
     }
-    await this.remove(entry);
-    // An mtime set (touch, cp -p) while this commit was on the wire: set it now that it landed.
-    const late = this.lateMtime.get(entry.nodeId);
-    if (late !== undefined && result && !this.entries.some((e) => e.nodeId === entry.nodeId)) {
+    // An mtime set (touch, cp -p) while this commit was on the wire: set it now that it landed,
+    // before the entry leaves the queue (a drain that resolves means the server has it). A later
+    // entry of the node carries the mtime itself. Loops: utimens may come again meanwhile.
+    let late: number | undefined;
+    while (result && (late = this.lateMtime.get(entry.nodeId)) !== undefined && !this.entries.some((e) => e.id !== entry.id && e.nodeId === entry.nodeId)) {
       this.lateMtime.delete(entry.nodeId);
       try {
         const info = await this.opts.client.update(result.nodeId, { mtime: late });
@@ -284,6 +307,7 @@ export class CommitQueue extends EventEmitter {
         this.opts.log?.(`setting mtime of ${result.nodeId}: ${(err as Error).message}`);
       }
     }
+    await this.remove(entry);
   }
 
   private async afterCommit(entry: PendingCommit, result: CommitResult): Promise<void> {
@@ -314,6 +338,15 @@ export class CommitQueue extends EventEmitter {
       return { entry, nodeId: entry.nodeId, manifest };
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;
+      if (err.code === 'stale_version') {
+        // An earlier attempt may have landed with its reply lost (then a crash or a retry): the
+        // head made on our base with our exact content is this commit, not a conflict.
+        const head = await client.manifest(entry.nodeId, 'head');
+        if (head.base_version === base && head.size === entry.size && sameBlocks(head.blocks, refs)) {
+          this.applyCommitted(entry.nodeId, head);
+          return { entry, nodeId: entry.nodeId, manifest: head };
+        }
+      }
       if (err.code === 'stale_version' || err.code === 'node_deleted' || err.code === 'not_found') {
         return this.keepAsCopy(entry, refs, err.code === 'stale_version');
       }
@@ -368,7 +401,7 @@ export class CommitQueue extends EventEmitter {
         original = undefined;
       }
     }
-    const parentId = original?.parentId ?? tree.rootId;
+    let parentId = original?.parentId ?? tree.rootId;
     const baseName = original?.name ?? `recovered ${entry.nodeId}`;
     let created;
     for (let attempt = 0; ; attempt++) {
@@ -378,6 +411,12 @@ export class CommitQueue extends EventEmitter {
         break;
       } catch (err) {
         if (err instanceof ApiError && err.code === 'exists' && attempt < 20) continue;
+        if (err instanceof ApiError && (err.code === 'node_deleted' || err.code === 'not_found') && parentId !== tree.rootId) {
+          // The folder went too (deleted elsewhere): the bytes are kept at the top of the drive.
+          parentId = tree.rootId;
+          attempt = -1;
+          continue;
+        }
         throw err;
       }
     }
@@ -411,4 +450,8 @@ export class CommitQueue extends EventEmitter {
     if (this.stagingUsers.has(path)) this.orphanStaging.add(path);
     else await rm(path, { force: true });
   }
+}
+
+function sameBlocks(a: BlockRef[], b: BlockRef[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.hash === b[i]!.hash && x.size === b[i]!.size);
 }

@@ -1,20 +1,44 @@
+const MAX_NAME_BYTES = 255;
+/** Room a device name may take in the marker (its first characters; the rest is dropped). */
+const MAX_DEVICE_BYTES = 64;
+
 /**
  * The name a losing edit is kept under (invariant 6):
  * `name (conflicted copy from DEVICE YYYY-MM-DD HHMMSS).ext`, next to the file.
  * The extension is what follows the last dot, unless the name starts with it (".bashrc").
+ * The result is always a valid name (NFC, ≤ 255 UTF-8 bytes, no `/` or NUL): the stem is cut
+ * between characters (never inside one), an over-long device name or extension is shortened.
  */
 export function conflictedCopyName(name: string, device: string, when: Date, attempt = 0): string {
-  const dot = name.lastIndexOf('.');
-  const hasExt = dot > 0 && dot < name.length - 1;
-  const stem = hasExt ? name.slice(0, dot) : name;
-  const ext = hasExt ? name.slice(dot) : '';
+  const full = name.normalize('NFC');
+  const dot = full.lastIndexOf('.');
+  const hasExt = dot > 0 && dot < full.length - 1;
+  let stem = hasExt ? full.slice(0, dot) : full;
+  let ext = hasExt ? full.slice(dot) : '';
   const p = (n: number) => String(n).padStart(2, '0');
   const stamp = `${when.getFullYear()}-${p(when.getMonth() + 1)}-${p(when.getDate())} ${p(when.getHours())}${p(when.getMinutes())}${p(when.getSeconds())}`;
   const suffix = attempt > 0 ? ` ${attempt + 1}` : '';
-  const safeDevice = device.replace(/[/\0]/g, '_');
-  const tail = ` (conflicted copy from ${safeDevice} ${stamp}${suffix})${ext}`;
-  // Keep the whole name within 255 bytes by shortening the stem.
-  let s = stem;
-  while (Buffer.byteLength(s + tail) > 255 && s.length > 1) s = s.slice(0, -1);
-  return (s + tail).normalize('NFC');
+  const safeDevice = cut(device.normalize('NFC').replace(/[/\0]/g, '_'), MAX_DEVICE_BYTES);
+  const marker = ` (conflicted copy from ${safeDevice} ${stamp}${suffix})`;
+  // An extension that leaves no room for a stem is treated as part of the stem.
+  if (Buffer.byteLength(marker + ext) > MAX_NAME_BYTES - 16) {
+    stem = full;
+    ext = '';
+  }
+  const tail = marker + ext;
+  return (cut(stem, MAX_NAME_BYTES - Buffer.byteLength(tail)) + tail).normalize('NFC');
+}
+
+/** The longest prefix of `s` of whole code points within `max` UTF-8 bytes (at least one code point). */
+function cut(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = '';
+  let bytes = 0;
+  for (const ch of s) {
+    const n = Buffer.byteLength(ch);
+    if (bytes + n > max && out) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
 }

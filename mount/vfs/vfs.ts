@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { copyFile, open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '../../cache/block-cache.js';
@@ -10,6 +10,7 @@ import type { LocalNode } from '../state/store.js';
 import type { CommitQueue } from '../sync/commit-queue.js';
 import type { BlockSource } from './block-source.js';
 import { FsError } from './errors.js';
+import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
 import type { Tree } from './tree.js';
 
@@ -41,6 +42,8 @@ export interface VfsOptions {
 interface Dirty {
   nodeId: string;
   staging: string;
+  /** Byte ranges written to the staging file (its data; the rest are holes). */
+  extents: Extents;
   fh: FileHandle;
   size: number;
   mtime: number;
@@ -68,6 +71,8 @@ interface Handle {
 const S_IFDIR = 0o040000;
 const O_ACCMODE = 3;
 const ZEROS = Buffer.alloc(4 * 1024 * 1024);
+/** Chunk size when copying queued content into a new staging file. */
+const COPY_CHUNK = 1024 * 1024;
 const S_IFREG = 0o100000;
 
 /**
@@ -78,6 +83,8 @@ const S_IFREG = 0o100000;
  */
 export class Vfs {
   private readonly dirty = new Map<string, Dirty>();
+  /** Data ranges of queued staging files this mount wrote (see copyStaging). */
+  private readonly stagedExtents = new Map<string, Extents>();
   private readonly handles = new Map<number, Handle>();
   private nextFh = 1;
   private readonly manifests = new LRUCache<string, PinnedManifest>({ max: 512 });
@@ -158,15 +165,37 @@ export class Vfs {
         if (this.o.tree.children(dst.id).length) throw new FsError('ENOTEMPTY');
       }
     }
-    // The server moves what it has: queued content of the source must be there first.
-    if (src.kind === 'file') await this.o.queue.waitFor(src.id);
-    if (dst && dst.kind === 'file') await this.o.queue.dropNode(dst.id);
+    // The server moves what it has: content of the source must be there first, also what was
+    // written to a source still open for writing (`os.replace(tmp, f)` before `tmp` is closed).
+    if (src.kind === 'file') {
+      const open = this.dirty.get(src.id);
+      if (open && dst) await this.queueWritten(open);
+      await this.o.queue.waitFor(src.id);
+    }
+    if (dst && dst.kind === 'file') {
+      await this.o.queue.dropNode(dst.id);
+      // An upload of the old content already on the wire lands before the replace, not after it.
+      await this.o.queue.waitFor(dst.id);
+    }
     const info = await this.o.client.update(src.id, { parent_id: parent.id, name, ...(dst && { replace: true }) });
     if (info.id !== src.id) {
       // File over file: the destination node took the source's content as a new version (history kept).
       this.o.tree.removeSubtree(src.id);
+      // Writers of the replaced file write an unlinked file; open descriptors of the source carry
+      // on as the destination node (their next write starts from the version just made).
+      const replaced = this.dirty.get(info.id);
+      if (replaced) {
+        replaced.unlinked = true;
+        this.dirty.delete(info.id);
+      }
+      for (const h of this.handles.values()) if (h.nodeId === src.id) h.nodeId = info.id;
       const d = this.dirty.get(src.id);
-      if (d) d.unlinked = true;
+      if (d) {
+        this.dirty.delete(src.id);
+        d.nodeId = info.id;
+        d.baseVersion = info.head_version;
+        this.dirty.set(info.id, d);
+      }
     }
     if (src.kind === 'dir') {
       const listed = src.listed;
@@ -253,12 +282,14 @@ export class Vfs {
 
   async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const d = await this.writer(fh);
-    await this.reserveUpTo(d, position + length);
+    // Room for the bytes written, not for a hole before them (a sparse file costs what is written).
+    await this.reserveUpTo(d, Math.min(d.reserved + length, Math.max(d.size, position + length)));
     let done = 0;
     while (done < length) {
       const { bytesWritten } = await d.fh.write(buf, done, length - done, position + done);
       done += bytesWritten;
     }
+    d.extents.add(position, position + length);
     d.size = Math.max(d.size, position + length);
     d.mtime = Date.now();
     d.modified = true;
@@ -278,8 +309,13 @@ export class Vfs {
 
   async ftruncate(fh: number, size: number): Promise<void> {
     const d = await this.writer(fh);
-    await this.reserveUpTo(d, size);
+    // Growing leaves a hole, which takes no disk: nothing to reserve. Shrinking gives back what is cut off.
     await d.fh.truncate(size);
+    d.extents.truncate(size);
+    if (size < d.reserved) {
+      this.o.cache.release(d.reserved - size);
+      d.reserved = size;
+    }
     d.size = size;
     d.mtime = Date.now();
     d.modified = true;
@@ -306,7 +342,11 @@ export class Vfs {
    */
   async flush(fh: number): Promise<void> {
     const h = this.handles.get(fh);
-    if (h?.dirty && h.dirty.writers === 1) await this.finishWriter(h);
+    if (h?.dirty && h.dirty.writers === 1) {
+      // Committed once the file is released: a dup'd descriptor may still write (`cmd > file`).
+      this.o.queue.hold(h.nodeId);
+      await this.finishWriter(h);
+    }
   }
 
   async release(fh: number): Promise<void> {
@@ -315,6 +355,14 @@ export class Vfs {
     this.handles.delete(fh);
     if (h.file) await h.file.close().catch(() => undefined);
     await this.finishWriter(h);
+    if (h.writable && ![...this.handles.values()].some((x) => x.writable && x.nodeId === h.nodeId)) this.o.queue.unhold(h.nodeId);
+  }
+
+  /** Queues what is written so far to a file still open; its descriptors write a new staging file from their next write on. */
+  private async queueWritten(d: Dirty): Promise<void> {
+    for (const h of this.handles.values()) if (h.dirty === d) h.dirty = undefined;
+    d.writers = 1;
+    await this.finishWriter({ nodeId: d.nodeId, dirty: d });
   }
 
   /** The handle stops writing; the last writer of a file queues its content for commit. */
@@ -322,7 +370,7 @@ export class Vfs {
     const d = h.dirty;
     h.dirty = undefined;
     if (!d || --d.writers > 0) return;
-    this.dirty.delete(d.nodeId);
+    if (this.dirty.get(d.nodeId) === d) this.dirty.delete(d.nodeId);
     await d.fh.close();
     const node = this.o.tree.get(d.nodeId);
     if (!d.modified || d.unlinked || !node) {
@@ -330,6 +378,10 @@ export class Vfs {
       await rm(d.staging, { force: true });
       return;
     }
+    // Kept for a copy of this queued content (the next writer's); entries that left the queue are dropped.
+    const queued = new Set(this.o.queue.list().map((e) => e.staging));
+    for (const path of this.stagedExtents.keys()) if (!queued.has(path)) this.stagedExtents.delete(path);
+    this.stagedExtents.set(d.staging, d.extents);
     // Invariant 5: queued on disk before close returns. The reservation passes to the queue entry.
     await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: d.staging, size: d.size, mtime: d.mtime, reserved: d.reserved });
     this.o.tree.patch(d.nodeId, { size: d.size, mtime: d.mtime });
@@ -396,6 +448,7 @@ export class Vfs {
       existing.writers++;
       if (truncate) {
         await existing.fh.truncate(0);
+        existing.extents.truncate(0);
         existing.size = 0;
         existing.modified = true;
         existing.mtime = Date.now();
@@ -407,17 +460,12 @@ export class Vfs {
     let size = 0;
     let baseVersion = node.headVersion;
     if (queued) baseVersion = queued.baseVersion;
-    if (!truncate && queued) {
-      await copyFile(queued.staging, staging);
-      size = queued.size;
-    }
-    const fh = await open(staging, queued && !truncate ? 'r+' : 'w+');
-    const d: Dirty = { nodeId: node.id, staging, fh, size, mtime: queued?.mtime ?? node.mtime, baseVersion, writers: 1, reserved: 0, modified: truncate, unlinked: false };
+    if (!truncate && queued) size = queued.size;
+    const fh = await open(staging, 'w+');
+    const d: Dirty = { nodeId: node.id, staging, extents: new Extents(), fh, size, mtime: queued?.mtime ?? node.mtime, baseVersion, writers: 1, reserved: 0, modified: truncate, unlinked: false };
     try {
-      if (!truncate && !queued && node.headVersion > 0 && node.size > 0) {
-        await this.reserveUpTo(d, node.size);
-        await this.materialize(d, await this.manifest(node));
-      } else await this.reserveUpTo(d, size);
+      if (!truncate && queued) await this.copyStaging(d, queued.staging, queued.size);
+      else if (!truncate && node.headVersion > 0 && node.size > 0) await this.materialize(d, await this.manifest(node));
     } catch (err) {
       await fh.close();
       await rm(staging, { force: true });
@@ -435,8 +483,9 @@ export class Vfs {
     await d.fh.truncate(m.size);
     const zeroBlocks = new Set<string>();
     let next = 0;
+    let failed = false;
     const worker = async () => {
-      while (next < m.blocks.length) {
+      while (next < m.blocks.length && !failed) {
         const i = next++;
         const b = m.blocks[i]!;
         if (zeroBlocks.has(b.hash)) continue;
@@ -445,21 +494,67 @@ export class Vfs {
           zeroBlocks.add(b.hash);
           continue;
         }
-        await d.fh.write(bytes, 0, bytes.length, m.offsets[i]!);
+        // Only written bytes hold room in the cache bound (a 5 GiB sparse file is not 5 GiB here).
+        await this.reserveMore(d, bytes.length);
+        await writeFully(d.fh, bytes, m.offsets[i]!);
+        d.extents.add(m.offsets[i]!, m.offsets[i]! + bytes.length);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(4, m.blocks.length) }, worker));
+    // Every worker has stopped before a failure propagates (the caller then closes the file and gives back the room).
+    const results = await Promise.allSettled(
+      Array.from({ length: Math.min(4, m.blocks.length) }, () =>
+        worker().catch((err: unknown) => {
+          failed = true;
+          throw err;
+        }),
+      ),
+    );
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
     d.size = m.size;
   }
 
-  private async reserveUpTo(d: Dirty, size: number): Promise<void> {
-    if (size <= d.reserved) return;
+  /**
+   * Copies queued (not yet committed) content into a new staging file. Not copyFile: on most file
+   * systems that writes every hole of a sparse file out as zeros (a 5 GiB `truncate -s` takes
+   * 5 GiB and half a minute). Chunks that read as zeros are left as holes and reserve nothing.
+   */
+  private async copyStaging(d: Dirty, from: string, size: number): Promise<void> {
+    await d.fh.truncate(size);
+    const src = await open(from, 'r');
     try {
-      await this.o.cache.reserve(size - d.reserved);
+      const buf = Buffer.allocUnsafe(COPY_CHUNK);
+      // Where this mount wrote the queued file, only its data ranges are read (holes are not even read).
+      for (const [start, end] of this.stagedExtents.get(from)?.list ?? [[0, size] as const]) {
+        for (let pos = start; pos < Math.min(end, size); ) {
+          const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, Math.min(end, size) - pos), pos);
+          if (bytesRead === 0) break;
+          const chunk = buf.subarray(0, bytesRead);
+          if (!chunk.equals(ZEROS.subarray(0, bytesRead))) {
+            await this.reserveMore(d, bytesRead);
+            await writeFully(d.fh, chunk, pos);
+            d.extents.add(pos, pos + bytesRead);
+          }
+          pos += bytesRead;
+        }
+      }
+    } finally {
+      await src.close();
+    }
+    d.size = size;
+  }
+
+  private async reserveUpTo(d: Dirty, size: number): Promise<void> {
+    if (size > d.reserved) await this.reserveMore(d, size - d.reserved);
+  }
+
+  /** Adds `bytes` to the room a staging file holds in the cache bound (additive: safe for concurrent calls). */
+  private async reserveMore(d: Dirty, bytes: number): Promise<void> {
+    try {
+      await this.o.cache.reserve(bytes);
     } catch {
       throw new FsError('ENOSPC', 'the cache cannot hold more unsaved data');
     }
-    d.reserved = size;
+    d.reserved += bytes;
   }
 
   private async manifest(node: LocalNode): Promise<PinnedManifest> {
@@ -502,4 +597,8 @@ export class Vfs {
     await this.o.tree.ensureListed(parent);
     return { parent, name };
   }
+}
+
+async function writeFully(fh: FileHandle, bytes: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
 }
