@@ -26,13 +26,12 @@ async function seconds(fn: () => Promise<unknown>): Promise<number> {
 }
 
 /**
- * Chunk + BLAKE3 throughput of a 512 MiB random temp file (page cache, default 256K/1M/4M params)
+ * Chunk + BLAKE3 throughput of a `fileMiB` (default 512) random temp file (page cache, default 256K/1M/4M params)
  * through the ChunkerPool: one worker on one file, then one worker per core on as many concurrent
  * chunkFile calls (one file is cut sequentially: parallelism is across files). Each figure is the
- * best of `rounds` after a warm-up run. STRATUS_BENCH_CHUNK_MIB overrides the file size.
+ * best of `rounds` after a warm-up run.
  */
-export async function benchChunking(rounds = 3): Promise<ChunkBenchResult> {
-  const fileMiB = Number(process.env.STRATUS_BENCH_CHUNK_MIB ?? 512);
+export async function benchChunking({ fileMiB = 512, rounds = 3 }: { fileMiB?: number; rounds?: number } = {}): Promise<ChunkBenchResult> {
   const bytes = fileMiB * MiB;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-chunk-'));
   const file = path.join(dir, 'chunk-src.bin');

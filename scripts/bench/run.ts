@@ -3,46 +3,109 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { startThrowawayPostgres } from '../test-postgres.js';
+import { benchChunking } from './chunk.js';
 import { benchCommits } from './commits.js';
+import { benchMount } from './mount.js';
+import { markdownTable, num, renderSection } from './report.js';
 import { benchUpload } from './upload.js';
 
 /**
- * `npm run bench`: backend figures, each next to a baseline measured in the same run.
- * STRATUS_BENCH_UPLOAD_MIB (default 512) and STRATUS_BENCH_SECONDS (default 5) size it.
+ * `npm run bench`: figures of the drive and the backend, each next to a baseline measured in the
+ * same run (native disk, cp). Markdown on stdout, progress on stderr.
+ *
+ * STRATUS_BENCH_QUICK=1 shrinks every size (a development run of a minute or two);
+ * STRATUS_BENCH_ONLY=mount,chunk,upload,commits picks groups (default: all). Sizes, each
+ * overriding the quick and full defaults:
+ *   STRATUS_BENCH_MOUNT_GIB (1)  STRATUS_BENCH_TREE_FILES (100000)  STRATUS_BENCH_TREE_DIRS (100)
+ *   STRATUS_BENCH_WRITE_MIB (100)  STRATUS_BENCH_EDIT_MIB (256)  STRATUS_BENCH_STREAM_GIB (10)
+ *   STRATUS_BENCH_STREAM_CACHE (512MB)  STRATUS_BENCH_CHUNK_MIB (512)
+ *   STRATUS_BENCH_UPLOAD_MIB (512)  STRATUS_BENCH_SECONDS (5, per commit row)
  */
-const uploadMiB = Number(process.env.STRATUS_BENCH_UPLOAD_MIB ?? 512);
-const seconds = Number(process.env.STRATUS_BENCH_SECONDS ?? 5);
+const quick = process.env.STRATUS_BENCH_QUICK === '1';
+function setting(name: string, full: number, quickValue: number): number {
+  const raw = process.env[name];
+  const value = raw === undefined ? (quick ? quickValue : full) : Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got ${raw}`);
+  return value;
+}
 
-const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-'));
-const pgCluster = await startThrowawayPostgres();
-try {
-  console.log(`# Stratus backend bench — ${os.cpus().length} cores, node ${process.version}, ${new Date().toISOString()}\n`);
+const GROUPS = ['mount', 'chunk', 'upload', 'commits'] as const;
+type Group = (typeof GROUPS)[number];
+const only = (process.env.STRATUS_BENCH_ONLY ?? GROUPS.join(',')).split(',').map((g) => g.trim()).filter(Boolean);
+for (const g of only) if (!GROUPS.includes(g as Group)) throw new Error(`STRATUS_BENCH_ONLY: unknown group ${g} (groups: ${GROUPS.join(', ')})`);
+const wanted = (g: Group) => only.includes(g);
 
-  const up = await benchUpload(workDir, uploadMiB);
-  console.log(`## Upload: PUT /v1/blocks, ${up.bytes / 1024 / 1024} MiB in 4 MiB blocks, 4 in flight, loopback`);
-  console.log('| what | MB/s | ratio to cp |');
-  console.log('| --- | ---: | ---: |');
-  console.log(`| cp (page cache) | ${up.cpMBs.toFixed(0)} | 1.00 |`);
-  console.log(`| cp + fsync | ${up.cpSyncMBs.toFixed(0)} | ${(up.cpSyncMBs / up.cpMBs).toFixed(2)} |`);
-  console.log(`| Stratus upload (BLAKE3-verified, fsynced) | ${up.uploadMBs.toFixed(0)} | ${(up.uploadMBs / up.cpMBs).toFixed(2)} (${(up.uploadMBs / up.cpSyncMBs).toFixed(2)} of cp + fsync) |`);
+const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
+const print = (text: string) => console.log(`${text}\n`);
 
-  console.log(`\n## Small commits (check + upload 4 KiB + commit), ${seconds} s per row`);
-  console.log('| metadata | clients | commits | commits/s |');
-  console.log('| --- | ---: | ---: | ---: |');
+async function mountGroup(workDir: string): Promise<void> {
+  const sections = await benchMount(workDir, {
+    fileMiB: Math.round(setting('STRATUS_BENCH_MOUNT_GIB', 1, 0.125) * 1024),
+    treeFiles: setting('STRATUS_BENCH_TREE_FILES', 100_000, 2_000),
+    treeDirs: setting('STRATUS_BENCH_TREE_DIRS', 100, 10),
+    writeMiB: setting('STRATUS_BENCH_WRITE_MIB', 100, 32),
+    editMiB: setting('STRATUS_BENCH_EDIT_MIB', 256, 32),
+    streamMiB: Math.round(setting('STRATUS_BENCH_STREAM_GIB', 10, 1) * 1024),
+    streamCacheSize: process.env.STRATUS_BENCH_STREAM_CACHE ?? '512MB',
+    log,
+  });
+  for (const s of sections) print(renderSection(s));
+}
+
+async function chunkGroup(): Promise<void> {
+  log('chunking');
+  const c = await benchChunking({ fileMiB: setting('STRATUS_BENCH_CHUNK_MIB', 512, 64) });
+  const rows = [
+    ['FastCDC cut alone, in-process, 1 core', num(c.cutMbPerSec)],
+    ['chunk + BLAKE3, ChunkerPool with 1 worker, 1 file', num(c.mbPerSec1)],
+    [`chunk + BLAKE3, ChunkerPool with ${c.threads} workers, ${c.threads} files at once`, num(c.mbPerSecPool)],
+  ];
+  print(`## Chunk + hash (FastCDC 256K/1M/4M + BLAKE3), ${c.fileMiB} MiB random file in the page cache, best of 3\n${markdownTable(['what', 'MiB/s'], rows)}`);
+}
+
+async function uploadGroup(workDir: string): Promise<void> {
+  log('upload');
+  const up = await benchUpload(workDir, setting('STRATUS_BENCH_UPLOAD_MIB', 512, 64));
+  const rows = [
+    ['cp (page cache)', num(up.cpMBs), '1.00'],
+    ['cp + fsync', num(up.cpSyncMBs), num(up.cpSyncMBs / up.cpMBs)],
+    ['Stratus upload (BLAKE3-verified, fsynced)', num(up.uploadMBs), `${num(up.uploadMBs / up.cpMBs)} (${num(up.uploadMBs / up.cpSyncMBs)} of cp + fsync)`],
+  ];
+  print(`## Upload: PUT /v1/blocks, ${up.bytes / 1024 / 1024} MiB in 4 MiB blocks, 4 in flight, loopback\n${markdownTable(['what', 'MiB/s', 'ratio to cp'], rows)}`);
+}
+
+async function commitsGroup(workDir: string): Promise<void> {
+  const seconds = setting('STRATUS_BENCH_SECONDS', 5, 1);
+  log('commits (SQLite, then a throwaway PostgreSQL)');
+  const rows: string[][] = [];
   const sqliteDir = path.join(workDir, 'commits-sqlite');
   for (const r of await benchCommits(['--data', sqliteDir], ['--data', sqliteDir], [1, 16], seconds)) {
-    console.log(`| SQLite | ${r.clients} | ${r.commits} | ${r.perSecond.toFixed(0)} |`);
+    rows.push(['SQLite', String(r.clients), String(r.commits), num(r.perSecond)]);
   }
-  const admin = new pg.Client({ connectionString: pgCluster.url });
-  await admin.connect();
-  await admin.query('CREATE DATABASE stratus_bench');
-  await admin.end();
-  const pgUrl = pgCluster.url.replace(/\/postgres$/, '/stratus_bench');
-  const pgDir = path.join(workDir, 'commits-pg');
-  for (const r of await benchCommits(['--data', pgDir, '--db', pgUrl], ['--db', pgUrl], [1, 16], seconds)) {
-    console.log(`| PostgreSQL (fsync off, test cluster) | ${r.clients} | ${r.commits} | ${r.perSecond.toFixed(0)} |`);
+  const pgCluster = await startThrowawayPostgres();
+  try {
+    const admin = new pg.Client({ connectionString: pgCluster.url });
+    await admin.connect();
+    await admin.query('CREATE DATABASE stratus_bench');
+    await admin.end();
+    const pgUrl = pgCluster.url.replace(/\/postgres$/, '/stratus_bench');
+    const pgDir = path.join(workDir, 'commits-pg');
+    for (const r of await benchCommits(['--data', pgDir, '--db', pgUrl], ['--db', pgUrl], [1, 16], seconds)) {
+      rows.push(['PostgreSQL (fsync off, test cluster)', String(r.clients), String(r.commits), num(r.perSecond)]);
+    }
+  } finally {
+    await pgCluster.stop();
   }
+  print(`## Small commits (check + upload 4 KiB + commit), ${seconds} s per row\n${markdownTable(['metadata', 'clients', 'commits', 'commits/s'], rows)}`);
+}
+
+const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-'));
+try {
+  print(`# Stratus bench — ${os.cpus().length} cores, node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick mode: small sizes)' : ''}`);
+  if (wanted('mount')) await mountGroup(workDir);
+  if (wanted('chunk')) await chunkGroup();
+  if (wanted('upload')) await uploadGroup(workDir);
+  if (wanted('commits')) await commitsGroup(workDir);
 } finally {
-  await pgCluster.stop();
   await fs.rm(workDir, { recursive: true, force: true });
 }

@@ -1,7 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { unmountIfMounted } from '../../mount/fuse/stale.js';
+
+/** `stratus` commands as their own processes (so the bench, the server and a mount never share an event loop). */
 
 const run = promisify(execFile);
 /** dist/cli/main.js, from dist/scripts/bench/ (compiled) */
@@ -13,25 +16,74 @@ export async function addUser(name: string, args: string[]): Promise<string> {
   return stdout.trim().split('\n').at(-1)!;
 }
 
-/** `stratus serve` as its own process (so client and server do not share an event loop); resolves once it serves. */
-export function startServe(args: string[]): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [stratusBin, 'serve', '--listen', '127.0.0.1:0', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** Spawns `stratus ARGS` and resolves once its stderr matches `ready`; rejects if it exits (or is not ready in time) first. */
+function spawnUntil(args: string[], ready: RegExp, timeoutMs = 60_000): Promise<{ child: ChildProcess; match: RegExpExecArray; stderr(): string }> {
+  const child = spawn(process.execPath, [stratusBin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  let settled = false;
   return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new Error(`stratus ${args[0]} ${why}: ${err}`));
+    };
+    const timer = setTimeout(() => fail(`not ready in ${timeoutMs} ms`), timeoutMs);
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
       err += chunk;
-      const match = /serving on (http:\/\/\S+)/.exec(err);
-      if (match?.[1]) {
-        resolve({
-          url: match[1],
-          stop: () =>
-            new Promise<void>((done) => {
-              child.once('exit', () => done());
-              child.kill('SIGTERM');
-            }),
-        });
+      const match = settled ? null : ready.exec(err);
+      if (match) {
+        settled = true;
+        clearTimeout(timer);
+        resolve({ child, match, stderr: () => err });
       }
     });
-    child.once('exit', (code) => reject(new Error(`stratus serve exited with ${code}: ${err}`)));
+    child.once('exit', (code, signal) => fail(`exited (${code ?? signal})`));
   });
+}
+
+/** SIGTERM, then wait for the exit. */
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  await exited(child);
+}
+
+/** `stratus serve` as its own process; resolves once it serves. */
+export async function startServe(args: string[]): Promise<{ url: string; stop(): Promise<void> }> {
+  const { child, match } = await spawnUntil(['serve', '--listen', '127.0.0.1:0', ...args], /serving on (http:\/\/\S+)/);
+  return { url: match[1]!, stop: () => terminate(child) };
+}
+
+export interface MountProcess {
+  mountpoint: string;
+  cacheDir: string;
+  pid: number;
+  /** SIGTERM (drains pending commits, unmounts), waits for the exit; unmounts by force if the mount is still there. */
+  stop(): Promise<void>;
+  stderr(): string;
+}
+
+/** `stratus mount` as its own process; resolves once the drive is ready. */
+export async function startMount(opts: { mountpoint: string; server: string; token: string; cacheDir: string; cacheSize: string }): Promise<MountProcess> {
+  const args = ['mount', opts.mountpoint, '--server', opts.server, '--token', opts.token, '--cache', opts.cacheDir, '--cache-size', opts.cacheSize];
+  const { child, stderr } = await spawnUntil(args, /drive ready at/).catch(async (err: unknown) => {
+    await unmountIfMounted(opts.mountpoint).catch(() => undefined);
+    throw err;
+  });
+  return {
+    mountpoint: opts.mountpoint,
+    cacheDir: opts.cacheDir,
+    pid: child.pid!,
+    stderr,
+    stop: async () => {
+      await terminate(child);
+      await unmountIfMounted(opts.mountpoint).catch(() => undefined);
+    },
+  };
 }
