@@ -82,6 +82,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     closers.push(() => cache.close());
     const pool = new ChunkerPool();
     closers.push(() => pool.close());
+    await pool.warm();
     const tree = new Tree(store, client);
     closers.push(() => tree.flush());
     const cursor = await tree.load();

@@ -142,6 +142,11 @@ export class ChunkerPool {
     });
   }
 
+  /** Starts a worker now (and waits until it answers), so the first read after a mount does not pay for it. */
+  async warm(): Promise<void> {
+    await this.hash(new Uint8Array(0));
+  }
+
   /** Test hook: makes one worker die of an uncaught exception (its in-flight tasks reject). */
   crashOneWorkerForTest(): void {
     const slot = this.slots[0];
