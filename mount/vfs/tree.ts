@@ -2,6 +2,8 @@ import type { StratusClient } from '../../protocol/client.js';
 import type { NodeInfo } from '../../protocol/types.js';
 import type { LocalNode, StateStore } from '../state/store.js';
 
+const NEEDS_LISTING = Symbol('needs listing');
+
 /**
  * The tree the mount shows: every node it has seen, by id and by (parent, name), in memory,
  * written behind to the state store so a remount lists at once. Folders are listed from the
@@ -97,8 +99,10 @@ export class Tree {
 
   /** Resolves a mount path ("/a/b") to a node, listing folders on the way as needed. */
   async resolve(path: string): Promise<LocalNode | undefined> {
+    // Fast path without awaiting: every folder on the way is listed already (the common case).
+    const known = this.resolveListed(path);
+    if (known !== NEEDS_LISTING) return known;
     let node = this.root();
-    if (path === '/' || path === '') return node;
     for (const part of path.split('/')) {
       if (part === '') continue;
       if (node.kind !== 'dir') return undefined;
@@ -106,6 +110,24 @@ export class Tree {
       const next = this.child(node.id, part);
       if (!next) return undefined;
       node = next;
+    }
+    return node;
+  }
+
+  private resolveListed(path: string): LocalNode | undefined | typeof NEEDS_LISTING {
+    let node = this.root();
+    let start = 1;
+    while (start <= path.length) {
+      let end = path.indexOf('/', start);
+      if (end === -1) end = path.length;
+      if (end > start) {
+        if (node.kind !== 'dir') return undefined;
+        if (!node.listed) return NEEDS_LISTING;
+        const next = this.child(node.id, path.slice(start, end));
+        if (!next) return undefined;
+        node = next;
+      }
+      start = end + 1;
     }
     return node;
   }

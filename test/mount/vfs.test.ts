@@ -1,0 +1,515 @@
+import crypto from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { BlockSource } from '../../mount/vfs/block-source.js';
+import { FsError, toErrno, type Errno } from '../../mount/vfs/errors.js';
+import type { StratusClient } from '../../protocol/client.js';
+import { constants } from 'node:os';
+import { commitRandomBlocks, randomBlock, startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { assembleVfs, drained, Faults, logWatcher, readAll, readFh, serverBytes, serverChild, writeAll, type VfsHarness, type VfsOptions } from '../helpers/vfs.js';
+
+/**
+ * The mount's file system without FUSE (DESIGN §6): the Vfs over a real in-process server, with
+ * the real tree, block source, cache, chunker pool and commit queue. No sleeps: commits are awaited
+ * with `queue.drain`, in-flight states are reached by holding client calls at a gate.
+ */
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+// Small chunks: multi-block files stay small (the mount takes its parameters from /v1/config).
+const CHUNKING = { min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB };
+
+let backend: TestBackend;
+let users = 0;
+
+t.before(async () => {
+  backend = await startTestBackend('sqlite', { chunking: CHUNKING });
+});
+t.teardown(() => backend?.close());
+
+interface Setup {
+  h: VfsHarness;
+  user: TestUser;
+}
+
+/** A fresh user and a mount of its drive on a fresh cache folder; closed and removed at teardown. */
+async function setup(t: Test, opts: Partial<VfsOptions> = {}, on: TestBackend = backend): Promise<Setup> {
+  const user = await on.addUser(`vfs${++users}`);
+  const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-vfs-'));
+  const h = await assembleVfs({ url: on.url, token: user.token, cacheDir, ...opts });
+  t.teardown(async () => {
+    await h.close();
+    await fs.rm(cacheDir, { recursive: true, force: true });
+  });
+  return { h, user };
+}
+
+const bytes = (n: number) => crypto.randomBytes(n);
+
+/** Asserts that `p` fails with errno `code` (as the FUSE adapter would answer it). */
+async function fails(t: Test, p: Promise<unknown>, code: Errno, what: string): Promise<void> {
+  try {
+    await p;
+    t.fail(`${what}: expected ${code}, but it succeeded`);
+  } catch (err) {
+    t.equal(toErrno(err), constants.errno[code], `${what} → ${code}${err instanceof FsError ? '' : ` (${String(err)})`}`);
+  }
+}
+
+async function stagingFiles(h: VfsHarness): Promise<string[]> {
+  return fs.readdir(h.stagingDir);
+}
+
+t.test('create + write + release: after the drain the server has version 1 with the bytes and the mtime', async (t) => {
+  const { h, user } = await setup(t);
+  const data = bytes(700 * KiB);
+  const fh = await h.vfs.create('/a.bin', 0o640);
+  await h.vfs.write(fh, data.subarray(0, 300 * KiB), 300 * KiB, 0);
+  await h.vfs.write(fh, data.subarray(300 * KiB), data.length - 300 * KiB, 300 * KiB);
+  const during = await h.vfs.getattr('/a.bin');
+  t.equal(during.size, data.length, 'getattr of the file being written shows the written size');
+  await h.vfs.release(fh);
+  t.equal(h.queue.pendingCount, 1, 'release queued the commit');
+  t.equal((await h.vfs.getattr('/a.bin')).size, data.length, 'queued content: the size shows before the commit');
+  t.same(await readAll(h.vfs, '/a.bin'), data, 'queued content reads back from the staging file');
+  await drained(h.queue);
+
+  const node = await serverChild(user.client, 'a.bin');
+  t.ok(node, 'the server has the file');
+  t.equal(node!.head_version, 1, 'version 1');
+  t.equal(node!.size, data.length, 'its size');
+  t.equal(node!.mode & 0o777, 0o640, 'its mode');
+  const { bytes: got, manifest } = await serverBytes(user.client, node!.id);
+  t.equal(manifest.version, 1);
+  t.ok(manifest.blocks.length > 1, `chunked into ${manifest.blocks.length} blocks`);
+  t.ok(got.equals(data), 'the server holds exactly the written bytes');
+  t.equal(manifest.mtime, during.mtime, 'the version carries the mtime the mount showed');
+  t.equal(node!.mtime, during.mtime, 'so does the node');
+  t.same(await stagingFiles(h), [], 'the staging file is gone');
+  t.equal(h.cache.stats().reservedBytes, 0, 'the cache reservation of the dirty data is given back');
+  t.same(await readAll(h.vfs, '/a.bin'), data, 'committed content reads back through the manifest');
+});
+
+t.test('readdir returns names and stats; getattr of a file being written shows the written size', async (t) => {
+  const { h } = await setup(t);
+  await h.vfs.mkdir('/docs', 0o750);
+  await writeAll(h.vfs, '/docs/one.txt', Buffer.from('one'), { create: true });
+  await writeAll(h.vfs, '/two.bin', bytes(100 * KiB), { create: true });
+  const fh = await h.vfs.create('/open.txt', 0o644);
+  await h.vfs.write(fh, Buffer.from('12345'), 5, 0);
+  await h.vfs.write(fh, Buffer.from('6789'), 4, 5);
+
+  const root = await h.vfs.readdir('/');
+  const byName = Object.fromEntries(root.names.map((n, i) => [n, root.stats[i]!]));
+  t.same(root.names.slice().sort(), ['docs', 'open.txt', 'two.bin'], 'names');
+  t.equal(byName.docs!.mode & fsc.S_IFMT, fsc.S_IFDIR, 'a folder is a directory');
+  t.equal(byName.docs!.mode & 0o777, 0o750, 'with its mode');
+  t.equal(byName['two.bin']!.mode & fsc.S_IFMT, fsc.S_IFREG, 'a file is a regular file');
+  t.equal(byName['two.bin']!.size, 100 * KiB, 'queued file: its size');
+  t.equal(byName['open.txt']!.size, 9, 'file being written: the written size');
+  t.equal((await h.vfs.getattr('/open.txt')).size, 9, 'getattr agrees');
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  const after = await h.vfs.readdir('/');
+  t.same(after.stats.map((s) => s.size), after.names.map((n) => ({ docs: 4096, 'open.txt': 9, 'two.bin': 100 * KiB })[n]), 'sizes after the commits');
+  t.same((await h.vfs.readdir('/docs')).names, ['one.txt'], 'a sub-folder lists its children');
+});
+
+t.test('open for read pins the version: a reader opened before a second commit keeps reading the old bytes', async (t) => {
+  const { h, user } = await setup(t);
+  const v1 = bytes(300 * KiB);
+  const v2 = bytes(300 * KiB);
+  await writeAll(h.vfs, '/f.bin', v1, { create: true });
+  await drained(h.queue);
+  const reader = await h.vfs.open('/f.bin', fsc.O_RDONLY);
+  t.same(await readFh(h.vfs, reader, 1000), v1.subarray(0, 1000), 'reads version 1');
+
+  await writeAll(h.vfs, '/f.bin', v2);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'f.bin');
+  t.equal(node!.head_version, 2, 'version 2 is committed');
+  t.ok((await readFh(h.vfs, reader, v1.length + 1)).equals(v1), 'the earlier reader still sees all of version 1');
+  await h.vfs.release(reader);
+  t.ok((await readAll(h.vfs, '/f.bin')).equals(v2), 'a reader opened now sees version 2');
+});
+
+t.test('errors come from the right calls (ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR, EBUSY) and change nothing on the server', async (t) => {
+  const { h } = await setup(t);
+  const { vfs } = h;
+  await vfs.mkdir('/empty', 0o755);
+  await vfs.mkdir('/full', 0o755);
+  await writeAll(vfs, '/full/inside.txt', Buffer.from('inside'), { create: true });
+  await writeAll(vfs, '/file', Buffer.from('file'), { create: true });
+  await drained(h.queue);
+
+  const cases: [string, () => Promise<unknown>, Errno][] = [
+    ['getattr of a missing path', () => vfs.getattr('/missing'), 'ENOENT'],
+    ['getattr through a file', () => vfs.getattr('/file/x'), 'ENOENT'],
+    ['open of a missing file', () => vfs.open('/missing', fsc.O_RDONLY), 'ENOENT'],
+    ['readdir of a missing folder', () => vfs.readdir('/missing'), 'ENOENT'],
+    ['unlink of a missing file', () => vfs.unlink('/missing'), 'ENOENT'],
+    ['rmdir of a missing folder', () => vfs.rmdir('/missing'), 'ENOENT'],
+    ['rename of a missing source', () => vfs.rename('/missing', '/x'), 'ENOENT'],
+    ['rename into a missing folder', () => vfs.rename('/file', '/missing/x'), 'ENOENT'],
+    ['create in a missing folder', () => vfs.create('/missing/x', 0o644), 'ENOENT'],
+    ['mkdir in a missing folder', () => vfs.mkdir('/missing/x', 0o755), 'ENOENT'],
+    ['truncate of a missing file', () => vfs.truncate('/missing', 0), 'ENOENT'],
+    ['utimens of a missing file', () => vfs.utimens('/missing', null, Date.now()), 'ENOENT'],
+    ['chmod of a missing file', () => vfs.chmod('/missing', 0o600), 'ENOENT'],
+    ['mkdir over a folder', () => vfs.mkdir('/empty', 0o755), 'EEXIST'],
+    ['mkdir over a file', () => vfs.mkdir('/file', 0o755), 'EEXIST'],
+    ['rmdir of a non-empty folder', () => vfs.rmdir('/full'), 'ENOTEMPTY'],
+    ['rename of a folder over a non-empty folder', () => vfs.rename('/empty', '/full'), 'ENOTEMPTY'],
+    ['open of a folder for reading', () => vfs.open('/full', fsc.O_RDONLY), 'EISDIR'],
+    ['open of a folder for writing', () => vfs.open('/full', fsc.O_WRONLY), 'EISDIR'],
+    ['unlink of a folder', () => vfs.unlink('/empty'), 'EISDIR'],
+    ['truncate of a folder', () => vfs.truncate('/empty', 0), 'EISDIR'],
+    ['rename of a file over a folder', () => vfs.rename('/file', '/empty'), 'EISDIR'],
+    ['rmdir of a file', () => vfs.rmdir('/file'), 'ENOTDIR'],
+    ['readdir of a file', () => vfs.readdir('/file'), 'ENOTDIR'],
+    ['create under a file', () => vfs.create('/file/x', 0o644), 'ENOTDIR'],
+    ['mkdir under a file', () => vfs.mkdir('/file/x', 0o755), 'ENOTDIR'],
+    ['rename of a folder over a file', () => vfs.rename('/empty', '/file'), 'ENOTDIR'],
+    ['rename of a file under a file', () => vfs.rename('/full/inside.txt', '/file/x'), 'ENOTDIR'],
+    ['rmdir of the root', () => vfs.rmdir('/'), 'EBUSY'],
+    ['rename of the root', () => vfs.rename('/', '/x'), 'EBUSY'],
+  ];
+  for (const [what, call, code] of cases) {
+    const before = await backend.snapshot();
+    await fails(t, call(), code, what);
+    t.equal(await backend.snapshot(), before, `${what}: the server is unchanged`);
+  }
+  t.equal(h.queue.pendingCount, 0, 'nothing was queued');
+  t.same(await stagingFiles(h), [], 'no staging file was left');
+  t.equal(vfs.openHandles, 0, 'no handle was left open');
+  t.same((await vfs.readdir('/')).names.sort(), ['empty', 'file', 'full'], 'the tree is as it was');
+  t.same(await readAll(vfs, '/file'), Buffer.from('file'));
+});
+
+t.test('rename of a file over a file keeps the destination history (versions 1, 2 on its id)', async (t) => {
+  const { h, user } = await setup(t);
+  const a = bytes(40 * KiB);
+  const b = bytes(50 * KiB);
+  await writeAll(h.vfs, '/a', a, { create: true });
+  await writeAll(h.vfs, '/b', b, { create: true });
+  await drained(h.queue);
+  const aId = (await serverChild(user.client, 'a'))!.id;
+  const bId = (await serverChild(user.client, 'b'))!.id;
+
+  await h.vfs.rename('/a', '/b');
+  t.same((await h.vfs.readdir('/')).names, ['b'], 'only the destination is listed');
+  t.ok((await readAll(h.vfs, '/b')).equals(a), 'it shows the source bytes');
+  const live = await user.client.allChildren((await user.client.root()).id);
+  t.same(live.map((c) => [c.name, c.id]), [['b', bId]], 'the server keeps the destination node');
+  const versions = (await user.client.versions(bId)).versions.map((v) => v.version).sort();
+  t.same(versions, [1, 2], 'its history: versions 1 and 2');
+  t.ok((await serverBytes(user.client, bId, 1)).bytes.equals(b), 'version 1 is the old destination');
+  t.ok((await serverBytes(user.client, bId, 2)).bytes.equals(a), 'version 2 is the source');
+  t.not((await user.client.node(aId)).deleted_at, null, 'the source node went to the trash');
+
+  // The editor pattern: write a temp file, rename it over right away (its commit still queued).
+  const c = bytes(60 * KiB);
+  await writeAll(h.vfs, '/b.tmp', c, { create: true });
+  await h.vfs.rename('/b.tmp', '/b');
+  await drained(h.queue);
+  t.same((await user.client.versions(bId)).versions.map((v) => v.version).sort(), [1, 2, 3], 'temp renamed over: version 3 on the same id');
+  t.ok((await serverBytes(user.client, bId)).bytes.equals(c), 'with the temp file bytes');
+  t.same((await h.vfs.readdir('/')).names, ['b']);
+  t.ok((await readAll(h.vfs, '/b')).equals(c));
+});
+
+t.test('rename of a folder with children moves the whole subtree (also with a child commit queued)', async (t) => {
+  const { h, user } = await setup(t);
+  await h.vfs.mkdir('/d', 0o755);
+  await h.vfs.mkdir('/d/sub', 0o755);
+  const x = bytes(30 * KiB);
+  const y = Buffer.from('deep');
+  await writeAll(h.vfs, '/d/sub/y', y, { create: true });
+  await drained(h.queue);
+  await writeAll(h.vfs, '/d/x', x, { create: true }); // still queued during the rename
+  const dId = (await serverChild(user.client, 'd'))!.id;
+
+  await h.vfs.rename('/d', '/e');
+  await fails(t, h.vfs.getattr('/d'), 'ENOENT', 'the old path');
+  t.same((await h.vfs.readdir('/e')).names.sort(), ['sub', 'x'], 'children under the new name');
+  t.same(await readAll(h.vfs, '/e/sub/y'), y, 'a grandchild reads');
+  t.ok((await readAll(h.vfs, '/e/x')).equals(x), 'the queued child reads');
+  await drained(h.queue);
+  const e = await serverChild(user.client, 'e');
+  t.equal(e?.id, dId, 'the server renamed the same folder node');
+  t.equal(await serverChild(user.client, 'd'), undefined, 'no "d" left on the server');
+  const xNode = await serverChild(user.client, 'x', dId);
+  t.ok(xNode && (await serverBytes(user.client, xNode.id)).bytes.equals(x), 'the child committed in the moved folder');
+
+  await h.vfs.rename('/e/sub', '/sub2');
+  t.same((await h.vfs.readdir('/')).names.sort(), ['e', 'sub2'], 'moved to another folder');
+  t.same(await readAll(h.vfs, '/sub2/y'), y);
+  t.ok(await serverChild(user.client, 'y', (await serverChild(user.client, 'sub2'))!.id), 'the server agrees');
+});
+
+t.test('unlink drops a queued commit: nothing is committed after', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { h, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 60_000, log: logs.log });
+  const versionsOf = async (id: string) => (await backend.db('versions').where({ node_id: id }).count<{ n: number }[]>({ n: '*' }))[0]!.n;
+
+  // In flight: the commit is past chunking, held before it reaches the server.
+  faults.hold('checkBlocks');
+  await writeAll(h.vfs, '/u1', bytes(100 * KiB), { create: true });
+  await faults.waiting('checkBlocks');
+  const u1 = h.tree.child(h.tree.rootId, 'u1')!.id;
+  await h.vfs.unlink('/u1');
+  faults.open('checkBlocks');
+  await drained(h.queue);
+  t.equal(Number(await versionsOf(u1)), 0, 'in flight when unlinked: no version was committed');
+  t.not((await user.client.node(u1)).deleted_at, null, 'the node is in the trash');
+
+  // Not started: the first attempt failed, the retry waits on its backoff.
+  faults.offline.add('checkBlocks');
+  await writeAll(h.vfs, '/u2', bytes(100 * KiB), { create: true });
+  const u2 = h.tree.child(h.tree.rootId, 'u2')!.id;
+  await logs.until((l) => l.includes(u2) && l.includes('failed'));
+  t.equal(h.queue.pendingCount, 1, 'the commit waits for its retry');
+  await h.vfs.unlink('/u2');
+  faults.offline.delete('checkBlocks');
+  await drained(h.queue);
+  t.equal(Number(await versionsOf(u2)), 0, 'queued when unlinked: no version was committed');
+
+  t.equal(h.queue.stats.commits, 0, 'the queue committed nothing');
+  t.same((await h.vfs.readdir('/')).names, [], 'nothing listed');
+  t.same(await stagingFiles(h), [], 'staging files removed');
+  t.equal(h.cache.stats().reservedBytes, 0, 'reservations given back');
+});
+
+t.test('truncate: shorter, longer (zeros), to zero; ftruncate on an open handle', async (t) => {
+  const { h, user } = await setup(t);
+  const data = bytes(200 * KiB);
+  await writeAll(h.vfs, '/t', data, { create: true });
+  await drained(h.queue);
+  const id = (await serverChild(user.client, 't'))!.id;
+
+  await h.vfs.truncate('/t', 1000);
+  t.equal((await h.vfs.getattr('/t')).size, 1000, 'the new size shows at once');
+  await drained(h.queue);
+  let s = await serverBytes(user.client, id);
+  t.equal(s.manifest.version, 2);
+  t.ok(s.bytes.equals(data.subarray(0, 1000)), 'shortened: the first 1000 bytes');
+
+  await h.vfs.truncate('/t', 5000);
+  await drained(h.queue);
+  s = await serverBytes(user.client, id);
+  t.ok(s.bytes.equals(Buffer.concat([data.subarray(0, 1000), Buffer.alloc(4000)])), 'extended with zeros');
+
+  const fh = await h.vfs.open('/t', fsc.O_RDWR);
+  await h.vfs.ftruncate(fh, 10);
+  await h.vfs.write(fh, Buffer.from('XY'), 2, 10);
+  t.equal((await h.vfs.getattr('/t')).size, 12);
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  s = await serverBytes(user.client, id);
+  t.ok(s.bytes.equals(Buffer.concat([data.subarray(0, 10), Buffer.from('XY')])), 'ftruncate then write');
+
+  await h.vfs.truncate('/t', 0);
+  await drained(h.queue);
+  s = await serverBytes(user.client, id);
+  t.equal(s.manifest.size, 0, 'truncated to zero');
+  t.same(s.manifest.blocks, [], 'an empty version has no blocks');
+  t.equal(s.manifest.version, 5, 'one version per truncate');
+});
+
+t.test('utimens sets the server mtime: idle file, file open, right after release, while the commit is in flight', async (t) => {
+  const faults = new Faults();
+  const { h, user } = await setup(t, { wrapClient: faults.wrap });
+  const T = Date.UTC(2020, 0, 1, 12, 0, 0);
+  const mtimeOf = async (name: string) => (await serverChild(user.client, name))!.mtime;
+
+  await writeAll(h.vfs, '/idle', Buffer.from('idle'), { create: true });
+  await drained(h.queue);
+  await h.vfs.utimens('/idle', null, T + 1);
+  t.equal(await mtimeOf('idle'), T + 1, 'idle file: set on the server');
+  t.equal((await h.vfs.getattr('/idle')).mtime, T + 1, 'and shown');
+  await h.vfs.utimens('/idle', Date.now(), null);
+  t.equal(await mtimeOf('idle'), T + 1, 'mtime null (UTIME_OMIT) leaves it');
+
+  const fh = await h.vfs.create('/open', 0o644);
+  await h.vfs.write(fh, Buffer.from('open'), 4, 0);
+  await h.vfs.utimens('/open', null, T + 2);
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  t.equal(await mtimeOf('open'), T + 2, 'set while open (futimens before close): the version carries it');
+
+  await writeAll(h.vfs, '/queued', Buffer.from('queued'), { create: true });
+  await h.vfs.utimens('/queued', null, T + 3); // cp -p: close, then utimens
+  t.equal((await h.vfs.getattr('/queued')).mtime, T + 3, 'shown at once');
+  await drained(h.queue);
+  t.equal(await mtimeOf('queued'), T + 3, 'right after release: set on the server once drained');
+
+  faults.hold('commit');
+  await writeAll(h.vfs, '/inflight', Buffer.from('inflight'), { create: true });
+  await faults.waiting('commit');
+  await h.vfs.utimens('/inflight', null, T + 4);
+  faults.open('commit');
+  await drained(h.queue);
+  const inflightId = h.tree.child(h.tree.rootId, 'inflight')!.id;
+  const row = await backend.db('nodes').where({ id: inflightId }).first<{ mtime: number }>();
+  t.equal(Number(row!.mtime), T + 4, 'the server has it when the drain resolves');
+  t.equal(await mtimeOf('inflight'), T + 4, 'commit request already sent: set on the server once drained');
+  t.equal((await h.vfs.getattr('/inflight')).mtime, T + 4, 'and shown');
+
+  // A second save queued behind one in flight: both carry the new time.
+  faults.hold('commit');
+  await writeAll(h.vfs, '/two', Buffer.from('one'), { create: true });
+  await faults.waiting('commit');
+  await writeAll(h.vfs, '/two', Buffer.from('two'));
+  await h.vfs.utimens('/two', null, T + 5);
+  faults.open('commit');
+  await drained(h.queue);
+  t.equal(await mtimeOf('two'), T + 5, 'queued behind an in-flight commit: set on the server once drained');
+});
+
+t.test('ENOSPC when the cache cannot hold dirty data; nothing half-written is committed; the room comes back', async (t) => {
+  const { h, user } = await setup(t, { cacheSize: 1 * MiB });
+  const first = bytes(512 * KiB);
+  const fh = await h.vfs.create('/big', 0o644);
+  await h.vfs.write(fh, first, first.length, 0);
+  await fails(t, h.vfs.write(fh, bytes(768 * KiB), 768 * KiB, first.length), 'ENOSPC', 'a write past the cache bound');
+  t.equal((await h.vfs.getattr('/big')).size, first.length, 'the refused write left no trace (size unchanged)');
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'big');
+  const s = await serverBytes(user.client, node!.id);
+  t.equal((await user.client.versions(node!.id)).versions.length, 1, 'one version');
+  t.ok(s.bytes.equals(first), 'it holds exactly the bytes of the accepted write, none of the refused one');
+  t.equal(h.cache.stats().reservedBytes, 0, 'nothing stays reserved after the commit');
+
+  // A file larger than the cache written elsewhere cannot be opened for an in-place edit here...
+  const remote = await user.client.create({ parent_id: (await user.client.root()).id, name: 'remote', kind: 'file' });
+  await commitRandomBlocks(user.client, remote.id, 0, [600 * KiB, 600 * KiB]);
+  await h.pull();
+  const before = await backend.snapshot();
+  await fails(t, h.vfs.open('/remote', fsc.O_WRONLY), 'ENOSPC', 'open for writing of a file larger than the cache');
+  t.equal(await backend.snapshot(), before, 'the server is unchanged');
+  t.equal(h.queue.pendingCount, 0, 'nothing queued');
+  t.same(await stagingFiles(h), [], 'no staging file left');
+  t.equal(h.vfs.openHandles, 0, 'no handle left');
+
+  // ...while the room freed by the commit is usable again.
+  const again = bytes(900 * KiB);
+  await writeAll(h.vfs, '/again', again, { create: true, pieces: 3 });
+  await drained(h.queue);
+  t.ok((await serverBytes(user.client, (await serverChild(user.client, 'again'))!.id)).bytes.equals(again), 'a later file that fits commits');
+  t.equal(h.cache.stats().reservedBytes, 0);
+});
+
+t.test('a fetch that fails gives EIO promptly: server gone, server hung; other calls are not stalled', async (t) => {
+  const own = await startTestBackend('sqlite', { chunking: CHUNKING });
+  let ownClosed = false;
+  t.teardown(() => (ownClosed ? undefined : own.close()));
+  const faults = new Faults();
+  const { h, user } = await setup(t, { wrapClient: faults.wrap, source: { fetchTimeoutMs: 300 } }, own);
+  const root = await user.client.root();
+  for (const name of ['gone', 'hung']) {
+    const f = await user.client.create({ parent_id: root.id, name, kind: 'file' });
+    await commitRandomBlocks(user.client, f.id, 0, [20 * KiB, 20 * KiB]);
+  }
+  t.same((await h.vfs.readdir('/')).names.sort(), ['gone', 'hung']);
+
+  // Hung: the server never answers the block request.
+  const hung = await h.vfs.open('/hung', fsc.O_RDONLY);
+  faults.hold('getBlock');
+  let started = Date.now();
+  const read = h.vfs.read(hung, Buffer.alloc(100), 100, 0);
+  await faults.waiting('getBlock');
+  t.equal((await h.vfs.getattr('/gone')).size, 40 * KiB, 'metadata calls answer while a fetch hangs');
+  await fails(t, read, 'EIO', 'read of a block the server does not send');
+  t.ok(Date.now() - started < 3000, `EIO after ${Date.now() - started} ms (fetch timeout 300 ms)`);
+  faults.open('getBlock');
+  await h.vfs.release(hung);
+
+  // Gone: the server is closed.
+  const gone = await h.vfs.open('/gone', fsc.O_RDONLY);
+  await own.close();
+  ownClosed = true;
+  started = Date.now();
+  await fails(t, h.vfs.read(gone, Buffer.alloc(100), 100, 0), 'EIO', 'read with the server closed');
+  t.ok(Date.now() - started < 3000, `EIO after ${Date.now() - started} ms`);
+  await h.vfs.release(gone);
+});
+
+t.test('BlockSource: concurrent reads of one uncached block make one fetch', async (t) => {
+  const { h, user } = await setup(t);
+  const f = await user.client.create({ parent_id: (await user.client.root()).id, name: 'shared', kind: 'file' });
+  const [block] = await commitRandomBlocks(user.client, f.id, 0, [100 * KiB]);
+  const expected = await user.client.getBlock(block!.hash);
+
+  const readers = await Promise.all([h.vfs.open('/shared', fsc.O_RDONLY), h.vfs.open('/shared', fsc.O_RDONLY)]);
+  t.equal(h.source.stats.fetches, 0, 'nothing fetched yet');
+  const [r1, r2] = await Promise.all(readers.map((fh) => readFh(h.vfs, fh, 100 * KiB)));
+  t.ok(r1!.equals(expected) && r2!.equals(expected), 'both readers get the block');
+  t.equal(h.source.stats.fetches, 1, 'one fetch for two concurrent readers');
+  t.ok(h.cache.has(block!.hash), 'the block is cached');
+  await readFh(h.vfs, readers[0]!, 10, 500);
+  t.equal(h.source.stats.fetches, 1, 'a later read is served by the cache');
+  for (const fh of readers) await h.vfs.release(fh);
+
+  const direct = await Promise.all([h.source.fetch(block!.hash, block!.size), h.source.fetch(block!.hash, block!.size)]);
+  t.equal(h.source.stats.fetches, 2, 'two concurrent fetch() calls also share one request');
+  t.ok(direct[0]!.equals(expected) && direct[1]!.equals(expected));
+});
+
+t.test('BlockSource: a block whose bytes do not match its hash is refused (EIO) and not cached', async (t) => {
+  const { h } = await setup(t);
+  const real = randomBlock(4 * KiB);
+  let calls = 0;
+  const liar = {
+    async getBlock() {
+      calls++;
+      return crypto.randomBytes(4 * KiB); // right size, wrong bytes
+    },
+  } as unknown as StratusClient;
+  const source = new BlockSource(liar, h.cache, h.pool, { attempts: 2 });
+  await fails(t, source.get(real.hash, real.bytes.length), 'EIO', 'get of a corrupted block');
+  t.equal(calls, 2, 'each attempt refetched');
+  t.equal(source.stats.verifyFailures, 2, 'and failed verification');
+  t.notOk(h.cache.has(real.hash), 'the wrong bytes never reach the cache');
+  const target = Buffer.alloc(16);
+  await fails(t, source.readInto(real.hash, real.bytes.length, target, 0, 0, 16), 'EIO', 'readInto of a corrupted block');
+  t.same(target, Buffer.alloc(16), 'nothing copied to the reader');
+
+  const truncated = new BlockSource({ getBlock: async () => real.bytes.subarray(0, 100) } as unknown as StratusClient, h.cache, h.pool, { attempts: 1 });
+  await fails(t, truncated.get(real.hash, real.bytes.length), 'EIO', 'a short block');
+});
+
+t.test('touch: a new empty file commits version 1 with no blocks', async (t) => {
+  const { h, user } = await setup(t);
+  const fh = await h.vfs.create('/empty', 0o644);
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'empty');
+  t.equal(node!.head_version, 1);
+  const m = await user.client.manifest(node!.id);
+  t.equal(m.size, 0);
+  t.same(m.blocks, []);
+  t.same(await readAll(h.vfs, '/empty'), Buffer.alloc(0));
+});
+
+t.test('a file still open for writing renamed over another file keeps the writes made after the rename', async (t) => {
+  const { h, user } = await setup(t);
+  await writeAll(h.vfs, '/dst', Buffer.from('old destination'), { create: true });
+  await drained(h.queue);
+  const dstId = (await serverChild(user.client, 'dst'))!.id;
+  const fh = await h.vfs.create('/src', 0o644);
+  await h.vfs.write(fh, Buffer.from('hello '), 6, 0);
+  await h.vfs.rename('/src', '/dst');
+  await h.vfs.write(fh, Buffer.from('world'), 5, 6);
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  t.same((await h.vfs.readdir('/')).names, ['dst']);
+  const live = await serverChild(user.client, 'dst');
+  t.equal(live?.id, dstId, 'the destination node');
+  t.same((await serverBytes(user.client, dstId)).bytes, Buffer.from('hello world'), 'holds every byte written through the open handle');
+  t.same(await readAll(h.vfs, '/dst'), Buffer.from('hello world'));
+});
