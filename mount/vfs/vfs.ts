@@ -461,16 +461,27 @@ export class Vfs {
     let baseVersion = node.headVersion;
     if (queued) baseVersion = queued.baseVersion;
     if (!truncate && queued) size = queued.size;
-    const fh = await open(staging, 'w+');
+    // The queued file stays on disk until copied, even if its commit lands meanwhile (else: ENOENT, i.e. EIO).
+    const copyFrom = !truncate && queued ? queued.staging : undefined;
+    if (copyFrom) this.o.queue.useStaging(copyFrom);
+    let fh: FileHandle;
+    try {
+      fh = await open(staging, 'w+');
+    } catch (err) {
+      if (copyFrom) await this.o.queue.releaseStaging(copyFrom);
+      throw err;
+    }
     const d: Dirty = { nodeId: node.id, staging, extents: new Extents(), fh, size, mtime: queued?.mtime ?? node.mtime, baseVersion, writers: 1, reserved: 0, modified: truncate, unlinked: false };
     try {
-      if (!truncate && queued) await this.copyStaging(d, queued.staging, queued.size);
+      if (copyFrom) await this.copyStaging(d, copyFrom, queued!.size);
       else if (!truncate && node.headVersion > 0 && node.size > 0) await this.materialize(d, await this.manifest(node));
     } catch (err) {
       await fh.close();
       await rm(staging, { force: true });
       this.o.cache.release(d.reserved);
       throw err;
+    } finally {
+      if (copyFrom) await this.o.queue.releaseStaging(copyFrom);
     }
     if (truncate) d.mtime = Date.now();
     this.dirty.set(node.id, d);
