@@ -83,6 +83,8 @@ const S_IFREG = 0o100000;
  */
 export class Vfs {
   private readonly dirty = new Map<string, Dirty>();
+  /** Staging sessions being set up (a copy or a download may take a while). */
+  private readonly starting = new Map<string, Promise<Dirty>>();
   /** Data ranges of queued staging files this mount wrote (see copyStaging). */
   private readonly stagedExtents = new Map<string, Extents>();
   private readonly handles = new Map<number, Handle>();
@@ -442,7 +444,21 @@ export class Vfs {
     };
   }
 
+  /** Opens (or joins) the staging session of a file; two opens at once share one session. */
   private async startDirty(node: LocalNode, truncate: boolean): Promise<Dirty> {
+    const starting = this.starting.get(node.id);
+    if (starting) await starting.catch(() => undefined);
+    if (this.dirty.has(node.id)) return this.joinDirty(node, truncate);
+    const p = this.newDirty(node, truncate);
+    this.starting.set(node.id, p);
+    try {
+      return await p;
+    } finally {
+      if (this.starting.get(node.id) === p) this.starting.delete(node.id);
+    }
+  }
+
+  private async joinDirty(node: LocalNode, truncate: boolean): Promise<Dirty> {
     const existing = this.dirty.get(node.id);
     if (existing) {
       existing.writers++;
@@ -455,6 +471,10 @@ export class Vfs {
       }
       return existing;
     }
+    return this.newDirty(node, truncate);
+  }
+
+  private async newDirty(node: LocalNode, truncate: boolean): Promise<Dirty> {
     const staging = join(this.o.stagingDir, randomUUID());
     const queued = this.o.queue.latest(node.id);
     let size = 0;

@@ -513,3 +513,26 @@ t.test('a file still open for writing renamed over another file keeps the writes
   t.same((await serverBytes(user.client, dstId)).bytes, Buffer.from('hello world'), 'holds every byte written through the open handle');
   t.same(await readAll(h.vfs, '/dst'), Buffer.from('hello world'));
 });
+
+t.test('two opens for writing at once share one staging session: both writes land in one commit', async (t) => {
+  const { h, user } = await setup(t);
+  const base = bytes(600 * KiB);
+  await writeAll(h.vfs, '/shared.bin', base, { create: true });
+  await drained(h.queue);
+  // Both opens must copy the committed version into staging (a download): they overlap.
+  const [a, b] = await Promise.all([h.vfs.open('/shared.bin', fsc.O_WRONLY), h.vfs.open('/shared.bin', fsc.O_WRONLY)]);
+  const pa = bytes(10 * KiB);
+  const pb = bytes(10 * KiB);
+  await h.vfs.write(a, pa, pa.length, 0);
+  await h.vfs.write(b, pb, pb.length, 300 * KiB);
+  await h.vfs.release(a);
+  await h.vfs.release(b);
+  await drained(h.queue);
+  const want = Buffer.from(base);
+  pa.copy(want, 0);
+  pb.copy(want, 300 * KiB);
+  const node = await serverChild(user.client, 'shared.bin');
+  t.equal(node!.head_version, 2, 'one more version, not two competing ones');
+  t.ok((await serverBytes(user.client, node!.id)).bytes.equals(want), 'it holds the writes of both descriptors');
+  t.same((await user.client.allChildren((await user.client.root()).id)).map((n) => n.name), ['shared.bin'], 'no conflicted copy');
+});
