@@ -24,7 +24,9 @@ export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (
   return {
     getattr: (path: string, cb: Cb) => run(cb, 'getattr', vfs.getattr(path), (s) => [s]),
     fgetattr: (path: string, _fd: number, cb: Cb) => run(cb, 'fgetattr', vfs.getattr(path), (s) => [s]),
-    readdir: (path: string, cb: Cb) => run(cb, 'readdir', vfs.readdir(path), (r) => [r.names, r.stats]),
+    // `.` and `..` as every POSIX directory lists them (`ls -a`); `..` shows the folder's own attributes.
+    readdir: (path: string, cb: Cb) =>
+      run(cb, 'readdir', Promise.all([vfs.readdir(path), vfs.getattr(path)]), ([r, self]) => [['.', '..', ...r.names], [self, self, ...r.stats]]),
     statfs: (_path: string, cb: Cb) => cb(0, vfs.statfs()),
     access: (_path: string, _mode: number, cb: Cb) => cb(0),
     open: (path: string, flags: number, cb: Cb) => run(cb, 'open', vfs.open(path, flags), (fd) => [fd]),
