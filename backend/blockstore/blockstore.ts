@@ -19,12 +19,26 @@ export interface BlockStore {
    * Idempotent: putting the same block twice leaves one copy.
    */
   put(hash: string, body: Readable): Promise<void>;
-  /** The bytes of a block, or of a range of it. Rejects with BlockNotFoundError when absent. */
+  /**
+   * The bytes of a block, or of a range of it. Rejects with BlockNotFoundError when absent. The
+   * stream may be `Recycling`: then a consumer that is done with a chunk (its bytes written out)
+   * may hand it back to be read into again.
+   */
   get(hash: string, range?: ByteRange): Promise<Readable>;
   delete(hash: string): Promise<void>;
   /** Every block id held, for garbage collection. */
   list(): AsyncIterable<string>;
   close(): Promise<void>;
+}
+
+/** A stream whose chunks can be handed back once the consumer no longer needs their bytes. */
+export interface Recycling {
+  /** `chunk` (emitted by this stream; at most once per chunk) may be overwritten from now on; ignored if it is not one of its own. */
+  recycle(chunk: Buffer): void;
+}
+
+export function isRecycling(stream: Readable): stream is Readable & Recycling {
+  return typeof (stream as Partial<Recycling>).recycle === 'function';
 }
 
 export class BlockNotFoundError extends Error {

@@ -3,9 +3,101 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { HASH_RE } from '../../protocol/hash.js';
-import { BlockNotFoundError, type BlockStore, type ByteRange } from './blockstore.js';
+import { BlockNotFoundError, type BlockStore, type ByteRange, type Recycling } from './blockstore.js';
+
+/** Bytes per read of a block file when serving it. */
+const READ_CHUNK = 1024 * 1024;
+/** Read buffers kept for reuse (at most this many MiB stay allocated). */
+const POOL_MAX = 32;
+const pool: Buffer[] = [];
+/** The pool's buffers that are out (being read into, or emitted and not yet recycled), by their memory. */
+const lent = new WeakSet<ArrayBuffer>();
+
+function takeBuffer(): Buffer {
+  const buf = pool.pop() ?? Buffer.allocUnsafeSlow(READ_CHUNK);
+  lent.add(buf.buffer as ArrayBuffer);
+  return buf;
+}
+
+/** Back to the pool: only a buffer of ours that is out, and only once (a second hand-back is ignored). */
+function returnBuffer(chunk: Buffer): void {
+  const memory = chunk.buffer as ArrayBuffer;
+  if (!lent.delete(memory)) return;
+  if (pool.length < POOL_MAX) pool.push(Buffer.from(memory, 0, READ_CHUNK));
+}
+
+/**
+ * A block file (or a range of it) as a stream of reads of up to 1 MiB, each into a buffer from a
+ * shared pool: a consumer that hands chunks back with `recycle` once they are written out (the
+ * block route does) makes downloads allocate nothing per chunk. Measured serving 4 MiB blocks,
+ * 8 in flight: fresh buffers per chunk (as fs.ReadStream allocates) kept V8 collecting the old
+ * generation for "external memory pressure" many times a second once the server's heap had grown,
+ * about doubling the server's CPU per GiB; a FileHandle stream (promise-based reads) cost about
+ * twice the CPU of callback reads; and 64 KiB reads five times the context switches of 1 MiB ones.
+ * Chunks nobody recycles are simply garbage, as with any stream.
+ */
+class BlockFileStream extends Readable implements Recycling {
+  private pos: number;
+  private reading = false;
+  private fdClosed = false;
+  /** Set when destroyed during a read: what to do once the read is over. */
+  private afterRead: (() => void) | null = null;
+
+  /** Reads [start, end] of `fd` (end inclusive; Infinity: to the end of the file), then closes it. */
+  constructor(private readonly fd: number, start: number, private readonly end: number) {
+    super();
+    this.pos = start;
+  }
+
+  recycle(chunk: Buffer): void {
+    returnBuffer(chunk);
+  }
+
+  override _read(): void {
+    const want = Math.min(READ_CHUNK, this.end - this.pos + 1);
+    if (want <= 0) {
+      this.push(null);
+      return;
+    }
+    const buf = takeBuffer();
+    this.reading = true;
+    fs.read(this.fd, buf, 0, want, this.pos, (err, bytesRead) => {
+      this.reading = false;
+      if (this.afterRead) {
+        returnBuffer(buf);
+        this.afterRead();
+        return;
+      }
+      if (err) {
+        returnBuffer(buf);
+        this.destroy(err);
+      } else if (bytesRead === 0) {
+        returnBuffer(buf);
+        // The end of the file before the end of the range asked for: the file is not what the
+        // caller recorded (it promised the client a length). Fail rather than end short as if whole.
+        if (this.end === Infinity) this.push(null);
+        else this.destroy(new Error(`block file ends at byte ${this.pos}, before the ${this.end + 1} bytes asked for`));
+      } else {
+        this.pos += bytesRead;
+        this.push(bytesRead === READ_CHUNK ? buf : buf.subarray(0, bytesRead));
+      }
+    });
+  }
+
+  override _destroy(err: Error | null, callback: (err: Error | null) => void): void {
+    // A read in progress still writes into its buffer and uses the descriptor: close after it.
+    if (this.reading) this.afterRead = () => this.closeFd(() => callback(err));
+    else this.closeFd(() => callback(err));
+  }
+
+  private closeFd(done: (err: Error | null) => void): void {
+    if (this.fdClosed) return done(null);
+    this.fdClosed = true;
+    fs.close(this.fd, (closeErr) => done(closeErr ?? null));
+  }
+}
 
 /**
  * Blocks as files under `root/ab/cd/<hash>`. A put streams into `root/tmp/`, fsyncs, renames into
@@ -68,10 +160,11 @@ export class DiskBlockStore implements BlockStore {
 
   async get(hash: string, range?: ByteRange): Promise<Readable> {
     const file = this.pathOf(hash);
-    const handle = await fsp.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
-      throw err.code === 'ENOENT' ? new BlockNotFoundError(hash) : err;
+    // Opened first, so that a missing block is an error here rather than in the middle of a response.
+    const fd = await new Promise<number>((resolve, reject) => {
+      fs.open(file, 'r', (err, fd) => (err ? reject(err.code === 'ENOENT' ? new BlockNotFoundError(hash) : err) : resolve(fd)));
     });
-    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    return new BlockFileStream(fd, range?.start ?? 0, range?.end ?? Infinity);
   }
 
   async delete(hash: string): Promise<void> {

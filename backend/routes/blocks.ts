@@ -1,4 +1,7 @@
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import Router from '@koa/router';
+import { isRecycling, type Recycling } from '../blockstore/blockstore.js';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import { checkBlocks, getBlock, putBlock } from '../services/blocks.js';
@@ -25,9 +28,40 @@ export function blockRoutes(backend: Backend): Router {
       ctx.set('Content-Range', `bytes ${download.range.start}-${download.range.end}/${download.size}`);
       ctx.length = download.range.end - download.range.start + 1;
     } else {
+      ctx.status = 200;
       ctx.length = download.size;
     }
-    ctx.body = download.body;
+    if (!isRecycling(download.body)) {
+      ctx.body = download.body;
+      return;
+    }
+    // Status and headers are set on the response; the body is written here rather than by Koa so
+    // that each chunk goes back to the store's pool once the socket has taken it.
+    ctx.respond = false;
+    if (ctx.method === 'HEAD' || !ctx.writable) {
+      download.body.destroy();
+      ctx.res.end();
+      return;
+    }
+    sendRecycling(download.body, ctx.res);
   });
   return router;
+}
+
+/**
+ * Writes `body` to `res` with backpressure, handing each chunk back to the stream once written
+ * (the write callback: the bytes are in the kernel, or the connection is gone). A read error
+ * after the headers went out cuts the connection, so the client sees a short body, never a
+ * complete-looking wrong one; a client that leaves stops the reading.
+ */
+function sendRecycling(body: Readable & Recycling, res: ServerResponse): void {
+  res.once('close', () => body.destroy());
+  body.once('error', (err) => res.destroy(err));
+  body.once('end', () => res.end());
+  body.on('data', (chunk: Buffer) => {
+    if (!res.write(chunk, () => body.recycle(chunk))) {
+      body.pause();
+      res.once('drain', () => body.resume());
+    }
+  });
 }

@@ -2,7 +2,7 @@ import Router from '@koa/router';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import type { Backend } from '../services/context.js';
-import { createNode, deleteNode, getNode, getRoot, listChildren, restoreNode, updateNode } from '../services/nodes.js';
+import { createNode, deleteNode, getNode, getRoot, listChildrenJson, restoreNode, updateNode } from '../services/nodes.js';
 
 export function nodeRoutes(backend: Backend): Router {
   const router = new Router();
@@ -15,7 +15,9 @@ export function nodeRoutes(backend: Backend): Router {
     ctx.body = await getNode(backend, actorOf(ctx), ctx.params.id!);
   });
   router.get('/v1/nodes/:id/children', async (ctx) => {
-    ctx.body = await listChildren(backend, actorOf(ctx), ctx.params.id!, ctx.query);
+    // JSON text built by the database where it can (big folders: see listChildrenJson).
+    ctx.body = await listChildrenJson(backend, actorOf(ctx), ctx.params.id!, ctx.query);
+    ctx.type = 'application/json';
   });
   router.post('/v1/nodes', async (ctx) => {
     ctx.body = await createNode(backend, actorOf(ctx), await json(ctx));

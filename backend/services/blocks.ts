@@ -79,7 +79,9 @@ export async function getBlock(backend: Backend, actor: Actor, hash: string, ran
   if (size === undefined) throw new ApiError('not_found', 'block not found');
   const range = rangeHeader ? parseRange(rangeHeader, size) : null;
   try {
-    return { size, range, body: await backend.store.get(hash, range ?? undefined) };
+    // The whole block is asked for as the range [0, size): the store then reads exactly the bytes
+    // the Content-Length promises (and fails, rather than ends short, if the file has fewer).
+    return { size, range, body: await backend.store.get(hash, range ?? { start: 0, end: size - 1 }) };
   } catch (err) {
     if (err instanceof BlockNotFoundError) throw new ApiError('internal', 'block is recorded but missing from the store');
     throw err;

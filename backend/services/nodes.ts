@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
 import { assertValidName } from '../../protocol/names.js';
 import type { ChildrenPage, NodeInfo } from '../../protocol/types.js';
+import { dbClient } from '../db/connect.js';
 import { isUniqueViolation } from '../db/errors.js';
 import { manifest, nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
 import { assertLive, lineage, notFound, visibleNode } from './access.js';
@@ -47,16 +48,58 @@ export async function getNode(backend: Backend, actor: Actor, id: string): Promi
   return nodeInfo(await visibleNode(backend.db, actor, id));
 }
 
+type ChildrenQuery = { after?: unknown; limit?: unknown };
+
 /** Live children of a folder ordered by name, a page at a time (keyset on name: stable under concurrent inserts). */
-export async function listChildren(backend: Backend, actor: Actor, id: string, query: { after?: unknown; limit?: unknown }): Promise<ChildrenPage> {
-  const dir = await visibleNode(backend.db, actor, id);
-  if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
-  const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
+export async function listChildren(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<ChildrenPage> {
+  const { dir, limit, after } = await childrenRequest(backend, actor, id, query);
   const q = backend.db('nodes').where({ parent_id: dir.id }).whereNull('deleted_at').orderBy('name').limit(limit + 1);
-  if (typeof query.after === 'string' && query.after !== '') q.andWhere('name', '>', query.after);
+  if (after !== undefined) q.andWhere('name', '>', after);
   const rows: Array<Record<string, unknown>> = await q;
   const children = rows.slice(0, limit).map((r) => nodeInfo(nodeRow(r)));
   return { children, next: rows.length > limit ? (children.at(-1)?.name ?? null) : null };
+}
+
+async function childrenRequest(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<{ dir: NodeRow; limit: number; after: string | undefined }> {
+  const dir = await visibleNode(backend.db, actor, id);
+  if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
+  const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
+  return { dir, limit, after: typeof query.after === 'string' && query.after !== '' ? query.after : undefined };
+}
+
+/**
+ * The same page as `listChildren`, as the JSON text of the response. On SQLite the database
+ * writes that JSON itself: node-sqlite3 builds a JS object per row and per column, which made a
+ * page of 5000 children cost ~45 ms in row conversion alone (then nodeInfo and JSON.stringify);
+ * the page as one JSON value from SQLite, sent as is, costs about half of the whole.
+ * Each object has exactly the fields, order and values of `nodeInfo` (kind normalized as in
+ * `nodeRow`, `created_at` as toISOString's UTC millisecond form for the server-clock timestamps it
+ * holds, `deleted_at` null: the page holds live nodes only). One statement, so the page and its
+ * `next` come from one snapshot. Needs SQLite ≥ 3.44 (ORDER BY inside an aggregate; node-sqlite3
+ * bundles a newer one).
+ */
+export async function listChildrenJson(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<string> {
+  const db = backend.db;
+  if (dbClient(db) !== 'sqlite3') return JSON.stringify(await listChildren(backend, actor, id, query));
+  const { dir, limit, after } = await childrenRequest(backend, actor, id, query);
+  const rows: Array<{ children: string; next: string | null }> = await db.raw(
+    `WITH page AS MATERIALIZED (
+       SELECT id, parent_id, name, kind, head_version, size, mtime, mode, created_at FROM nodes
+       WHERE parent_id = ? AND deleted_at IS NULL AND name > ? ORDER BY name LIMIT ?
+     ), last AS MATERIALIZED (SELECT max(name) AS name FROM page)
+     SELECT
+       (SELECT json_group_array(json_object(
+          'id', id, 'parent_id', parent_id, 'name', name, 'kind', CASE kind WHEN 'dir' THEN 'dir' ELSE 'file' END,
+          'head_version', head_version, 'size', size, 'mtime', mtime, 'mode', mode, 'deleted_at', NULL,
+          'created_at', strftime('%Y-%m-%dT%H:%M:%S', created_at / 1000, 'unixepoch') || printf('.%03dZ', created_at % 1000)
+        ) ORDER BY name) FROM page) AS children,
+       (SELECT name FROM last WHERE EXISTS (
+          SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_at IS NULL AND name > last.name
+        )) AS next`,
+    [dir.id, after ?? '', limit, dir.id],
+  );
+  const row = rows[0]!;
+  return `{"children":${row.children},"next":${JSON.stringify(row.next)}}`;
 }
 
 export function pageLimit(raw: unknown, max: number, fallback = 1000): number {

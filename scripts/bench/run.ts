@@ -5,6 +5,7 @@ import pg from 'pg';
 import { startThrowawayPostgres } from '../test-postgres.js';
 import { benchChunking } from './chunk.js';
 import { benchCommits } from './commits.js';
+import { benchDownload, median } from './download.js';
 import { benchMount } from './mount.js';
 import { markdownTable, num, renderSection } from './report.js';
 import { benchUpload } from './upload.js';
@@ -14,12 +15,13 @@ import { benchUpload } from './upload.js';
  * same run (native disk, cp). Markdown on stdout, progress on stderr.
  *
  * STRATUS_BENCH_QUICK=1 shrinks every size (a development run of a minute or two);
- * STRATUS_BENCH_ONLY=mount,chunk,upload,commits picks groups (default: all). Sizes, each
+ * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits picks groups (default: all). Sizes, each
  * overriding the quick and full defaults:
  *   STRATUS_BENCH_MOUNT_GIB (1)  STRATUS_BENCH_TREE_FILES (100000)  STRATUS_BENCH_TREE_DIRS (100)
  *   STRATUS_BENCH_WRITE_MIB (100)  STRATUS_BENCH_EDIT_MIB (256)  STRATUS_BENCH_STREAM_GIB (10)
  *   STRATUS_BENCH_STREAM_CACHE (512MB)  STRATUS_BENCH_CHUNK_MIB (512)
  *   STRATUS_BENCH_UPLOAD_MIB (512)  STRATUS_BENCH_SECONDS (5, per commit row)
+ *   STRATUS_BENCH_DOWNLOAD_MIB (512)  STRATUS_BENCH_DOWNLOAD_CHILDREN (5000)  STRATUS_BENCH_DOWNLOAD_ROUNDS (5)
  */
 const quick = process.env.STRATUS_BENCH_QUICK === '1';
 function setting(name: string, full: number, quickValue: number): number {
@@ -29,7 +31,7 @@ function setting(name: string, full: number, quickValue: number): number {
   return value;
 }
 
-const GROUPS = ['mount', 'chunk', 'upload', 'commits'] as const;
+const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits'] as const;
 type Group = (typeof GROUPS)[number];
 const only = (process.env.STRATUS_BENCH_ONLY ?? GROUPS.join(',')).split(',').map((g) => g.trim()).filter(Boolean);
 for (const g of only) if (!GROUPS.includes(g as Group)) throw new Error(`STRATUS_BENCH_ONLY: unknown group ${g} (groups: ${GROUPS.join(', ')})`);
@@ -74,6 +76,33 @@ async function uploadGroup(workDir: string): Promise<void> {
   print(`## Upload: PUT /v1/blocks, ${up.bytes / 1024 / 1024} MiB in 4 MiB blocks, 4 in flight, loopback\n${markdownTable(['what', 'MiB/s', 'ratio to cp'], rows)}`);
 }
 
+async function downloadGroup(workDir: string): Promise<void> {
+  log('download');
+  const d = await benchDownload(workDir, {
+    totalMiB: setting('STRATUS_BENCH_DOWNLOAD_MIB', 512, 64),
+    children: setting('STRATUS_BENCH_DOWNLOAD_CHILDREN', 5000, 5000),
+    rounds: setting('STRATUS_BENCH_DOWNLOAD_ROUNDS', 5, 3),
+    log,
+  });
+  const disk = median(d.diskMBs);
+  const spread = (xs: number[]) => `${num(Math.min(...xs))}–${num(Math.max(...xs))}`;
+  const cpu = (xs: number[]) => (xs.length ? num(median(xs)) : '—');
+  const rows = [
+    ['read the block files from disk (page cache)', num(disk), spread(d.diskMBs), '1.00', '—'],
+    ['plain node:http file server (createReadStream)', num(median(d.plainHttpMBs)), spread(d.plainHttpMBs), num(median(d.plainHttpMBs) / disk), cpu(d.plainHttpCpuPerGiB)],
+    ['Stratus GET /v1/blocks/:hash', num(median(d.stratusMBs)), spread(d.stratusMBs), num(median(d.stratusMBs) / disk), cpu(d.stratusCpuPerGiB)],
+  ];
+  const list = [
+    [`one page of ${Math.min(d.children, 5000)}`, num(median(d.childrenPageMs)), spread(d.childrenPageMs)],
+    [`all ${d.children} in pages of 1000`, num(median(d.childrenPagedMs)), spread(d.childrenPagedMs)],
+  ];
+  print(
+    `## Download: GET /v1/blocks, ${d.bytes / 1024 / 1024} MiB in 4 MiB blocks, ${d.inFlight} in flight, loopback; median of ${d.diskMBs.length} interleaved rounds\n` +
+      `${markdownTable(['what', 'MiB/s', 'range', 'ratio to disk', 'server CPU s/GiB'], rows)}\n\n` +
+      `## Listing: GET /v1/nodes/:id/children of a ${d.children}-entry folder, median ms\n${markdownTable(['what', 'ms', 'range'], list)}`,
+  );
+}
+
 async function commitsGroup(workDir: string): Promise<void> {
   const seconds = setting('STRATUS_BENCH_SECONDS', 5, 1);
   log('commits (SQLite, then a throwaway PostgreSQL)');
@@ -105,6 +134,7 @@ try {
   if (wanted('mount')) await mountGroup(workDir);
   if (wanted('chunk')) await chunkGroup();
   if (wanted('upload')) await uploadGroup(workDir);
+  if (wanted('download')) await downloadGroup(workDir);
   if (wanted('commits')) await commitsGroup(workDir);
 } finally {
   await fs.rm(workDir, { recursive: true, force: true });
