@@ -27,6 +27,19 @@ export interface PendingCommit {
   size: number;
   mtime: number;
   createdAt: number;
+  /**
+   * Set while the node exists only on this mount (made offline, id `local:…`): the queue creates it
+   * on the server first. A folder's entry has no staging file (`staging` is '').
+   */
+  create?: PendingCreate;
+}
+
+/** What the server needs to create a node made offline (the tree's current name and folder win when known). */
+export interface PendingCreate {
+  parentId: string;
+  name: string;
+  kind: NodeKind;
+  mode: number;
 }
 
 interface NodeRow {
@@ -49,6 +62,7 @@ interface PendingRow {
   size: number;
   mtime: number;
   created_at: number;
+  create_json: string | null;
 }
 
 /**
@@ -110,7 +124,11 @@ export class StateStore {
         t.bigInteger('size').notNullable();
         t.bigInteger('mtime').notNullable();
         t.bigInteger('created_at').notNullable();
+        t.text('create_json').nullable();
       });
+    } else if (!(await db.schema.hasColumn('pending', 'create_json'))) {
+      // A cache folder from before offline creates.
+      await db.schema.alterTable('pending', (t) => t.text('create_json').nullable());
     }
   }
 
@@ -177,6 +195,7 @@ export class StateStore {
           size: entry.size,
           mtime: entry.mtime,
           created_at: entry.createdAt,
+          create_json: entry.create ? JSON.stringify(entry.create) : null,
         })
         .returning<{ id: number }[]>('id');
       return { ...entry, id: Number(row!.id) };
@@ -187,10 +206,11 @@ export class StateStore {
     await this.db('pending').where({ id }).delete();
   }
 
-  async updatePending(id: number, fields: { nodeId?: string; baseVersion?: number; mtime?: number }): Promise<void> {
+  async updatePending(id: number, fields: { nodeId?: string; baseVersion?: number; mtime?: number; create?: PendingCreate | null }): Promise<void> {
     await this.db('pending')
       .where({ id })
       .update({
+        ...(fields.create !== undefined && { create_json: fields.create ? JSON.stringify(fields.create) : null }),
         ...(fields.nodeId !== undefined && { node_id: fields.nodeId }),
         ...(fields.baseVersion !== undefined && { base_version: fields.baseVersion }),
         ...(fields.mtime !== undefined && { mtime: fields.mtime }),
@@ -240,5 +260,6 @@ function fromPendingRow(r: PendingRow): PendingCommit {
     size: Number(r.size),
     mtime: Number(r.mtime),
     createdAt: Number(r.created_at),
+    ...(r.create_json && { create: JSON.parse(r.create_json) as PendingCreate }),
   };
 }

@@ -3,11 +3,11 @@ import { open, rm } from 'node:fs/promises';
 import type { BlockCache } from '../../cache/block-cache.js';
 import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
-import type { BlockRef, Manifest, ServerConfig } from '../../protocol/types.js';
+import type { BlockRef, Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
 import type { ChunkerPool } from '../chunker/pool.js';
-import type { PendingCommit, StateStore } from '../state/store.js';
+import type { PendingCommit, PendingCreate, StateStore } from '../state/store.js';
 import { isTransient } from '../vfs/errors.js';
-import type { Tree } from '../vfs/tree.js';
+import { isLocalId, type Tree } from '../vfs/tree.js';
 import { conflictedCopyName } from './conflict-name.js';
 
 export interface CommitQueueOptions {
@@ -40,11 +40,20 @@ export interface CommitResult {
  * A stale base keeps the local bytes as a conflicted copy. Transient failures retry with backoff;
  * entries survive restarts and resume with the blocks still missing.
  *
- * Events: `committed` (CommitResult), `changed` (the queue's size changed), `error` is never emitted:
- * failures are logged and retried.
+ * Nodes made offline (ids `local:…`) are created on the server first, their folders before them;
+ * a name taken meanwhile keeps both (ours becomes a conflicted copy; folders of one name merge),
+ * and a folder deleted meanwhile is made again on the way.
+ *
+ * Events: `committed` (CommitResult), `changed` (the queue's size changed), `remapped` (local id,
+ * NodeInfo) when an offline node got its server id, `error` is never emitted: failures are logged
+ * and retried.
  */
 export class CommitQueue extends EventEmitter {
   private entries: PendingCommit[] = [];
+  /** The newest entry of each node (getattr asks for it on every call). */
+  private readonly newest = new Map<string, PendingCommit>();
+  /** Server ids of nodes this mount made offline, by their local id. */
+  private readonly mappedIds = new Map<string, string>();
   private readonly inFlight = new Map<number, Promise<void>>();
   private readonly cancelled = new Set<number>();
   private readonly retryAt = new Map<number, number>();
@@ -75,6 +84,7 @@ export class CommitQueue extends EventEmitter {
 
   async start(): Promise<void> {
     this.entries = await this.opts.store.listPending();
+    this.reindex();
     // Queued bytes count against the cache bound until committed (best effort after a restart).
     for (const e of this.entries) {
       await this.opts.cache.reserve(e.size).then(
@@ -99,8 +109,17 @@ export class CommitQueue extends EventEmitter {
 
   /** The newest queued content of a node, if any (what a reader must see until it is committed). */
   latest(nodeId: string): PendingCommit | undefined {
-    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i]!.nodeId === nodeId) return this.entries[i];
-    return undefined;
+    return this.newest.get(nodeId);
+  }
+
+  /** The server id a node made offline got (its local id until then). */
+  mapped(nodeId: string): string {
+    return this.mappedIds.get(nodeId) ?? nodeId;
+  }
+
+  private reindex(): void {
+    this.newest.clear();
+    for (const e of this.entries) this.newest.set(e.nodeId, e);
   }
 
   /**
@@ -123,12 +142,15 @@ export class CommitQueue extends EventEmitter {
   async enqueue(input: Omit<PendingCommit, 'id' | 'createdAt'> & { reserved?: number }): Promise<PendingCommit> {
     const { reserved = 0, ...entry } = input;
     const superseded = this.entries.filter((e) => e.nodeId === entry.nodeId && !this.inFlight.has(e.id));
-    // The bytes of a superseded entry were based on the same local history: the new one keeps its base.
+    // The bytes of a superseded entry were based on the same local history: the new one keeps its base
+    // (and, for a node made offline, the creation it still owes the server).
     const base = superseded[0]?.baseVersion ?? entry.baseVersion;
-    const added = await this.opts.store.addPending({ ...entry, baseVersion: base, createdAt: Date.now() }, superseded.map((e) => e.id));
+    const create = superseded.find((e) => e.create)?.create ?? entry.create;
+    const added = await this.opts.store.addPending({ ...entry, baseVersion: base, createdAt: Date.now(), ...(create && { create }) }, superseded.map((e) => e.id));
     const gone = new Set(superseded.map((e) => e.id));
     this.entries = this.entries.filter((e) => !gone.has(e.id));
     this.entries.push(added);
+    this.reindex();
     this.reserved.set(added.id, reserved);
     for (const e of superseded) {
       this.releaseReservation(e.id);
@@ -137,6 +159,24 @@ export class CommitQueue extends EventEmitter {
     this.emit('changed');
     this.kick();
     return added;
+  }
+
+  /** Queues the creation of a folder made offline (no content: its entry has no staging file). */
+  async enqueueFolder(nodeId: string, create: PendingCreate, mtime: number): Promise<void> {
+    const added = await this.opts.store.addPending({ nodeId, baseVersion: 0, staging: '', size: 0, mtime, createdAt: Date.now(), create });
+    this.entries.push(added);
+    this.reindex();
+    this.emit('changed');
+    this.kick();
+  }
+
+  /** A node made offline was renamed or moved here before the server knew it: its creation follows. */
+  async renameLocal(nodeId: string, parentId: string, name: string): Promise<void> {
+    for (const e of this.entries) {
+      if (e.nodeId !== nodeId || !e.create) continue;
+      e.create = { ...e.create, parentId, name };
+      await this.opts.store.updatePending(e.id, { create: e.create });
+    }
   }
 
   /** Forget a node's queued content (the file was deleted here). An upload in flight is abandoned. */
@@ -249,7 +289,7 @@ export class CommitQueue extends EventEmitter {
     let nextRetry = Infinity;
     for (const e of this.entries) {
       if (this.inFlight.size >= max) break;
-      if (this.inFlight.has(e.id) || busyNodes.has(e.nodeId) || this.held.has(e.nodeId)) {
+      if (this.inFlight.has(e.id) || busyNodes.has(e.nodeId) || this.held.has(e.nodeId) || this.waitsForFolder(e)) {
         busyNodes.add(e.nodeId); // later entries of a node wait for earlier ones
         continue;
       }
@@ -271,9 +311,22 @@ export class CommitQueue extends EventEmitter {
     if (nextRetry !== Infinity) this.timer = setTimeout(() => this.kick(), Math.max(0, nextRetry - Date.now())).unref();
   }
 
+  /** A node made offline inside a folder also made offline waits until the folder has its server id. */
+  private waitsForFolder(e: PendingCommit): boolean {
+    if (!e.create) return false;
+    const parent = this.opts.tree.get(e.nodeId)?.parentId ?? e.create.parentId;
+    return isLocalId(this.mapped(parent));
+  }
+
   private async process(entry: PendingCommit): Promise<void> {
     let result: CommitResult | undefined;
     try {
+      if (entry.create) await this.createOnServer(entry);
+      if (!entry.staging) {
+        // A folder made offline: created now, nothing more to send.
+        await this.remove(entry);
+        return;
+      }
       result = await this.commit(entry);
     } catch (err) {
       if (this.cancelled.has(entry.id)) {
@@ -320,6 +373,7 @@ export class CommitQueue extends EventEmitter {
       later.nodeId = result.nodeId;
       await this.opts.store.updatePending(later.id, { baseVersion: later.baseVersion, nodeId: later.nodeId });
     }
+    this.reindex();
     this.emit('committed', result);
   }
 
@@ -401,7 +455,8 @@ export class CommitQueue extends EventEmitter {
         original = undefined;
       }
     }
-    let parentId = original?.parentId ?? tree.rootId;
+    // The folder may have gone too (deleted elsewhere): it is made again, so the file keeps its path.
+    const parentId = await this.liveFolder(original?.parentId ?? tree.rootId);
     const baseName = original?.name ?? `recovered ${entry.nodeId}`;
     let created;
     for (let attempt = 0; ; attempt++) {
@@ -411,12 +466,6 @@ export class CommitQueue extends EventEmitter {
         break;
       } catch (err) {
         if (err instanceof ApiError && err.code === 'exists' && attempt < 20) continue;
-        if (err instanceof ApiError && (err.code === 'node_deleted' || err.code === 'not_found') && parentId !== tree.rootId) {
-          // The folder went too (deleted elsewhere): the bytes are kept at the top of the drive.
-          parentId = tree.rootId;
-          attempt = -1;
-          continue;
-        }
         throw err;
       }
     }
@@ -431,6 +480,83 @@ export class CommitQueue extends EventEmitter {
     return { entry, nodeId: created.id, manifest, conflictedCopy: created.name };
   }
 
+  /**
+   * Creates a node made offline on the server and gives it its server id everywhere. A name taken
+   * meanwhile: a folder of that name is joined (folders merge), an empty file of that name whose
+   * content is still on its way is taken over (its writer's commit then becomes the conflicted
+   * copy), anything else keeps ours under a conflicted-copy name — both are kept.
+   */
+  private async createOnServer(entry: PendingCommit): Promise<void> {
+    const { client, tree } = this.opts;
+    const create = entry.create!;
+    const local = tree.get(entry.nodeId);
+    const parentId = await this.liveFolder(this.mapped(local?.parentId ?? create.parentId));
+    const name = local?.name ?? create.name;
+    let info: NodeInfo | undefined;
+    let joined = false;
+    for (let attempt = 0; !info; attempt++) {
+      try {
+        const tryName = attempt === 0 ? name : conflictedCopyName(name, this.opts.device, new Date(entry.createdAt), attempt - 1);
+        info = await client.create({ parent_id: parentId, name: tryName, kind: create.kind, mode: local?.mode ?? create.mode, mtime: entry.mtime });
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === 'exists') || attempt >= 20) throw err;
+        if (attempt > 0) continue;
+        const existing = typeof err.extra.node_id === 'string' ? await client.node(err.extra.node_id).catch(() => undefined) : undefined;
+        if (existing && existing.deleted_at === null && existing.kind === create.kind && (create.kind === 'dir' || existing.head_version === 0)) {
+          info = existing;
+          joined = true;
+        }
+      }
+    }
+    await this.remap(entry.nodeId, info, joined);
+  }
+
+  /** A node made offline now exists on the server as `info`: every entry, the tree and listeners use its id. */
+  private async remap(localId: string, info: NodeInfo, joined: boolean): Promise<void> {
+    this.mappedIds.set(localId, info.id);
+    for (const e of this.entries) {
+      if (e.nodeId === localId) {
+        e.nodeId = info.id;
+        delete e.create;
+        await this.opts.store.updatePending(e.id, { nodeId: info.id, create: null });
+      } else if (e.create?.parentId === localId) {
+        e.create = { ...e.create, parentId: info.id };
+        await this.opts.store.updatePending(e.id, { create: e.create });
+      }
+    }
+    this.reindex();
+    this.opts.tree.remap(localId, info, joined);
+    this.emit('remapped', localId, info);
+    this.kick();
+  }
+
+  /**
+   * The id of a live folder at the place of `id`: the folder itself, or — when it was deleted
+   * elsewhere while this mount wrote into it — a folder of the same name made again in its
+   * (recursively live) parent, so what was written keeps its path.
+   */
+  private async liveFolder(id: string): Promise<string> {
+    const { client, tree } = this.opts;
+    let info: NodeInfo;
+    try {
+      info = await client.node(id);
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'not_found') return tree.rootId;
+      throw err;
+    }
+    if (info.deleted_at === null || info.parent_id === null) return info.id;
+    const parent = await this.liveFolder(info.parent_id);
+    try {
+      const made = await client.create({ parent_id: parent, name: info.name, kind: 'dir', mode: info.mode, mtime: info.mtime });
+      tree.applyInfo(made);
+      return made.id;
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 'exists')) throw err;
+      if (err.extra.kind === 'dir' && typeof err.extra.node_id === 'string') return err.extra.node_id;
+      return parent;
+    }
+  }
+
   private applyCommitted(nodeId: string, manifest: Manifest): void {
     this.opts.tree.patch(nodeId, { headVersion: manifest.version, size: manifest.size, mtime: manifest.mtime });
   }
@@ -438,6 +564,7 @@ export class CommitQueue extends EventEmitter {
   private async remove(entry: PendingCommit): Promise<void> {
     await this.opts.store.removePending(entry.id);
     this.entries = this.entries.filter((e) => e.id !== entry.id);
+    this.reindex();
     this.cancelled.delete(entry.id);
     this.retryAt.delete(entry.id);
     this.failures.delete(entry.id);
@@ -447,6 +574,7 @@ export class CommitQueue extends EventEmitter {
   }
 
   private async dropStaging(path: string): Promise<void> {
+    if (!path) return;
     if (this.stagingUsers.has(path)) this.orphanStaging.add(path);
     else await rm(path, { force: true });
   }

@@ -1,8 +1,21 @@
+import { randomUUID } from 'node:crypto';
 import type { StratusClient } from '../../protocol/client.js';
 import type { NodeInfo } from '../../protocol/types.js';
 import type { LocalNode, StateStore } from '../state/store.js';
+import { conflictedCopyName } from '../sync/conflict-name.js';
 
 const NEEDS_LISTING = Symbol('needs listing');
+const LOCAL_PREFIX = 'local:';
+
+/** An id for a node made while the server was unreachable (the commit queue creates it later). */
+export function newLocalId(): string {
+  return LOCAL_PREFIX + randomUUID();
+}
+
+/** A node this mount made offline, not yet known to the server. */
+export function isLocalId(id: string): boolean {
+  return id.startsWith(LOCAL_PREFIX);
+}
 
 /**
  * The tree the mount shows: every node it has seen, by id and by (parent, name), in memory,
@@ -19,6 +32,8 @@ export class Tree {
   private flushing: Promise<void> = Promise.resolve();
   private flushQueued = false;
   rootId = '';
+  /** Names this device in a conflicted copy (see insert). */
+  device = 'this device';
 
   constructor(
     private readonly store: StateStore,
@@ -92,7 +107,8 @@ export class Tree {
       const known = this.byId.get(info.id);
       this.upsert(fromInfo(info, known?.listed ?? false));
     }
-    for (const id of [...(this.kids.get(dir.id)?.values() ?? [])]) if (!seen.has(id)) this.removeSubtree(id);
+    // What the server does not list is gone — except what this mount made offline (not there yet).
+    for (const id of [...(this.kids.get(dir.id)?.values() ?? [])]) if (!seen.has(id) && !isLocalId(id)) this.removeSubtree(id);
     const current = this.byId.get(dir.id);
     if (current) this.upsert({ ...current, listed: true });
   }
@@ -157,6 +173,32 @@ export class Tree {
     return next;
   }
 
+  /** A node made here while the server was unreachable (see newLocalId). */
+  addLocal(node: LocalNode): void {
+    this.upsert(node);
+  }
+
+  /** A node made offline got its server id (and maybe another name): it and its children follow. */
+  remap(localId: string, info: NodeInfo, joined = false): void {
+    const old = this.byId.get(localId);
+    const kids = this.kids.get(localId);
+    if (old) {
+      this.detach(old);
+      this.byId.delete(localId);
+      this.kids.delete(localId);
+      this.dirtyIds.delete(localId);
+      this.deletedIds.add(localId);
+    }
+    // A folder joined on the server (one of that name existed) has children this mount has not listed.
+    const listed = info.kind === 'dir' && !joined && (old?.listed ?? false);
+    const parent = info.parent_id === null ? undefined : this.byId.get(info.parent_id);
+    if (parent?.listed || old) this.upsert(fromInfo(info, listed));
+    for (const childId of kids?.values() ?? []) {
+      const child = this.byId.get(childId);
+      if (child) this.upsert({ ...child, parentId: info.id });
+    }
+  }
+
   removeSubtree(id: string): void {
     const n = this.byId.get(id);
     if (!n) return;
@@ -190,7 +232,16 @@ export class Tree {
       if (!m) this.kids.set(node.parentId, (m = new Map()));
       // A stale entry under the same name (replaced on the server) gives way to the newer node.
       const other = m.get(node.name);
-      if (other !== undefined && other !== node.id) {
+      const otherNode = other === undefined ? undefined : this.byId.get(other);
+      if (otherNode && other !== node.id && isLocalId(otherNode.id) && !isLocalId(node.id)) {
+        // A node made offline here meets one of the same name from the server: both are kept,
+        // ours under a conflicted-copy name (the commit queue creates it under the name it has then).
+        const renamed = { ...otherNode, name: conflictedCopyName(otherNode.name, this.device, new Date()) };
+        m.delete(otherNode.name);
+        this.byId.set(renamed.id, renamed);
+        m.set(renamed.name, renamed.id);
+        this.dirtyIds.add(renamed.id);
+      } else if (other !== undefined && other !== node.id) {
         this.removeSubtree(other);
         m = this.kids.get(node.parentId) ?? new Map();
         this.kids.set(node.parentId, m);

@@ -6,13 +6,15 @@ import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '../../cache/block-cache.js';
 import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
-import type { LocalNode } from '../state/store.js';
+import type { LocalNode, PendingCreate } from '../state/store.js';
+import { conflictedCopyName } from '../sync/conflict-name.js';
 import type { CommitQueue } from '../sync/commit-queue.js';
 import type { BlockSource } from './block-source.js';
-import { FsError } from './errors.js';
+import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
-import type { Tree } from './tree.js';
+import { isLocalId, newLocalId, type Tree } from './tree.js';
+import type { NodeInfo } from '../../protocol/types.js';
 
 export interface Stat {
   mode: number;
@@ -36,6 +38,10 @@ export interface VfsOptions {
   stagingDir: string;
   uid?: number;
   gid?: number;
+  /** Whether the server is reachable as far as the mount knows (creates go to the offline queue at once when not). */
+  online?: () => boolean;
+  /** Names this device in conflicted copies. */
+  device?: string;
 }
 
 /** A file being written: its bytes live in a staging file until the last writer closes it. */
@@ -53,6 +59,8 @@ interface Dirty {
   reserved: number;
   modified: boolean;
   unlinked: boolean;
+  /** Where a file made offline goes if the tree has lost it meanwhile (its folder deleted elsewhere). */
+  create?: PendingCreate;
 }
 
 interface Handle {
@@ -97,6 +105,61 @@ export class Vfs {
     this.uid = o.uid ?? process.getuid?.() ?? 0;
     this.gid = o.gid ?? process.getgid?.() ?? 0;
     o.queue.on('removed', (size: number) => o.cache.release(size));
+    o.queue.on('remapped', (localId: string, info: NodeInfo) => this.remapped(localId, info.id));
+  }
+
+  /** A file made offline got its server id: open sessions and descriptors follow it. */
+  private remapped(localId: string, id: string): void {
+    const d = this.dirty.get(localId);
+    if (d) {
+      this.dirty.delete(localId);
+      d.nodeId = id;
+      delete d.create;
+      this.dirty.set(id, d);
+    }
+    const starting = this.starting.get(localId);
+    if (starting) {
+      this.starting.delete(localId);
+      this.starting.set(id, starting);
+    }
+    for (const h of this.handles.values()) if (h.nodeId === localId) h.nodeId = id;
+  }
+
+  /**
+   * Makes a node on the server, or — with the server unreachable, or inside a folder made offline —
+   * only here, for the commit queue to create later. A name taken on the server by a node this
+   * mount had not seen yet: ours is kept under a conflicted-copy name (both kept).
+   */
+  private async makeNode(parent: LocalNode, name: string, kind: 'file' | 'dir', mode: number): Promise<LocalNode> {
+    const mtime = Date.now();
+    if (!isLocalId(parent.id) && (this.o.online?.() ?? true)) {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const tryName = attempt === 0 ? name : conflictedCopyName(name, this.o.device ?? 'this device', new Date(mtime), attempt - 1);
+        try {
+          const info = await this.o.client.create({ parent_id: parent.id, name: tryName, kind, mode, mtime });
+          this.o.tree.applyInfo(info);
+          if (kind === 'dir') this.o.tree.patch(info.id, { listed: true });
+          return this.o.tree.get(info.id) ?? (await this.lookupId(info.id));
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 'exists') {
+            if (kind === 'dir') throw new FsError('EEXIST');
+            continue;
+          }
+          if (!isTransient(err) || err instanceof ApiError) throw err;
+          break; // unreachable: made offline below
+        }
+      }
+    }
+    const node: LocalNode = { id: newLocalId(), parentId: parent.id, name, kind, headVersion: 0, size: 0, mtime, mode, listed: kind === 'dir' };
+    this.o.tree.addLocal(node);
+    if (kind === 'dir') await this.o.queue.enqueueFolder(node.id, { parentId: parent.id, name, kind, mode }, mtime);
+    return node;
+  }
+
+  private async lookupId(id: string): Promise<LocalNode> {
+    const n = this.o.tree.get(id);
+    if (!n) throw new FsError('ENOENT');
+    return n;
   }
 
   get openHandles(): number {
@@ -126,9 +189,7 @@ export class Vfs {
   async mkdir(path: string, mode: number): Promise<void> {
     const { parent, name } = await this.parentOf(path);
     if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
-    const info = await this.o.client.create({ parent_id: parent.id, name, kind: 'dir', mode: mode & 0o7777, mtime: Date.now() });
-    this.o.tree.applyInfo(info);
-    this.o.tree.patch(info.id, { listed: true });
+    await this.makeNode(parent, name, 'dir', mode & 0o7777);
   }
 
   async rmdir(path: string): Promise<void> {
@@ -137,7 +198,9 @@ export class Vfs {
     if (node.parentId === null) throw new FsError('EBUSY');
     await this.o.tree.ensureListed(node);
     if (this.o.tree.children(node.id).length) throw new FsError('ENOTEMPTY');
-    await this.o.client.remove(node.id);
+    // A folder made offline is only in the queue: forgetting it there is removing it.
+    if (isLocalId(node.id)) await this.o.queue.dropNode(node.id);
+    else await this.o.client.remove(node.id);
     this.o.tree.removeSubtree(node.id);
   }
 
@@ -147,17 +210,19 @@ export class Vfs {
     const d = this.dirty.get(node.id);
     if (d) d.unlinked = true;
     await this.o.queue.dropNode(node.id);
-    await this.o.client.remove(node.id).catch((err) => {
-      if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
-    });
+    if (!isLocalId(node.id)) {
+      await this.o.client.remove(node.id).catch((err) => {
+        if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
+      });
+    }
     this.o.tree.removeSubtree(node.id);
   }
 
   async rename(from: string, to: string): Promise<void> {
-    const src = await this.lookup(from);
+    let src = await this.lookup(from);
     if (src.parentId === null) throw new FsError('EBUSY');
-    const { parent, name } = await this.parentOf(to);
-    const dst = this.o.tree.child(parent.id, name);
+    let { parent, name } = await this.parentOf(to);
+    let dst = this.o.tree.child(parent.id, name);
     if (dst?.id === src.id) return;
     if (dst) {
       if (dst.kind === 'dir' && src.kind !== 'dir') throw new FsError('EISDIR');
@@ -166,6 +231,30 @@ export class Vfs {
         await this.o.tree.ensureListed(dst);
         if (this.o.tree.children(dst.id).length) throw new FsError('ENOTEMPTY');
       }
+    }
+    if (dst && isLocalId(dst.id)) {
+      // Replacing a node made offline: the server never knew it, forgetting it here is replacing it.
+      await this.forgetLocal(dst);
+      dst = undefined;
+    }
+    if (isLocalId(src.id) && !dst) {
+      // Moving a node made offline: it will be created under its new name and folder.
+      this.o.tree.patch(src.id, { parentId: parent.id, name });
+      await this.o.queue.renameLocal(src.id, parent.id, name);
+      return;
+    }
+    if (isLocalId(src.id) || isLocalId(parent.id)) {
+      // The server must know both ends first: wait for the queue to create what was made offline.
+      if (!(this.o.online?.() ?? true)) throw new FsError('EIO', 'the server is unreachable');
+      const open = this.dirty.get(src.id);
+      if (open) await this.queueWritten(open);
+      await Promise.all([this.o.queue.waitFor(src.id, 30_000), this.o.queue.waitFor(parent.id, 30_000)]).catch(() => {
+        throw new FsError('EIO', 'the server did not take the offline changes in time');
+      });
+      src = await this.lookupId(this.o.queue.mapped(src.id));
+      parent = await this.lookupId(this.o.queue.mapped(parent.id));
+      if (isLocalId(src.id) || isLocalId(parent.id)) throw new FsError('EIO');
+      dst = this.o.tree.child(parent.id, name);
     }
     // The server moves what it has: content of the source must be there first, also what was
     // written to a source still open for writing (`os.replace(tmp, f)` before `tmp` is closed).
@@ -208,6 +297,10 @@ export class Vfs {
 
   async chmod(path: string, mode: number): Promise<void> {
     const node = await this.lookup(path);
+    if (isLocalId(node.id)) {
+      this.o.tree.patch(node.id, { mode: mode & 0o7777 });
+      return;
+    }
     const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
     this.o.tree.patch(node.id, { mode: info.mode });
   }
@@ -228,6 +321,12 @@ export class Vfs {
       this.o.tree.patch(node.id, { mtime: ms });
       return;
     }
+    // Nothing to change (also the mount's own utimes that makes the kernel take fresh attributes).
+    if (ms === node.mtime) return;
+    if (isLocalId(node.id)) {
+      this.o.tree.patch(node.id, { mtime: ms });
+      return;
+    }
     const info = await this.o.client.update(node.id, { mtime: ms });
     this.o.tree.patch(node.id, { mtime: info.mtime });
   }
@@ -239,10 +338,9 @@ export class Vfs {
     const existing = this.o.tree.child(parent.id, name);
     // The kernel thought the name free (a stale negative entry): open what is there, as O_CREAT does.
     if (existing) return this.open(path, fsc.O_RDWR);
-    const info = await this.o.client.create({ parent_id: parent.id, name, kind: 'file', mode: mode & 0o7777, mtime: Date.now() });
-    this.o.tree.applyInfo(info);
-    const node = this.o.tree.get(info.id)!;
+    const node = await this.makeNode(parent, name, 'file', mode & 0o7777);
     const dirty = await this.startDirty(node, true);
+    if (isLocalId(node.id)) dirty.create = { parentId: node.parentId!, name: node.name, kind: 'file', mode: node.mode };
     return this.addHandle({ nodeId: node.id, dirty, writable: true });
   }
 
@@ -375,7 +473,8 @@ export class Vfs {
     if (this.dirty.get(d.nodeId) === d) this.dirty.delete(d.nodeId);
     await d.fh.close();
     const node = this.o.tree.get(d.nodeId);
-    if (!d.modified || d.unlinked || !node) {
+    // A file deleted elsewhere while written here is still queued: its commit keeps it (the edit survives).
+    if (!d.modified || d.unlinked) {
       this.o.cache.release(d.reserved);
       await rm(d.staging, { force: true });
       return;
@@ -385,7 +484,12 @@ export class Vfs {
     for (const path of this.stagedExtents.keys()) if (!queued.has(path)) this.stagedExtents.delete(path);
     this.stagedExtents.set(d.staging, d.extents);
     // Invariant 5: queued on disk before close returns. The reservation passes to the queue entry.
-    await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: d.staging, size: d.size, mtime: d.mtime, reserved: d.reserved });
+    const create: PendingCreate | undefined = !isLocalId(d.nodeId)
+      ? undefined
+      : node
+        ? { parentId: node.parentId!, name: node.name, kind: 'file', mode: node.mode }
+        : d.create;
+    await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: d.staging, size: d.size, mtime: d.mtime, reserved: d.reserved, ...(create && { create }) });
     this.o.tree.patch(d.nodeId, { size: d.size, mtime: d.mtime });
   }
 
@@ -611,6 +715,14 @@ export class Vfs {
     const h = this.handles.get(fh);
     if (!h) throw new FsError('EBADF');
     return h;
+  }
+
+  /** Drops a node made offline (never on the server) with what is queued and open for it. */
+  private async forgetLocal(node: LocalNode): Promise<void> {
+    const d = this.dirty.get(node.id);
+    if (d) d.unlinked = true;
+    await this.o.queue.dropNode(node.id);
+    this.o.tree.removeSubtree(node.id);
   }
 
   private async lookup(path: string): Promise<LocalNode> {

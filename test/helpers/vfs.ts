@@ -35,6 +35,8 @@ export interface VfsOptions {
   parallelUploads?: number;
   /** Receives the queue's log lines (failures, conflicts). */
   log?: (msg: string) => void;
+  /** What the mount believes about the server's reachability (as the daemon's syncer tells it). */
+  online?: () => boolean;
 }
 
 export interface VfsHarness {
@@ -86,10 +88,12 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     const pool = new ChunkerPool({ threads: 1 });
     closers.push(() => pool.close());
     const tree = new Tree(store, client);
+    tree.device = opts.device ?? whoami.device.name;
     const treeFlush = () => tree.flush();
     closers.push(treeFlush);
     let cursor = await tree.load();
-    if (cursor !== undefined) cursor = await catchUp(client, tree, cursor);
+    // As the daemon: a mount restarted while the server is unreachable starts from its saved tree.
+    if (cursor !== undefined) cursor = await catchUp(client, tree, cursor).catch(() => cursor);
     const pull = async () => {
       cursor = await catchUp(client, tree, cursor ?? 0);
     };
@@ -117,7 +121,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     }
 
     const source = new BlockSource(client, cache, pool, opts.source);
-    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir });
+    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online });
 
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= closeAll());

@@ -364,7 +364,7 @@ t.test('resume: after a crash mid-upload the restarted queue uploads only the bl
   t.equal(ref.h.queue.stats.uploadedBlocks, unique - firstRun, 'and uploaded only the missing ones');
 });
 
-t.test('the folder of a queued file deleted on the server: the bytes still survive as a file', async (t) => {
+t.test('the folder of a queued file deleted on the server: the folder is made again and the bytes survive at their path', async (t) => {
   const faults = new Faults();
   const logs = logWatcher();
   const { ref, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 20, log: logs.log });
@@ -383,14 +383,15 @@ t.test('the folder of a queued file deleted on the server: the bytes still survi
   faults.open('commit');
   const result = await done;
   await drained(h.queue);
-  // What the code does: the queue cannot recreate the file in its folder (in the trash), so it
-  // creates it at the top of the drive under its own name.
+  // The file keeps its path: the queue makes a folder of the same name again (the old one stays in the trash).
   const kept = await user.client.node(result.nodeId);
   t.equal(kept.deleted_at, null, `kept as a live file: ${kept.name}`);
-  t.equal(kept.parent_id, (await user.client.root()).id, 'at the top of the drive');
+  const again = await serverChild(user.client, 'dir');
+  t.ok(again && again.id !== dirId && again.kind === 'dir', 'a live folder "dir" exists again, a new node');
+  t.equal(kept.parent_id, again?.id, 'the file is in it');
   t.equal(kept.name, 'x.txt', 'under its own name');
   t.ok((await serverBytes(user.client, result.nodeId)).bytes.equals(mine), 'holding the local bytes');
-  t.ok((await h.vfs.readdir('/')).names.includes(kept.name), 'visible in the mount');
+  t.ok((await readAll(h.vfs, '/dir/x.txt')).equals(mine), 'visible in the mount at its path');
 });
 
 t.test('a commit that landed but whose reply was lost is not committed twice and makes no conflicted copy', async (t) => {

@@ -1,0 +1,239 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { isLocalId } from '../../mount/vfs/tree.js';
+import type { StratusClient } from '../../protocol/client.js';
+import { startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { assembleVfs, drained, Faults, readAll, restartVfs, serverBytes, serverChild, writeAll, type VfsHarness } from '../helpers/vfs.js';
+
+/**
+ * Working offline without FUSE (issue 4): with the server unreachable the mount makes files and
+ * folders locally (ids `local:…`), queues them durably, and the commit queue creates them on the
+ * server when it returns — folders first, across a restart, keeping both when a name was taken
+ * meanwhile and making a deleted folder again. The conflict rules that involve the tree (edit vs
+ * delete) are here too. Real in-process server; the network is cut by failing every client call.
+ */
+
+const KiB = 1024;
+let backend: TestBackend;
+let users = 0;
+
+t.before(async () => {
+  backend = await startTestBackend('sqlite', { chunking: { min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB } });
+});
+t.teardown(() => backend?.close());
+
+/** Every client call the mount makes, failed with a network error while `down`. */
+const CALLS = ['getBlock', 'putBlock', 'checkBlocks', 'commit', 'manifest', 'create', 'update', 'remove', 'node', 'children', 'allChildren', 'changes', 'changesHead', 'root'];
+
+interface Device {
+  h: VfsHarness;
+  faults: Faults;
+  down(): void;
+  up(): void;
+}
+
+async function device(t: Test, user: TestUser, name: string): Promise<Device> {
+  const faults = new Faults();
+  let online = true;
+  const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-offline-'));
+  const dev: Device = {
+    h: await assembleVfs({ url: backend.url, token: user.token, cacheDir, device: name, wrapClient: faults.wrap, retryMs: 20, online: () => online }),
+    faults,
+    down() {
+      online = false;
+      for (const c of CALLS) faults.offline.add(c);
+    },
+    up() {
+      online = true;
+      faults.offline.clear();
+    },
+  };
+  // A mount in use has listed its top folder before the network goes (an unlisted folder is EIO offline).
+  await dev.h.vfs.readdir('/');
+  t.teardown(async () => {
+    dev.up();
+    await dev.h.close();
+    await fs.rm(cacheDir, { recursive: true, force: true });
+  });
+  return dev;
+}
+
+async function newUser(): Promise<TestUser> {
+  return backend.addUser(`offline${++users}`);
+}
+
+/** The live node at `p` on the server ("/a/b"), as the user's own client sees it. */
+async function remotePath(client: StratusClient, p: string) {
+  let dir: string | undefined;
+  let node;
+  for (const part of p.split('/').filter(Boolean)) {
+    node = await serverChild(client, part, dir);
+    if (!node) return undefined;
+    dir = node.id;
+  }
+  return node;
+}
+
+function localIds(h: VfsHarness): string[] {
+  const out: string[] = [];
+  const walk = (id: string) => {
+    for (const k of h.tree.children(id)) {
+      if (isLocalId(k.id)) out.push(k.id);
+      walk(k.id);
+    }
+  };
+  walk(h.tree.rootId);
+  return out;
+}
+
+const bytes = (n: number) => crypto.randomBytes(n);
+
+t.test('offline: folders and files are made here, readable at once, and created on the server (folders first) when it returns', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  a.down();
+  const f1 = bytes(300 * KiB);
+  const f2 = bytes(10);
+  await a.h.vfs.mkdir('/docs', 0o755);
+  await a.h.vfs.mkdir('/docs/deep', 0o700);
+  await writeAll(a.h.vfs, '/docs/deep/f1.bin', f1, { create: true });
+  await writeAll(a.h.vfs, '/top.txt', f2, { create: true });
+  t.same((await a.h.vfs.readdir('/docs')).names, ['deep'], 'the offline folder lists its offline child');
+  t.equal((await a.h.vfs.getattr('/docs/deep/f1.bin')).size, f1.length, 'getattr shows the queued size');
+  t.ok((await readAll(a.h.vfs, '/docs/deep/f1.bin')).equals(f1), 'the offline file reads back from its staging file');
+  t.equal(a.h.queue.pendingCount, 4, 'two folders and two files wait in the queue');
+  t.equal(await remotePath(user.client, '/docs'), undefined, 'nothing reached the server');
+
+  a.up();
+  await drained(a.h.queue);
+  const deep = await remotePath(user.client, '/docs/deep');
+  t.equal(deep?.kind, 'dir', 'the folders exist on the server');
+  t.equal(deep?.mode, 0o700, 'with their mode');
+  const remote = await remotePath(user.client, '/docs/deep/f1.bin');
+  t.ok(remote && (await serverBytes(user.client, remote.id)).bytes.equals(f1), 'the file has its bytes on the server');
+  const top = await remotePath(user.client, '/top.txt');
+  t.ok(top && (await serverBytes(user.client, top.id)).bytes.equals(f2), 'so does the one at the top');
+  t.same(localIds(a.h), [], 'every node has its server id now');
+  t.equal(a.h.tree.get(remote!.id)?.name, 'f1.bin', 'the tree knows the file by its server id');
+  t.ok((await readAll(a.h.vfs, '/docs/deep/f1.bin')).equals(f1), 'and it still reads the same');
+});
+
+t.test('a mount restarted while offline keeps its offline nodes and queue; they reach the server when it returns', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  a.down();
+  const body = bytes(50 * KiB);
+  await a.h.vfs.mkdir('/new', 0o755);
+  await writeAll(a.h.vfs, '/new/kept.bin', body, { create: true });
+  a.h = await restartVfs(a.h, 'close');
+  t.same((await a.h.vfs.readdir('/new')).names, ['kept.bin'], 'after the restart the offline nodes are listed');
+  t.ok((await readAll(a.h.vfs, '/new/kept.bin')).equals(body), 'and read');
+  t.equal(a.h.queue.pendingCount, 2, 'the queue came back from disk');
+  a.up();
+  await drained(a.h.queue);
+  const remote = await remotePath(user.client, '/new/kept.bin');
+  t.ok(remote && (await serverBytes(user.client, remote.id)).bytes.equals(body), 'the file reached the server');
+});
+
+t.test('both devices create the same name: both kept, the offline one under a conflicted-copy name (seen first or met at creation)', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  a.down();
+  await writeAll(a.h.vfs, '/x.txt', Buffer.from('from the laptop'), { create: true });
+  await writeAll(a.h.vfs, '/y.txt', Buffer.from('laptop y'), { create: true });
+  await writeAll(b.h.vfs, '/x.txt', Buffer.from('from the desk'), { create: true });
+  await writeAll(b.h.vfs, '/y.txt', Buffer.from('desk y'), { create: true });
+  await drained(b.h.queue);
+  a.up();
+  // x.txt: the laptop hears of the desk's file before its queue runs; y.txt: the create meets it.
+  await a.h.queue.drain(0);
+  await a.h.pull();
+  await drained(a.h.queue);
+  await a.h.pull();
+  for (const [name, theirs, ours] of [
+    ['x', 'from the desk', 'from the laptop'],
+    ['y', 'desk y', 'laptop y'],
+  ] as const) {
+    const names = (await a.h.vfs.readdir('/')).names.filter((n) => n.startsWith(name));
+    const copy = names.find((n) => n.startsWith(`${name} (conflicted copy from laptop `) && n.endsWith(').txt'));
+    t.ok(copy, `${name}: the laptop's file is kept as a conflicted copy (${names.join(', ')})`);
+    t.equal(names.length, 2, `${name}: exactly the two files`);
+    t.equal((await readAll(a.h.vfs, `/${name}.txt`)).toString(), theirs, `${name}: the name keeps the desk's bytes`);
+    t.equal((await readAll(a.h.vfs, `/${copy}`)).toString(), ours, `${name}: the copy has the laptop's bytes`);
+    const remote = await remotePath(user.client, `/${copy}`);
+    t.ok(remote && (await serverBytes(user.client, remote.id)).bytes.toString() === ours, `${name}: the server has the copy too`);
+  }
+});
+
+t.test('a folder deleted elsewhere while a file was added to it offline: the folder is made again with the file in it', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await a.h.vfs.mkdir('/proj', 0o755);
+  await b.h.pull();
+  a.down();
+  await writeAll(a.h.vfs, '/proj/notes.md', Buffer.from('written offline'), { create: true });
+  await b.h.vfs.rmdir('/proj');
+  a.up();
+  await a.h.pull();
+  await drained(a.h.queue);
+  await a.h.pull();
+  const remote = await remotePath(user.client, '/proj/notes.md');
+  t.ok(remote, 'the server has /proj/notes.md again');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'written offline', 'with the offline bytes');
+  t.equal((await readAll(a.h.vfs, '/proj/notes.md')).toString(), 'written offline', 'the mount shows it at its path');
+  await b.h.pull();
+  t.equal((await readAll(b.h.vfs, '/proj/notes.md')).toString(), 'written offline', 'so does the device that deleted the folder');
+});
+
+t.test('edit vs delete: a file deleted elsewhere while open for writing here is kept with the edit, on both devices', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await writeAll(a.h.vfs, '/plan.txt', Buffer.from('v1'), { create: true });
+  await drained(a.h.queue);
+  await b.h.pull();
+  const fh = await a.h.vfs.open('/plan.txt', fs.constants.O_WRONLY | fs.constants.O_TRUNC);
+  await b.h.vfs.unlink('/plan.txt');
+  await a.h.pull();
+  await a.h.vfs.write(fh, Buffer.from('v2 edited'), 9, 0);
+  await a.h.vfs.flush(fh);
+  await a.h.vfs.release(fh);
+  await drained(a.h.queue);
+  const remote = await remotePath(user.client, '/plan.txt');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'v2 edited', 'the server has the edited file under its name');
+  await b.h.pull();
+  t.equal((await readAll(b.h.vfs, '/plan.txt')).toString(), 'v2 edited', 'the deleting device sees the edit');
+  await a.h.pull();
+  t.equal((await readAll(a.h.vfs, '/plan.txt')).toString(), 'v2 edited', 'and so does the editing one');
+});
+
+t.test('offline renames, moves and deletes of nodes made offline stay local: only the end state reaches the server', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  a.down();
+  await writeAll(a.h.vfs, '/draft.txt', Buffer.from('draft'), { create: true });
+  await a.h.vfs.mkdir('/box', 0o755);
+  await a.h.vfs.rename('/draft.txt', '/box/final.txt');
+  await a.h.vfs.mkdir('/empty', 0o755);
+  await a.h.vfs.rmdir('/empty');
+  await writeAll(a.h.vfs, '/tmp.txt', Buffer.from('scratch'), { create: true });
+  await a.h.vfs.unlink('/tmp.txt');
+  await writeAll(a.h.vfs, '/over.txt', Buffer.from('old'), { create: true });
+  await writeAll(a.h.vfs, '/over.tmp', Buffer.from('new'), { create: true });
+  await a.h.vfs.rename('/over.tmp', '/over.txt');
+  t.same((await a.h.vfs.readdir('/')).names.sort(), ['box', 'over.txt'], 'the mount shows the end state');
+  t.same(a.faults.count('create'), 0, 'nothing was sent while offline');
+  a.up();
+  await drained(a.h.queue);
+  const top = (await user.client.allChildren((await user.client.root()).id)).map((n) => n.name).sort();
+  t.same(top, ['box', 'over.txt'], 'the server has exactly the end state');
+  const final = await remotePath(user.client, '/box/final.txt');
+  t.equal(final && (await serverBytes(user.client, final.id)).bytes.toString(), 'draft', 'the moved file has its bytes');
+  const over = await remotePath(user.client, '/over.txt');
+  t.equal(over && (await serverBytes(user.client, over.id)).bytes.toString(), 'new', 'the replaced file has the new bytes');
+});
