@@ -104,8 +104,9 @@ export class StratusClient {
   update(id: string, req: UpdateNodeRequest): Promise<NodeInfo> {
     return this.json('PATCH', `/v1/nodes/${encodeURIComponent(id)}`, req);
   }
-  remove(id: string): Promise<NodeInfo> {
-    return this.json('DELETE', `/v1/nodes/${encodeURIComponent(id)}`);
+  /** To the trash; with `ifVersion`, only if the file's head is still that version (409 stale_version otherwise). */
+  remove(id: string, opts: { ifVersion?: number } = {}): Promise<NodeInfo> {
+    return this.json('DELETE', `/v1/nodes/${encodeURIComponent(id)}`, undefined, opts.ifVersion === undefined ? undefined : { if_version: opts.ifVersion });
   }
   restore(id: string, to: { parent_id?: string; name?: string } = {}): Promise<NodeInfo> {
     return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/restore`, to);
@@ -180,4 +181,14 @@ function toApiError(status: number, body: unknown): ApiError {
     return new ApiError(code as ErrorCode, message, extra, status);
   }
   return new ApiError(status >= 500 ? 'internal' : 'bad_request', `HTTP ${status}`, {}, status);
+}
+
+/** The change-hint WebSocket of a server: http→ws, https→wss, path /v1/events (DESIGN §5). */
+export function eventsUrl(server: string): string {
+  const url = new URL(server);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.pathname = `${url.pathname.replace(/\/+$/, '')}/v1/events`;
+  url.search = '';
+  url.hash = '';
+  return url.toString();
 }

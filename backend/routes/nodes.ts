@@ -27,7 +27,7 @@ export function nodeRoutes(backend: Backend): Router {
     ctx.body = await updateNode(backend, actorOf(ctx), ctx.params.id!, await json(ctx));
   });
   router.delete('/v1/nodes/:id', async (ctx) => {
-    ctx.body = await deleteNode(backend, actorOf(ctx), ctx.params.id!);
+    ctx.body = await deleteNode(backend, actorOf(ctx), ctx.params.id!, ctx.query);
   });
   router.post('/v1/nodes/:id/restore', async (ctx) => {
     ctx.body = await restoreNode(backend, actorOf(ctx), ctx.params.id!, await json(ctx));

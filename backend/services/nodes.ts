@@ -240,12 +240,24 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
     : new ApiError('not_a_directory', `"${target.name}" is a file; a folder cannot replace it`);
 }
 
-/** Moves a node (and with it everything under it) to the trash. */
-export async function deleteNode(backend: Backend, actor: Actor, id: string): Promise<NodeInfo> {
+/**
+ * Moves a node (and with it everything under it) to the trash. `if_version` (a file's head version
+ * the caller saw) makes it conditional: an edit committed meanwhile elsewhere wins over the delete
+ * (409 stale_version with the head), so a device never deletes a version it has not seen.
+ */
+export async function deleteNode(backend: Backend, actor: Actor, id: string, query: { if_version?: unknown } = {}): Promise<NodeInfo> {
+  let ifVersion: number | undefined;
+  if (query.if_version !== undefined) {
+    ifVersion = Number(query.if_version);
+    if (typeof query.if_version !== 'string' || !/^\d{1,15}$/.test(query.if_version)) throw new ApiError('bad_request', 'if_version must be a version number');
+  }
   return mutate(backend.db, async (trx) => {
     const node = await visibleNode(trx, actor, id);
     if (node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be deleted');
     if (node.deleted_at !== null) return nodeInfo(node);
+    if (ifVersion !== undefined && node.head_version !== ifVersion) {
+      throw new ApiError('stale_version', `"${node.name}" changed since version ${ifVersion}`, { head_version: node.head_version });
+    }
     const deleted: NodeRow = { ...node, deleted_at: Date.now() };
     await trx('nodes').where({ id: node.id }).update({ deleted_at: deleted.deleted_at });
     await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.delete', node: deleted });

@@ -112,6 +112,11 @@ export class CommitQueue extends EventEmitter {
     return this.newest.get(nodeId);
   }
 
+  /** The version this mount's latest commit of a node made (0: none this session). */
+  ownVersion(nodeId: string): number {
+    return this.lastCommitted.get(nodeId) ?? 0;
+  }
+
   /** The server id a node made offline got (its local id until then). */
   mapped(nodeId: string): string {
     return this.mappedIds.get(nodeId) ?? nodeId;

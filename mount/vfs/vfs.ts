@@ -211,9 +211,27 @@ export class Vfs {
     if (d) d.unlinked = true;
     await this.o.queue.dropNode(node.id);
     if (!isLocalId(node.id)) {
-      await this.o.client.remove(node.id).catch((err) => {
-        if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
-      });
+      // Conditional on the version this mount has seen: an edit made elsewhere meanwhile survives the delete.
+      let seen = this.o.tree.get(node.id)?.headVersion ?? node.headVersion;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.o.client.remove(node.id, { ifVersion: seen });
+          break;
+        } catch (err) {
+          if (err instanceof ApiError && err.code === 'stale_version') {
+            const head = Number(err.extra.head_version);
+            // The head is this mount's own last save (it landed while the delete was on its way): delete it.
+            if (attempt === 0 && head === this.o.queue.ownVersion(node.id)) {
+              seen = head;
+              continue;
+            }
+            this.o.tree.applyInfo(await this.o.client.node(node.id));
+            return;
+          }
+          if (!(err instanceof ApiError && err.code === 'not_found')) throw err;
+          break;
+        }
+      }
     }
     this.o.tree.removeSubtree(node.id);
   }

@@ -227,6 +227,26 @@ for (const engine of testEngines()) {
       t.same(await client.root(), root);
     });
 
+    t.test('DELETE ?if_version=N deletes only the version the caller saw: a newer edit wins (409 stale_version, nothing changed)', async (t) => {
+      const { client, token } = await newUser();
+      const root = await client.root();
+      const file = await client.create({ parent_id: root.id, name: 'edited.txt', kind: 'file' });
+      await commitRandomBlocks(client, file.id, 0, [32]);
+      await commitRandomBlocks(client, file.id, 1, [48]); // another device's edit: head 2
+      const before = await backend.snapshot();
+      const err = await rejectsWith(t, client.remove(file.id, { ifVersion: 1 }), 409, 'stale_version', 'delete of version 1 when the head is 2');
+      t.equal(err?.extra.head_version, 2, 'the error names the head');
+      t.equal(await backend.snapshot(), before, 'nothing changed');
+      for (const bad of ['x', '-1', '1.5', '']) {
+        const res = await raw(backend, 'DELETE', `/v1/nodes/${file.id}?if_version=${encodeURIComponent(bad)}`, { token });
+        t.equal(res.status, 400, `if_version=${JSON.stringify(bad)} → 400`);
+        t.equal(errorCode(res), 'bad_request');
+      }
+      t.equal(await backend.snapshot(), before, 'bad input changed nothing');
+      const deleted = await client.remove(file.id, { ifVersion: 2 });
+      t.not(deleted.deleted_at, null, 'with the head it saw, the delete goes through');
+    });
+
     t.test('DELETE moves a node to the trash and restore brings it back; restore into a taken name is 409', async (t) => {
       const { client } = await newUser();
       const root = await client.root();

@@ -237,3 +237,25 @@ t.test('offline renames, moves and deletes of nodes made offline stay local: onl
   const over = await remotePath(user.client, '/over.txt');
   t.equal(over && (await serverBytes(user.client, over.id)).bytes.toString(), 'new', 'the replaced file has the new bytes');
 });
+
+t.test('edit vs delete, the other order: a delete of a version the device had not seen leaves the newer edit in place', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await writeAll(a.h.vfs, '/report.txt', Buffer.from('v1'), { create: true });
+  await drained(a.h.queue);
+  await b.h.pull();
+  await writeAll(a.h.vfs, '/report.txt', Buffer.from('v2 from the laptop'));
+  await drained(a.h.queue);
+  // The desk deletes before its change feed brought v2.
+  await b.h.vfs.unlink('/report.txt');
+  const remote = await remotePath(user.client, '/report.txt');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'v2 from the laptop', 'the server keeps the edited file');
+  t.equal((await readAll(b.h.vfs, '/report.txt')).toString(), 'v2 from the laptop', 'the desk shows it again, with the edit');
+  await writeAll(b.h.vfs, '/mine.txt', Buffer.from('x'), { create: true });
+  await drained(b.h.queue);
+  await writeAll(b.h.vfs, '/mine.txt', Buffer.from('xy'));
+  await b.h.vfs.unlink('/mine.txt');
+  await drained(b.h.queue);
+  t.equal(await remotePath(user.client, '/mine.txt'), undefined, 'a delete of a file the device itself just saved goes through');
+});
