@@ -1,7 +1,7 @@
 import knexFactory, { type Knex } from 'knex';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { NodeKind } from '../../protocol/types.js';
+import type { BlockRef, NodeKind } from '../../protocol/types.js';
 
 /** A node as the mount knows it (a cached copy of the server's NodeInfo, plus what the mount learned). */
 export interface LocalNode {
@@ -115,6 +115,14 @@ export class StateStore {
         t.text('value').notNullable();
       });
     }
+    if (!(await db.schema.hasTable('manifests'))) {
+      // The last manifest read of each file: a mount restarted offline still opens what it cached.
+      await db.schema.createTable('manifests', (t) => {
+        t.string('node_id').primary();
+        t.integer('version').notNullable();
+        t.text('blocks').notNullable();
+      });
+    }
     if (!(await db.schema.hasTable('pending'))) {
       await db.schema.createTable('pending', (t) => {
         t.increments('id');
@@ -171,6 +179,17 @@ export class StateStore {
       for (let i = 0; i < deletes.length; i += 500) await trx('nodes').whereIn('id', deletes.slice(i, i + 500)).delete();
       if (cursor !== undefined) await trx('meta').insert({ key: 'cursor', value: String(cursor) }).onConflict('key').merge();
     });
+  }
+
+  // --- manifests ----------------------------------------------------------------------------
+
+  async getManifest(nodeId: string, version: number): Promise<BlockRef[] | undefined> {
+    const row = await this.db('manifests').where({ node_id: nodeId, version }).first<{ blocks: string } | undefined>();
+    return row ? (JSON.parse(row.blocks) as BlockRef[]) : undefined;
+  }
+
+  async putManifest(nodeId: string, version: number, blocks: BlockRef[]): Promise<void> {
+    await this.db('manifests').insert({ node_id: nodeId, version, blocks: JSON.stringify(blocks) }).onConflict('node_id').merge();
   }
 
   // --- pending commits ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import { LRUCache } from 'lru-cache';
 import type { BlockCache } from '../../cache/block-cache.js';
 import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
-import type { LocalNode, PendingCreate } from '../state/store.js';
+import type { LocalNode, PendingCreate, StateStore } from '../state/store.js';
 import { conflictedCopyName } from '../sync/conflict-name.js';
 import type { CommitQueue } from '../sync/commit-queue.js';
 import type { BlockSource } from './block-source.js';
@@ -42,6 +42,8 @@ export interface VfsOptions {
   online?: () => boolean;
   /** Names this device in conflicted copies. */
   device?: string;
+  /** Where manifests read are kept for offline restarts. */
+  store?: StateStore;
 }
 
 /** A file being written: its bytes live in a staging file until the last writer closes it. */
@@ -714,11 +716,16 @@ export class Vfs {
     if (node.headVersion === 0) return new PinnedManifest(0, []);
     const key = `${node.id}@${node.headVersion}`;
     let m = this.manifests.get(key);
-    if (!m) {
+    if (m) return m;
+    // Kept on disk too: a mount restarted while the server is away still opens the files it cached.
+    const saved = await this.o.store?.getManifest(node.id, node.headVersion).catch(() => undefined);
+    if (saved) m = new PinnedManifest(node.headVersion, saved);
+    else {
       const res = await this.o.client.manifest(node.id, node.headVersion);
       m = new PinnedManifest(res.version, res.blocks);
-      this.manifests.set(key, m);
+      this.o.store?.putManifest(node.id, res.version, res.blocks).catch(() => undefined);
     }
+    this.manifests.set(key, m);
     return m;
   }
 

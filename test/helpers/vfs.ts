@@ -121,7 +121,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     }
 
     const source = new BlockSource(client, cache, pool, opts.source);
-    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online });
+    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online, store });
 
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= closeAll());

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { toErrno } from '../../mount/vfs/errors.js';
 import { isLocalId } from '../../mount/vfs/tree.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
@@ -258,4 +259,28 @@ t.test('edit vs delete, the other order: a delete of a version the device had no
   await b.h.vfs.unlink('/mine.txt');
   await drained(b.h.queue);
   t.equal(await remotePath(user.client, '/mine.txt'), undefined, 'a delete of a file the device itself just saved goes through');
+});
+
+t.test('offline, also after a restart: what was read stays readable; a block never fetched fails with EIO instead of hanging', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  const seen = bytes(200 * KiB);
+  const unseen = bytes(200 * KiB);
+  await writeAll(b.h.vfs, '/seen.bin', seen, { create: true });
+  await writeAll(b.h.vfs, '/unseen.bin', unseen, { create: true });
+  await drained(b.h.queue);
+  await a.h.pull();
+  t.ok((await readAll(a.h.vfs, '/seen.bin')).equals(seen), 'read once while online');
+  a.down();
+  t.ok((await readAll(a.h.vfs, '/seen.bin')).equals(seen), 'offline: still readable');
+  a.h = await restartVfs(a.h, 'close');
+  t.ok((await readAll(a.h.vfs, '/seen.bin')).equals(seen), 'offline after a restart: still readable (manifest and blocks from disk)');
+  t.equal((await a.h.vfs.getattr('/unseen.bin')).size, unseen.length, 'the file never read is listed with its size');
+  try {
+    await readAll(a.h.vfs, '/unseen.bin');
+    t.fail('reading a block never fetched should fail offline');
+  } catch (err) {
+    t.equal(toErrno(err), os.constants.errno.EIO, `reading it fails with EIO (${String(err)})`);
+  }
 });
