@@ -3,6 +3,7 @@ import Router from '@koa/router';
 import type { Logger } from 'pino';
 import { authMiddleware } from './middleware/auth.js';
 import { errorMiddleware } from './middleware/errors.js';
+import { eventRoutes } from './notify/gateway.js';
 import { accountRoutes } from './routes/account.js';
 import { blockRoutes } from './routes/blocks.js';
 import { changeRoutes } from './routes/changes.js';
@@ -32,7 +33,7 @@ export function createApp(backend: Backend, log: Logger): Koa {
   app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
 
   const api = new Router();
-  for (const routes of [accountRoutes, nodeRoutes, versionRoutes, blockRoutes, changeRoutes]) {
+  for (const routes of [accountRoutes, nodeRoutes, versionRoutes, blockRoutes, changeRoutes, eventRoutes]) {
     api.use(routes(backend).routes());
   }
   app.use(api.routes());

@@ -6,7 +6,12 @@ import { pino, type Logger } from 'pino';
 import { createApp } from './app.js';
 import type { BlockStore } from './blockstore/blockstore.js';
 import { openBlockStore } from './blockstore/open.js';
-import { openDatabase } from './db/connect.js';
+import { dbClient, openDatabase } from './db/connect.js';
+import type { NotifyBus } from './notify/bus.js';
+import { EventsGateway } from './notify/gateway.js';
+import { MemoryBus } from './notify/memory-bus.js';
+import { PgBus } from './notify/pg-bus.js';
+import { onCommitted } from './services/journal.js';
 import { defaultSettings, type ServerSettings } from './settings.js';
 
 export interface ServeOptions {
@@ -25,6 +30,12 @@ export interface RunningServer {
   db: Knex;
   store: BlockStore;
   settings: ServerSettings;
+  /** The WebSocket connections of GET /v1/events. */
+  events: {
+    connections(): number;
+    /** Drops every connection server-side (what a network cut or a server restart looks like to clients). */
+    disconnectAll(): void;
+  };
   close(): Promise<void>;
 }
 
@@ -43,10 +54,22 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const settings = opts.settings ?? defaultSettings;
   const db = await openDatabase(opts.dbUrl, dataDir);
   let store: BlockStore | undefined;
+  let bus: NotifyBus | undefined;
+  let stopPublishing: (() => void) | undefined;
+  let gateway: EventsGateway | undefined;
   try {
     store = await openBlockStore(opts.blocksUrl, dataDir);
-    const app = createApp({ db, store, settings }, log);
+    // Change hints: in-process with one server; over LISTEN/NOTIFY when several share PostgreSQL.
+    bus = dbClient(db) === 'pg' ? await PgBus.start({ url: opts.dbUrl!, db, log }) : new MemoryBus(log);
+    const openBus = bus;
+    stopPublishing = onCommitted(db, (hints) => {
+      for (const hint of hints) openBus.publish(hint);
+    });
+    const backend = { db, store, settings };
+    const app = createApp(backend, log);
     const server = http.createServer(app.callback());
+    const openGateway = (gateway = new EventsGateway(backend, bus, log));
+    server.on('upgrade', (req, socket, head) => openGateway.handleUpgrade(req, socket, head));
     server.keepAliveTimeout = 65_000;
     server.requestTimeout = 0; // uploads of large blocks on slow links must not be cut off
     await new Promise<void>((resolve, reject) => {
@@ -61,16 +84,25 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       db,
       store: openStore,
       settings,
+      events: {
+        connections: () => openGateway.connections(),
+        disconnectAll: () => openGateway.disconnectAll(),
+      },
       async close() {
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
+        const httpClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        server.closeAllConnections();
+        await openGateway.close();
+        await httpClosed;
+        stopPublishing?.();
+        await openBus.close();
         await openStore.close();
         await db.destroy();
       },
     };
   } catch (err) {
+    await gateway?.close();
+    stopPublishing?.();
+    await bus?.close();
     await store?.close();
     await db.destroy();
     throw err;

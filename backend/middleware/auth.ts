@@ -4,15 +4,19 @@ import { ApiError } from '../../protocol/errors.js';
 import { authenticate } from '../services/accounts.js';
 import type { Actor } from '../services/context.js';
 
-/** Resolves `Authorization: Bearer <device token>` to an actor in `ctx.state.actor`; 401 otherwise. */
+/** The actor an `Authorization: Bearer <device token>` header names; 401 otherwise (HTTP routes and the WebSocket upgrade). */
+export async function actorFromHeader(db: Knex, header: string | undefined): Promise<Actor> {
+  const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
+  if (!match?.[1]) throw new ApiError('unauthorized', header ? 'malformed Authorization header; expected "Bearer <token>"' : 'missing bearer token');
+  const actor = await authenticate(db, match[1]);
+  if (!actor) throw new ApiError('unauthorized', 'invalid or revoked token');
+  return actor;
+}
+
+/** Resolves the bearer token to an actor in `ctx.state.actor`; 401 otherwise. */
 export function authMiddleware(db: Knex): Koa.Middleware {
   return async (ctx, next) => {
-    const header = ctx.get('Authorization');
-    const match = /^Bearer\s+(\S+)$/i.exec(header);
-    if (!match?.[1]) throw new ApiError('unauthorized', header ? 'malformed Authorization header; expected "Bearer <token>"' : 'missing bearer token');
-    const actor = await authenticate(db, match[1]);
-    if (!actor) throw new ApiError('unauthorized', 'invalid or revoked token');
-    ctx.state.actor = actor;
+    ctx.state.actor = await actorFromHeader(db, ctx.get('Authorization') || undefined);
     await next();
   };
 }

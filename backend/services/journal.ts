@@ -1,20 +1,59 @@
 import type { Knex } from 'knex';
 import { dbClient } from '../db/connect.js';
-import type { NodeRow } from '../db/rows.js';
+import { num, type NodeRow } from '../db/rows.js';
+import { changeAudience, type ChangedRow } from '../notify/audience.js';
+import type { ChangeHint } from '../notify/bus.js';
 
 /** Any constant: the PostgreSQL advisory lock that orders mutations (see `mutate`). */
 const MUTATION_LOCK = 7420_0001;
+
+export type CommitListener = (hints: ChangeHint[]) => void;
+
+/** Per database: who hears about committed changes (the server's notify bus). */
+const commitListeners = new WeakMap<Knex, Set<CommitListener>>();
+/** Per open mutation: the `changes` rows it wrote so far. */
+const writtenChanges = new WeakMap<Knex.Transaction, ChangedRow[]>();
+
+/**
+ * After every mutation on `db` that wrote `changes` rows commits, `listener` gets who can see
+ * them and up to which seq (notify/audience.ts). Returns the function that stops it.
+ */
+export function onCommitted(db: Knex, listener: CommitListener): () => void {
+  let listeners = commitListeners.get(db);
+  if (!listeners) commitListeners.set(db, (listeners = new Set()));
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
 
 /**
  * Runs `fn` in a transaction that may change metadata. On PostgreSQL it first takes a
  * transaction-scoped advisory lock, so mutations commit in the order of the `changes.seq` they
  * draw: a cursor can then never skip a change that commits late. SQLite has one writer anyway.
+ *
+ * Once the transaction has committed — so a client that pulls /v1/changes on the hint sees the
+ * rows — the commit listeners hear of the changes it journaled, once per transaction.
  */
 export async function mutate<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
-  return db.transaction(async (trx) => {
+  const listeners = commitListeners.get(db);
+  let hints: ChangeHint[] = [];
+  const result = await db.transaction(async (trx) => {
     if (dbClient(db) === 'pg') await trx.raw('SELECT pg_advisory_xact_lock(?)', [MUTATION_LOCK]);
-    return fn(trx);
+    const written: ChangedRow[] = [];
+    writtenChanges.set(trx, written);
+    const value = await fn(trx);
+    if (written.length > 0 && listeners && listeners.size > 0) hints = await changeAudience(trx, written);
+    return value;
   });
+  if (hints.length > 0 && listeners) {
+    for (const listener of listeners) {
+      try {
+        listener(hints);
+      } catch {
+        // A listener's failure is its own (the bus logs); the mutation has committed and succeeded.
+      }
+    }
+  }
+  return result;
 }
 
 export interface JournalEntry {
@@ -32,7 +71,9 @@ export interface JournalEntry {
 export async function journal(trx: Knex.Transaction, entry: JournalEntry): Promise<void> {
   const at = Date.now();
   if (entry.node) {
-    await trx('changes').insert({ owner_id: entry.node.owner_id, node_id: entry.node.id, action: entry.action, at });
+    const [row] = await trx('changes').insert({ owner_id: entry.node.owner_id, node_id: entry.node.id, action: entry.action, at }).returning('seq');
+    const seq = num(typeof row === 'object' ? (row as { seq: unknown }).seq : row);
+    writtenChanges.get(trx)?.push({ seq, ownerId: num(entry.node.owner_id), nodeId: entry.node.id });
   }
   await trx('audit').insert({
     at,

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
+import { WebSocket } from 'ws';
 import { startServer, type RunningServer } from '../../backend/server.js';
 import { createUser } from '../../backend/services/accounts.js';
 import { withSettings, type ServerSettings } from '../../backend/settings.js';
@@ -40,6 +41,27 @@ export async function stopOwnCluster(): Promise<void> {
   ownCluster = undefined;
 }
 
+/** A fresh, empty database in the test PostgreSQL cluster; `drop()` removes it (also with connections open). */
+export async function createPgDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const admin = await postgresAdminUrl();
+  const name = `stratus_test_${crypto.randomBytes(6).toString('hex')}`;
+  const adminClient = new pg.Client({ connectionString: admin });
+  await adminClient.connect();
+  await adminClient.query(`CREATE DATABASE ${name}`);
+  await adminClient.end();
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: admin });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
 export interface TestUser {
   id: number;
   name: string;
@@ -62,21 +84,9 @@ export async function startTestBackend(engine: EngineName, overrides: Parameters
   let dbUrl: string | undefined;
   let dropDb: (() => Promise<void>) | undefined;
   if (engine === 'postgres') {
-    const admin = await postgresAdminUrl();
-    const name = `stratus_test_${crypto.randomBytes(6).toString('hex')}`;
-    const adminClient = new pg.Client({ connectionString: admin });
-    await adminClient.connect();
-    await adminClient.query(`CREATE DATABASE ${name}`);
-    await adminClient.end();
-    const url = new URL(admin);
-    url.pathname = `/${name}`;
-    dbUrl = url.toString();
-    dropDb = async () => {
-      const c = new pg.Client({ connectionString: admin });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    };
+    const created = await createPgDatabase();
+    dbUrl = created.url;
+    dropDb = created.drop;
   }
   const settings: ServerSettings = withSettings(overrides);
   const server = await startServer({ dataDir, listen: '127.0.0.1:0', dbUrl, settings, log: pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'silent' }) });
@@ -145,3 +155,67 @@ export async function commitRandomBlocks(client: StratusClient, fileId: string, 
 
 export { blake3Hex as blockHash } from '../../protocol/hash.js';
 import { blake3Hex as blockHash } from '../../protocol/hash.js';
+
+/** A client of `GET /v1/events` that records every hint, for tests that wait on them (never sleep). */
+export interface EventStream {
+  ws: WebSocket;
+  /** Every `seq` received, in order. */
+  seqs: number[];
+  /** The first received seq that is ≥ min (also one that came before the call); rejects after timeoutMs. */
+  waitFor(min: number, timeoutMs?: number): Promise<number>;
+  /** Resolves with the close code once the socket is closed (by either side). */
+  closed: Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Opens `GET /v1/events` on a server with a device token; rejects with the HTTP status and body if the upgrade is refused. */
+export function connectEvents(serverUrl: string, token: string, opts: { path?: string; autoPong?: boolean } = {}): Promise<EventStream> {
+  const ws = new WebSocket(`${serverUrl.replace(/^http/, 'ws')}${opts.path ?? '/v1/events'}`, {
+    headers: { authorization: `Bearer ${token}` },
+    autoPong: opts.autoPong ?? true,
+  });
+  const seqs: number[] = [];
+  const waiters = new Set<() => void>();
+  ws.on('message', (data) => {
+    seqs.push((JSON.parse(String(data)) as { seq: number }).seq);
+    for (const wake of waiters) wake();
+  });
+  ws.on('error', () => undefined); // a socket error ends in 'close', which tests observe
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  const stream: EventStream = {
+    ws,
+    seqs,
+    closed,
+    waitFor(min, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const hit = seqs.find((s) => s >= min);
+          if (hit === undefined) return false;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(hit);
+          return true;
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no hint with seq >= ${min} within ${timeoutMs} ms (got ${JSON.stringify(seqs)})`));
+        }, timeoutMs);
+        if (!check()) waiters.add(check);
+      });
+    },
+    async close() {
+      if (ws.readyState !== WebSocket.CLOSED) ws.terminate();
+      await closed;
+    },
+  };
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(stream));
+    ws.once('unexpected-response', (_req, res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => reject(Object.assign(new Error(`upgrade refused: ${res.statusCode}`), { status: res.statusCode, body: body ? (JSON.parse(body) as unknown) : undefined })));
+      res.on('error', reject);
+    });
+    ws.once('error', reject);
+  });
+}

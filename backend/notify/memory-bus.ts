@@ -1,0 +1,25 @@
+import type { Logger } from 'pino';
+import { deliver, type BusListener, type ChangeHint, type NotifyBus } from './bus.js';
+
+/** One backend process: hints go straight from the journal to this process's gateway. */
+export class MemoryBus implements NotifyBus {
+  private readonly listeners = new Set<BusListener>();
+  private closed = false;
+
+  constructor(private readonly log: Logger) {}
+
+  publish(hint: ChangeHint): void {
+    if (this.closed || hint.userIds.length === 0) return;
+    deliver(this.listeners, { kind: 'change', ...hint }, (err) => this.log.error({ err }, 'notify listener failed'));
+  }
+
+  subscribe(listener: BusListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.listeners.clear();
+  }
+}

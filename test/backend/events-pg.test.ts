@@ -1,0 +1,254 @@
+import { spawn } from 'node:child_process';
+import type { Knex } from 'knex';
+import pg from 'pg';
+import { pino } from 'pino';
+import t, { type Test } from 'tap';
+import { openDatabase } from '../../backend/db/connect.js';
+import type { BusEvent } from '../../backend/notify/bus.js';
+import { PgBus } from '../../backend/notify/pg-bus.js';
+import { createNode } from '../../backend/services/nodes.js';
+import { defaultSettings } from '../../backend/settings.js';
+import { StratusClient } from '../../protocol/client.js';
+import { connectEvents, createPgDatabase, type EventStream } from '../helpers/backend.js';
+import { bin, run, tempDir } from '../helpers/drive.js';
+
+/**
+ * Scale-out (DESIGN §8): N `stratus serve` processes on one PostgreSQL database push each other's
+ * changes over LISTEN/NOTIFY — a WebSocket on one server hears a change made through another.
+ * And the engine itself: local delivery at once, no echo, reconnect with a resync.
+ */
+
+const quiet = pino({ level: 'silent' });
+
+async function pgQuery(url: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query(sql, params);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Kills this database's LISTEN connections with that application_name; returns how many. */
+async function killListeners(url: string, applicationName: string): Promise<number> {
+  const res = await pgQuery(url, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()', [applicationName]);
+  return res.rowCount ?? 0;
+}
+
+interface ServeProcess {
+  url: string;
+  client(token: string): StratusClient;
+}
+
+/** `stratus serve --db URL` on a free port; stopped with SIGTERM (and must exit 0) when `t` ends. */
+async function serve(t: Test, dbUrl: string): Promise<ServeProcess> {
+  const dataDir = await tempDir(t, 'serve');
+  const child = spawn(process.execPath, [bin, 'serve', '--db', dbUrl, '--data', dataDir, '--listen', '127.0.0.1:0'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, STRATUS_LOG_LEVEL: 'warn' },
+  });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve not ready in 30 s: ${stderr}`)), 30_000);
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+      const m = /serving on (http:\/\/\S+)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]!);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited (${code}) before ready: ${stderr}`));
+    });
+  });
+  const clients: StratusClient[] = [];
+  t.teardown(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    child.kill('SIGTERM');
+    const code = await exited;
+    if (code !== 0) throw new Error(`serve exited ${code} on SIGTERM: ${stderr}`);
+  });
+  return {
+    url,
+    client(token) {
+      const c = new StratusClient({ server: url, token });
+      clients.push(c);
+      return c;
+    },
+  };
+}
+
+/** `stratus user add` / `user token` against the database: the token is the last line. */
+async function cliToken(dbUrl: string, args: string[]): Promise<string> {
+  const { stdout } = await run(process.execPath, [bin, 'user', ...args, '--db', dbUrl]);
+  return stdout.trim().split('\n').pop()!;
+}
+
+async function open(t: Test, serverUrl: string, token: string): Promise<EventStream> {
+  const stream = await connectEvents(serverUrl, token);
+  t.teardown(() => stream.close());
+  return stream;
+}
+
+/** Collects a bus's events; `waitFor` resolves once one matches. */
+function recorder(bus: PgBus): { events: BusEvent[]; waitFor(pred: (e: BusEvent) => boolean, timeoutMs?: number): Promise<void> } {
+  const events: BusEvent[] = [];
+  const waiters = new Set<() => void>();
+  bus.subscribe((e) => {
+    events.push(e);
+    for (const w of waiters) w();
+  });
+  return {
+    events,
+    waitFor(pred, timeoutMs = 10_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!events.some(pred)) return false;
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve();
+          return true;
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(check);
+          reject(new Error(`no such bus event within ${timeoutMs} ms: ${JSON.stringify(events)}`));
+        }, timeoutMs);
+        if (!check()) waiters.add(check);
+      });
+    },
+  };
+}
+
+const adminUrl = process.env.STRATUS_TEST_PG_URL;
+
+if (!adminUrl) {
+  t.test('server push across processes on PostgreSQL', { skip: 'STRATUS_TEST_PG_URL is unset: run through node dist/scripts/run-tests.js' }, () => undefined);
+} else {
+  t.test('PgBus: local publishes are delivered at once and not again as an echo; others hear them over NOTIFY', async (t) => {
+    const database = await createPgDatabase();
+    t.teardown(() => database.drop());
+    const db: Knex = await openDatabase(database.url, '/nonexistent');
+    t.teardown(() => db.destroy());
+    const a = await PgBus.start({ url: database.url, db, log: quiet, applicationName: 'bus-a' });
+    const b = await PgBus.start({ url: database.url, db, log: quiet, applicationName: 'bus-b' });
+    t.teardown(() => Promise.all([a.close(), b.close()]));
+    const ra = recorder(a);
+    const rb = recorder(b);
+
+    a.publish({ userIds: [1, 2], seq: 10 });
+    t.same(ra.events, [{ kind: 'change', userIds: [1, 2], seq: 10 }], 'delivered to its own process before publish returns');
+    await rb.waitFor((e) => e.kind === 'change' && e.seq === 10);
+    t.same(rb.events, [{ kind: 'change', userIds: [1, 2], seq: 10 }], 'the other process hears it once');
+
+    // NOTIFYs reach each listener in commit order: had A's echo come back, it would precede this.
+    b.publish({ userIds: [3], seq: 11 });
+    await ra.waitFor((e) => e.kind === 'change' && e.seq === 11);
+    t.same(ra.events, [{ kind: 'change', userIds: [1, 2], seq: 10 }, { kind: 'change', userIds: [3], seq: 11 }], 'no echo of its own publish');
+
+    const many = Array.from({ length: 3000 }, (_, i) => i + 1);
+    a.publish({ userIds: many, seq: 12 });
+    await rb.waitFor((e) => e.kind === 'change' && e.seq === 12 && e.userIds.includes(3000));
+    const heard = rb.events.flatMap((e) => (e.kind === 'change' && e.seq === 12 ? e.userIds : []));
+    t.same(heard, many, 'a hint for more users than one NOTIFY payload holds is split, none lost');
+  });
+
+  t.test('PgBus: when the LISTEN connection drops it reconnects and tells its listeners to resync', async (t) => {
+    const database = await createPgDatabase();
+    t.teardown(() => database.drop());
+    const db: Knex = await openDatabase(database.url, '/nonexistent');
+    t.teardown(() => db.destroy());
+    const a = await PgBus.start({ url: database.url, db, log: quiet, applicationName: 'bus-a', reconnectMinMs: 20 });
+    const b = await PgBus.start({ url: database.url, db, log: quiet, applicationName: 'bus-b' });
+    t.teardown(() => Promise.all([a.close(), b.close()]));
+    const ra = recorder(a);
+
+    t.equal(await killListeners(database.url, 'bus-a'), 1, 'the LISTEN connection was terminated');
+    await ra.waitFor((e) => e.kind === 'resync');
+    t.pass('a resync after reconnecting');
+    b.publish({ userIds: [7], seq: 70 });
+    await ra.waitFor((e) => e.kind === 'change' && e.seq === 70);
+    t.pass('and it listens again');
+  });
+
+  t.test('two stratus serve processes on one database push each other\'s changes', async (t) => {
+    const database = await createPgDatabase();
+    t.teardown(() => database.drop());
+    // One after the other: the first runs the migrations.
+    const s1 = await serve(t, database.url);
+    const s2 = await serve(t, database.url);
+    const alice1 = await cliToken(database.url, ['add', 'alice']);
+    const alice2 = await cliToken(database.url, ['token', 'alice', '--device', 'laptop']);
+    const bob = await cliToken(database.url, ['add', 'bob']);
+    const aliceVia1 = s1.client(alice1);
+    const aliceVia2 = s2.client(alice2);
+    const root = await aliceVia1.root();
+
+    t.test('a WebSocket on server 1 hears a change made through server 2', async (t) => {
+      const events = await open(t, s1.url, alice1);
+      const head = await events.waitFor(0);
+      t.equal(head, (await aliceVia1.changesHead()).cursor, 'first message: the head');
+      const created = await aliceVia2.create({ parent_id: root.id, name: 'via server 2', kind: 'file' });
+      const hinted = await events.waitFor(head + 1);
+      const page = await aliceVia1.changes(head);
+      t.ok(page.changes.some((c) => c.id === created.id), 'server 1 serves the change the hint announced');
+      t.equal(page.cursor, hinted, 'the hint is the newest seq');
+    });
+
+    t.test('and the other way round', async (t) => {
+      const events = await open(t, s2.url, alice2);
+      const head = await events.waitFor(0);
+      const created = await aliceVia1.create({ parent_id: root.id, name: 'via server 1', kind: 'dir' });
+      const hinted = await events.waitFor(head + 1);
+      t.ok((await aliceVia2.changes(head)).changes.some((c) => c.id === created.id), 'server 2 serves it');
+      t.equal(hinted, (await aliceVia2.changesHead()).cursor);
+    });
+
+    t.test("another user's changes through the other server never reach my connection", async (t) => {
+      const mine = await open(t, s1.url, alice1);
+      const theirs = await open(t, s1.url, bob);
+      const myHead = await mine.waitFor(0);
+      await theirs.waitFor(0);
+      const bobVia2 = s2.client(bob);
+      const bobRoot = await bobVia2.root();
+      await bobVia2.create({ parent_id: bobRoot.id, name: 'private', kind: 'file' });
+      await theirs.waitFor((await bobVia2.changesHead()).cursor);
+      await aliceVia2.create({ parent_id: root.id, name: 'mine again', kind: 'file' });
+      const myLast = (await aliceVia2.changesHead()).cursor;
+      await mine.waitFor(myLast);
+      t.same(mine.seqs, [myHead, myLast], 'only my head and my change');
+    });
+
+    t.test('a burst through server 2 reaches a connection on server 1 as a handful of messages', async (t) => {
+      const events = await open(t, s1.url, alice1);
+      await events.waitFor(0);
+      const dir = await aliceVia2.create({ parent_id: root.id, name: 'burst', kind: 'dir' });
+      let next = 0;
+      const worker = async () => {
+        while (next < 300) await aliceVia2.create({ parent_id: dir.id, name: `f${next++}`, kind: 'file' });
+      };
+      await Promise.all([worker(), worker(), worker()]);
+      const final = (await aliceVia2.changesHead()).cursor;
+      t.equal(await events.waitFor(final), final, 'converges to the final seq');
+      t.ok(events.seqs.length <= 30, `${events.seqs.length} messages for 301 commits`);
+    });
+
+    t.test('after its LISTEN connection drops, a server re-sends heads: a change no hint announced still arrives', async (t) => {
+      const events = await open(t, s1.url, alice1);
+      const head = await events.waitFor(0);
+      // A writer that publishes nothing (its pool has no notify bus): only the resync can tell.
+      const db = await openDatabase(database.url, '/nonexistent');
+      t.teardown(() => db.destroy());
+      const me = await aliceVia1.whoami();
+      await createNode({ db, store: undefined as never, settings: defaultSettings }, { userId: me.user.id, userName: me.user.name, deviceId: me.device.id, deviceName: me.device.name }, { parent_id: root.id, name: 'silent', kind: 'file' });
+      const silentSeq = (await aliceVia1.changesHead()).cursor;
+      t.ok(silentSeq > head, 'the change committed');
+      t.ok(events.seqs.every((s) => s < silentSeq), 'and no hint announced it');
+      t.ok((await killListeners(database.url, 'stratus-notify')) >= 1, "the servers' LISTEN connections were terminated");
+      t.equal(await events.waitFor(silentSeq), silentSeq, 'the resync after reconnecting sends the new head');
+    });
+  });
+}
