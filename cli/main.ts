@@ -3,6 +3,7 @@ import './threadpool.js';
 import { Command, CommanderError } from 'commander';
 import { mountCommand } from './mount.js';
 import { serveCommand } from './serve.js';
+import { statusCommand } from './status.js';
 import { unmountCommand } from './unmount.js';
 import { upCommand } from './up.js';
 import { userCommand } from './user.js';
@@ -20,6 +21,7 @@ program.addCommand(userCommand());
 program.addCommand(mountCommand());
 program.addCommand(upCommand());
 program.addCommand(unmountCommand());
+program.addCommand(statusCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -112,6 +112,12 @@ export class CommitQueue extends EventEmitter {
     return this.newest.get(nodeId);
   }
 
+  /** Tries what waits on a retry timer at once (the server is reachable again). */
+  retryNow(): void {
+    this.retryAt.clear();
+    this.kick();
+  }
+
   /** The version this mount's latest commit of a node made (0: none this session). */
   ownVersion(nodeId: string): number {
     return this.lastCommitted.get(nodeId) ?? 0;
@@ -564,6 +570,8 @@ export class CommitQueue extends EventEmitter {
 
   private applyCommitted(nodeId: string, manifest: Manifest): void {
     this.opts.tree.patch(nodeId, { headVersion: manifest.version, size: manifest.size, mtime: manifest.mtime });
+    // What this mount wrote opens offline too (its blocks are in the cache from the upload).
+    this.opts.store.putManifest(nodeId, manifest.version, manifest.blocks).catch(() => undefined);
   }
 
   private async remove(entry: PendingCommit): Promise<void> {

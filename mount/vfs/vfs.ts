@@ -164,6 +164,11 @@ export class Vfs {
     return n;
   }
 
+  /** The node has content written here that the server does not have yet (open for writing or queued). */
+  hasLocalContent(nodeId: string): boolean {
+    return this.dirty.has(nodeId) || this.starting.has(nodeId) || this.o.queue.latest(nodeId) !== undefined;
+  }
+
   get openHandles(): number {
     return this.handles.size;
   }
