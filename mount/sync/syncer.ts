@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { StratusClient } from '../../protocol/client.js';
-import type { ChangeEntry } from '../../protocol/types.js';
+import type { ChangeEntry, NodeInfo } from '../../protocol/types.js';
 import type { Tree } from '../vfs/tree.js';
 import { Backoff } from './backoff.js';
 
@@ -18,8 +18,8 @@ export interface HintSource {
 }
 
 export interface SyncerOptions {
-  client: Pick<StratusClient, 'changes'>;
-  tree: Pick<Tree, 'applyInfo' | 'setCursor' | 'get' | 'childId'>;
+  client: Pick<StratusClient, 'changes' | 'node'>;
+  tree: Pick<Tree, 'applyFeed' | 'setCursor' | 'get' | 'childId' | 'localMark' | 'changedLocallySince' | 'forgetLocalBefore'>;
   /** The saved cursor the tree was loaded at. */
   cursor: number;
   hints?: HintSource;
@@ -195,10 +195,21 @@ export class Syncer extends EventEmitter<SyncerEvents> {
     this.pulls++;
     try {
       for (;;) {
+        const mark = this.o.tree.localMark();
         const page = await this.o.client.changes(this.cursor, this.o.pageSize);
         if (this.closed) return;
         const files: string[] = [];
-        for (const change of page.changes) if (this.apply(change)) files.push(change.id);
+        const changedHere: string[] = [];
+        for (const change of page.changes) {
+          if (this.o.tree.changedLocallySince(change.id, mark)) changedHere.push(change.id);
+          else if (this.apply(change)) files.push(change.id);
+        }
+        // Nodes this mount changed while the page was on its way: their state now, not the page's.
+        for (const id of changedHere) {
+          const now = await this.o.client.node(id).catch(() => undefined);
+          if (now && this.apply(now)) files.push(id);
+        }
+        this.o.tree.forgetLocalBefore(mark);
         if (page.cursor > this.cursor) {
           this.cursor = page.cursor;
           this.o.tree.setCursor(page.cursor);
@@ -222,11 +233,11 @@ export class Syncer extends EventEmitter<SyncerEvents> {
   }
 
   /** Applies one change; true if it is a file whose kernel attributes may now be stale. */
-  private apply(change: ChangeEntry): boolean {
+  private apply(change: NodeInfo): boolean {
     const tree = this.o.tree;
     const before = tree.get(change.id);
     const heldName = change.parent_id === null ? undefined : tree.childId(change.parent_id, change.name);
-    tree.applyInfo(change);
+    tree.applyFeed(change);
     const after = tree.get(change.id);
     if (!after || after.kind !== 'file') return false;
     if (heldName !== undefined && heldName !== change.id) return true;

@@ -34,6 +34,10 @@ export class Tree {
   rootId = '';
   /** Names this device in a conflicted copy (see insert). */
   device = 'this device';
+  /** Counts changes made by this mount (not by the change feed), and when each node last had one. */
+  private localSeq = 0;
+  private readonly localAt = new Map<string, number>();
+  private applyingFeed = false;
 
   constructor(
     private readonly store: StateStore,
@@ -164,6 +168,35 @@ export class Tree {
     this.upsert(fromInfo(info, known?.listed ?? false));
   }
 
+  /** A mark to compare later local changes against (taken before a change-feed page is requested). */
+  localMark(): number {
+    return this.localSeq;
+  }
+
+  /**
+   * Whether this mount changed the node after `mark`: a change-feed page requested before that
+   * may hold an older state of it (a rename made here while the page was on its way) and must
+   * not undo the local change — the caller fetches the node's current state instead.
+   */
+  changedLocallySince(id: string, mark: number): boolean {
+    return (this.localAt.get(id) ?? -1) > mark;
+  }
+
+  /** Local-change marks at or before `mark` are no longer needed (no page older than it is in flight). */
+  forgetLocalBefore(mark: number): void {
+    for (const [id, at] of this.localAt) if (at <= mark) this.localAt.delete(id);
+  }
+
+  /** Applies a node's state from the change feed (not a change made by this mount). */
+  applyFeed(info: NodeInfo): void {
+    this.applyingFeed = true;
+    try {
+      this.applyInfo(info);
+    } finally {
+      this.applyingFeed = false;
+    }
+  }
+
   /** Changes fields of a known node locally (sizes and mtimes of files being written). */
   patch(id: string, fields: Partial<Omit<LocalNode, 'id'>>): LocalNode | undefined {
     const n = this.byId.get(id);
@@ -202,6 +235,7 @@ export class Tree {
   removeSubtree(id: string): void {
     const n = this.byId.get(id);
     if (!n) return;
+    this.stampLocal(id);
     for (const childId of [...(this.kids.get(id)?.values() ?? [])]) this.removeSubtree(childId);
     this.kids.delete(id);
     this.detach(n);
@@ -216,7 +250,12 @@ export class Tree {
     this.scheduleFlush();
   }
 
+  private stampLocal(id: string): void {
+    if (!this.applyingFeed) this.localAt.set(id, ++this.localSeq);
+  }
+
   private upsert(node: LocalNode): void {
+    this.stampLocal(node.id);
     const old = this.byId.get(node.id);
     if (old) this.detach(old);
     this.insert(node);

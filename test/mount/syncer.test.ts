@@ -264,6 +264,45 @@ t.test('hints during a pull cause exactly one more pull, not one per hint', asyn
   t.equal(d.syncer.cursor, await head(d.other), 'the cursor reached the head');
 });
 
+t.test('a page requested before a local rename does not undo it: the node\'s current state is fetched instead', async (t) => {
+  let gate: { reached: () => void; open: Promise<void> } | undefined;
+  const wrap = (c: StratusClient): StratusClient =>
+    new Proxy(c, {
+      get(target, prop, receiver) {
+        if (prop !== 'changes') return Reflect.get(target, prop, receiver) as unknown;
+        return async (since: number, limit?: number) => {
+          const page = await target.changes(since, limit);
+          if (gate) {
+            const g = gate;
+            gate = undefined;
+            g.reached();
+            await g.open;
+          }
+          return page;
+        };
+      },
+    });
+  const d = await drive(t, { wrap });
+  d.syncer.start();
+  d.hints.connect();
+  await d.syncer.idle();
+  const id = await remoteFile(d.other, d.rootId, 'old-name.txt');
+  let release = () => undefined as void;
+  let reached = () => undefined as void;
+  const atGate = new Promise<void>((r) => (reached = r));
+  gate = { reached, open: new Promise<void>((r) => (release = r)) };
+  d.hints.hint(await head(d.other));
+  await within(atGate, 10_000, 'the pull reaching the gate');
+  // What the Vfs does for a rename made on this mount while that page is held.
+  const renamed = await d.client.update(id, { name: 'new-name.txt' });
+  d.tree.applyInfo(renamed);
+  release();
+  await d.syncer.idle();
+  t.equal(d.tree.child(d.rootId, 'new-name.txt')?.id, id, 'the local rename stands after the older page is applied');
+  t.equal(d.tree.child(d.rootId, 'old-name.txt'), undefined, 'the old name did not come back');
+  t.equal(d.tree.get(id)?.size, 100, 'and the node has the content the page brought');
+});
+
 t.test('the kernel refresher is asked for changed files only, by their mount paths', async (t) => {
   const d = await drive(t);
   const docs = await d.other.create({ parent_id: d.rootId, name: 'docs', kind: 'dir' });
