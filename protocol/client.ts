@@ -104,9 +104,13 @@ export class StratusClient {
   update(id: string, req: UpdateNodeRequest): Promise<NodeInfo> {
     return this.json('PATCH', `/v1/nodes/${encodeURIComponent(id)}`, req);
   }
-  /** To the trash; with `ifVersion`, only if the file's head is still that version (409 stale_version otherwise). */
-  remove(id: string, opts: { ifVersion?: number } = {}): Promise<NodeInfo> {
-    return this.json('DELETE', `/v1/nodes/${encodeURIComponent(id)}`, undefined, opts.ifVersion === undefined ? undefined : { if_version: opts.ifVersion });
+  /**
+   * To the trash; with `ifVersion`, only if the file's head is still that version (409
+   * stale_version otherwise); with `ifEmpty`, only a folder without live children (409 not_empty).
+   */
+  remove(id: string, opts: { ifVersion?: number; ifEmpty?: boolean } = {}): Promise<NodeInfo> {
+    const query = { ...(opts.ifVersion !== undefined && { if_version: opts.ifVersion }), ...(opts.ifEmpty && { if_empty: 'true' }) };
+    return this.json('DELETE', `/v1/nodes/${encodeURIComponent(id)}`, undefined, query);
   }
   restore(id: string, to: { parent_id?: string; name?: string } = {}): Promise<NodeInfo> {
     return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/restore`, to);

@@ -243,20 +243,27 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
 /**
  * Moves a node (and with it everything under it) to the trash. `if_version` (a file's head version
  * the caller saw) makes it conditional: an edit committed meanwhile elsewhere wins over the delete
- * (409 stale_version with the head), so a device never deletes a version it has not seen.
+ * (409 stale_version with the head), so a device never deletes a version it has not seen;
+ * `if_empty=true` (rmdir) refuses a folder with live children (409 not_empty).
  */
-export async function deleteNode(backend: Backend, actor: Actor, id: string, query: { if_version?: unknown } = {}): Promise<NodeInfo> {
+export async function deleteNode(backend: Backend, actor: Actor, id: string, query: { if_version?: unknown; if_empty?: unknown } = {}): Promise<NodeInfo> {
   let ifVersion: number | undefined;
   if (query.if_version !== undefined) {
     ifVersion = Number(query.if_version);
     if (typeof query.if_version !== 'string' || !/^\d{1,15}$/.test(query.if_version)) throw new ApiError('bad_request', 'if_version must be a version number');
   }
+  if (query.if_empty !== undefined && query.if_empty !== 'true') throw new ApiError('bad_request', 'if_empty must be "true"');
+  const ifEmpty = query.if_empty === 'true';
   return mutate(backend.db, async (trx) => {
     const node = await visibleNode(trx, actor, id);
     if (node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be deleted');
     if (node.deleted_at !== null) return nodeInfo(node);
     if (ifVersion !== undefined && node.head_version !== ifVersion) {
       throw new ApiError('stale_version', `"${node.name}" changed since version ${ifVersion}`, { head_version: node.head_version });
+    }
+    // rmdir: a folder someone added to meanwhile is not deleted with what the caller never saw.
+    if (ifEmpty && (await trx('nodes').where({ parent_id: node.id }).whereNull('deleted_at').first('id'))) {
+      throw new ApiError('not_empty', `"${node.name}" is not empty`);
     }
     const deleted: NodeRow = { ...node, deleted_at: Date.now() };
     await trx('nodes').where({ id: node.id }).update({ deleted_at: deleted.deleted_at });

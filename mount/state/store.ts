@@ -32,7 +32,12 @@ export interface PendingCommit {
    * on the server first. A folder's entry has no staging file (`staging` is '').
    */
   create?: PendingCreate;
+  /** A metadata change made offline, sent in order with the node's content (no staging file). */
+  op?: PendingOp;
 }
+
+/** A delete or a rename/move of a node the server has, made while it was unreachable. */
+export type PendingOp = { kind: 'delete'; ifVersion?: number; folder?: boolean } | { kind: 'move'; parentId: string; name: string };
 
 /** What the server needs to create a node made offline (the tree's current name and folder win when known). */
 export interface PendingCreate {
@@ -63,6 +68,7 @@ interface PendingRow {
   mtime: number;
   created_at: number;
   create_json: string | null;
+  op_json: string | null;
 }
 
 /**
@@ -133,10 +139,12 @@ export class StateStore {
         t.bigInteger('mtime').notNullable();
         t.bigInteger('created_at').notNullable();
         t.text('create_json').nullable();
+        t.text('op_json').nullable();
       });
-    } else if (!(await db.schema.hasColumn('pending', 'create_json'))) {
-      // A cache folder from before offline creates.
-      await db.schema.alterTable('pending', (t) => t.text('create_json').nullable());
+    }
+    // A cache folder from before offline creates / operations.
+    for (const column of ['create_json', 'op_json']) {
+      if (!(await db.schema.hasColumn('pending', column))) await db.schema.alterTable('pending', (t) => t.text(column).nullable());
     }
   }
 
@@ -215,6 +223,7 @@ export class StateStore {
           mtime: entry.mtime,
           created_at: entry.createdAt,
           create_json: entry.create ? JSON.stringify(entry.create) : null,
+          op_json: entry.op ? JSON.stringify(entry.op) : null,
         })
         .returning<{ id: number }[]>('id');
       return { ...entry, id: Number(row!.id) };
@@ -225,10 +234,11 @@ export class StateStore {
     await this.db('pending').where({ id }).delete();
   }
 
-  async updatePending(id: number, fields: { nodeId?: string; baseVersion?: number; mtime?: number; create?: PendingCreate | null }): Promise<void> {
+  async updatePending(id: number, fields: { nodeId?: string; baseVersion?: number; mtime?: number; create?: PendingCreate | null; op?: PendingOp }): Promise<void> {
     await this.db('pending')
       .where({ id })
       .update({
+        ...(fields.op !== undefined && { op_json: JSON.stringify(fields.op) }),
         ...(fields.create !== undefined && { create_json: fields.create ? JSON.stringify(fields.create) : null }),
         ...(fields.nodeId !== undefined && { node_id: fields.nodeId }),
         ...(fields.baseVersion !== undefined && { base_version: fields.baseVersion }),
@@ -280,5 +290,6 @@ function fromPendingRow(r: PendingRow): PendingCommit {
     mtime: Number(r.mtime),
     createdAt: Number(r.created_at),
     ...(r.create_json && { create: JSON.parse(r.create_json) as PendingCreate }),
+    ...(r.op_json && { op: JSON.parse(r.op_json) as PendingOp }),
   };
 }

@@ -5,7 +5,7 @@ import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { BlockRef, Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
 import type { ChunkerPool } from '../chunker/pool.js';
-import type { PendingCommit, PendingCreate, StateStore } from '../state/store.js';
+import type { PendingCommit, PendingCreate, PendingOp, StateStore } from '../state/store.js';
 import { isTransient } from '../vfs/errors.js';
 import { isLocalId, type Tree } from '../vfs/tree.js';
 import { conflictedCopyName } from './conflict-name.js';
@@ -80,6 +80,12 @@ export class CommitQueue extends EventEmitter {
 
   constructor(private readonly opts: CommitQueueOptions) {
     super();
+    opts.tree.hasQueuedOp = (id) => this.hasOp(id);
+  }
+
+  /** A rename or delete of the node waits in the queue. */
+  hasOp(nodeId: string): boolean {
+    return this.entries.some((e) => e.op && e.nodeId === nodeId);
   }
 
   async start(): Promise<void> {
@@ -152,7 +158,8 @@ export class CommitQueue extends EventEmitter {
   /** Queues a closed file. Older entries of the same node not yet started are superseded (coalesced). */
   async enqueue(input: Omit<PendingCommit, 'id' | 'createdAt'> & { reserved?: number }): Promise<PendingCommit> {
     const { reserved = 0, ...entry } = input;
-    const superseded = this.entries.filter((e) => e.nodeId === entry.nodeId && !this.inFlight.has(e.id));
+    // Only content is coalesced: a queued rename or delete keeps its place in the node's order.
+    const superseded = this.entries.filter((e) => e.nodeId === entry.nodeId && !this.inFlight.has(e.id) && e.staging !== '');
     // The bytes of a superseded entry were based on the same local history: the new one keeps its base
     // (and, for a node made offline, the creation it still owes the server).
     const base = superseded[0]?.baseVersion ?? entry.baseVersion;
@@ -175,6 +182,19 @@ export class CommitQueue extends EventEmitter {
   /** Queues the creation of a folder made offline (no content: its entry has no staging file). */
   async enqueueFolder(nodeId: string, create: PendingCreate, mtime: number): Promise<void> {
     const added = await this.opts.store.addPending({ nodeId, baseVersion: 0, staging: '', size: 0, mtime, createdAt: Date.now(), create });
+    this.entries.push(added);
+    this.reindex();
+    this.emit('changed');
+    this.kick();
+  }
+
+  /**
+   * Queues a delete or a move of a node the server has, made while it was unreachable; it runs in
+   * order with the node's content. A delete carries the version it saw (an edit made elsewhere
+   * meanwhile survives it) and a folder's delete only takes an empty folder.
+   */
+  async enqueueOp(nodeId: string, op: PendingOp): Promise<void> {
+    const added = await this.opts.store.addPending({ nodeId, baseVersion: 0, staging: '', size: 0, mtime: Date.now(), createdAt: Date.now(), op });
     this.entries.push(added);
     this.reindex();
     this.emit('changed');
@@ -324,6 +344,7 @@ export class CommitQueue extends EventEmitter {
 
   /** A node made offline inside a folder also made offline waits until the folder has its server id. */
   private waitsForFolder(e: PendingCommit): boolean {
+    if (e.op?.kind === 'move') return isLocalId(this.mapped(e.op.parentId));
     if (!e.create) return false;
     const parent = this.opts.tree.get(e.nodeId)?.parentId ?? e.create.parentId;
     return isLocalId(this.mapped(parent));
@@ -333,6 +354,11 @@ export class CommitQueue extends EventEmitter {
     let result: CommitResult | undefined;
     try {
       if (entry.create) await this.createOnServer(entry);
+      if (entry.op) {
+        await this.runOp(entry, entry.op);
+        await this.remove(entry);
+        return;
+      }
       if (!entry.staging) {
         // A folder made offline: created now, nothing more to send.
         await this.remove(entry);
@@ -533,12 +559,53 @@ export class CommitQueue extends EventEmitter {
       } else if (e.create?.parentId === localId) {
         e.create = { ...e.create, parentId: info.id };
         await this.opts.store.updatePending(e.id, { create: e.create });
+      } else if (e.op?.kind === 'move' && e.op.parentId === localId) {
+        e.op = { ...e.op, parentId: info.id };
+        await this.opts.store.updatePending(e.id, { op: e.op });
       }
     }
     this.reindex();
     this.opts.tree.remap(localId, info, joined);
     this.emit('remapped', localId, info);
     this.kick();
+  }
+
+  /** Sends a delete or move made offline. What the server refuses for a reason leaves the node as the server has it. */
+  private async runOp(entry: PendingCommit, op: PendingOp): Promise<void> {
+    const { client, tree, log } = this.opts;
+    const id = this.mapped(entry.nodeId);
+    const gone = (err: unknown) => err instanceof ApiError && (err.code === 'not_found' || err.code === 'node_deleted');
+    if (op.kind === 'delete') {
+      try {
+        await client.remove(id, op.folder ? { ifEmpty: true } : op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion });
+      } catch (err) {
+        if (gone(err)) return;
+        if (!(err instanceof ApiError && (err.code === 'stale_version' || err.code === 'not_empty'))) throw err;
+        // Edited (or added to) elsewhere since this mount saw it: the edit survives the delete.
+        log?.(`kept ${id}: it changed elsewhere after it was deleted here (${err.code})`);
+        await client.node(id).then((info) => tree.applyInfo(info)).catch(() => undefined);
+      }
+      return;
+    }
+    let parentId = this.mapped(op.parentId);
+    for (let attempt = 0; ; attempt++) {
+      const name = attempt === 0 ? op.name : conflictedCopyName(op.name, this.opts.device, new Date(entry.createdAt), attempt - 1);
+      try {
+        tree.applyInfo(await client.update(id, { parent_id: parentId, name }));
+        return;
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'exists' && attempt < 20) continue;
+        if (gone(err)) {
+          // The node went elsewhere (its content, if any, is kept by its own entries); or its new folder did.
+          const node = await client.node(id).catch(() => undefined);
+          if (!node || node.deleted_at !== null) return;
+          parentId = await this.liveFolder(parentId);
+          attempt = -1;
+          continue;
+        }
+        throw err;
+      }
+    }
   }
 
   /**

@@ -38,6 +38,8 @@ export class Tree {
   private localSeq = 0;
   private readonly localAt = new Map<string, number>();
   private applyingFeed = false;
+  /** Set by the commit queue: the node has a rename or delete waiting to be sent. */
+  hasQueuedOp?: (id: string) => boolean;
 
   constructor(
     private readonly store: StateStore,
@@ -189,6 +191,8 @@ export class Tree {
 
   /** Applies a node's state from the change feed (not a change made by this mount). */
   applyFeed(info: NodeInfo): void {
+    // A rename or delete made offline and still queued: the server's state of the node is older.
+    if (this.hasQueuedOp?.(info.id)) return;
     this.applyingFeed = true;
     try {
       this.applyInfo(info);

@@ -79,6 +79,7 @@ interface Handle {
 }
 
 const S_IFDIR = 0o040000;
+const OFFLINE = Symbol('offline');
 const O_ACCMODE = 3;
 const ZEROS = Buffer.alloc(4 * 1024 * 1024);
 /** Chunk size when copying queued content into a new staging file. */
@@ -207,7 +208,16 @@ export class Vfs {
     if (this.o.tree.children(node.id).length) throw new FsError('ENOTEMPTY');
     // A folder made offline is only in the queue: forgetting it there is removing it.
     if (isLocalId(node.id)) await this.o.queue.dropNode(node.id);
-    else await this.o.client.remove(node.id);
+    else {
+      try {
+        // Only if still empty on the server: a file added elsewhere meanwhile is not deleted with it.
+        const sent = await this.whenOnline(() => this.o.client.remove(node.id, { ifEmpty: true }));
+        if (sent === OFFLINE) await this.o.queue.enqueueOp(node.id, { kind: 'delete', folder: true });
+      } catch (err) {
+        if (err instanceof ApiError && err.code === 'not_empty') this.o.tree.patch(node.id, { listed: false });
+        throw err;
+      }
+    }
     this.o.tree.removeSubtree(node.id);
   }
 
@@ -222,7 +232,8 @@ export class Vfs {
       let seen = this.o.tree.get(node.id)?.headVersion ?? node.headVersion;
       for (let attempt = 0; ; attempt++) {
         try {
-          await this.o.client.remove(node.id, { ifVersion: seen });
+          const sent = await this.whenOnline(() => this.o.client.remove(node.id, { ifVersion: seen }));
+          if (sent === OFFLINE) await this.o.queue.enqueueOp(node.id, { kind: 'delete', ifVersion: seen });
           break;
         } catch (err) {
           if (err instanceof ApiError && err.code === 'stale_version') {
@@ -241,6 +252,20 @@ export class Vfs {
       }
     }
     this.o.tree.removeSubtree(node.id);
+  }
+
+  /**
+   * Runs a call that needs the server, or answers OFFLINE when the server is known to be away or
+   * the call could not reach it (the caller then queues the operation instead).
+   */
+  private async whenOnline<T>(call: () => Promise<T>): Promise<T | typeof OFFLINE> {
+    if (!(this.o.online?.() ?? true)) return OFFLINE;
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof ApiError || err instanceof FsError || !isTransient(err)) throw err;
+      return OFFLINE;
+    }
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -268,6 +293,11 @@ export class Vfs {
       await this.o.queue.renameLocal(src.id, parent.id, name);
       return;
     }
+    if (!isLocalId(src.id) && !dst && (isLocalId(parent.id) || !(this.o.online?.() ?? true) || this.o.queue.hasOp(src.id))) {
+      // Offline, or into a folder made offline: the move is queued behind what it depends on.
+      await this.queueMove(src, parent.id, name);
+      return;
+    }
     if (isLocalId(src.id) || isLocalId(parent.id)) {
       // The server must know both ends first: wait for the queue to create what was made offline.
       if (!(this.o.online?.() ?? true)) throw new FsError('EIO', 'the server is unreachable');
@@ -293,7 +323,15 @@ export class Vfs {
       // An upload of the old content already on the wire lands before the replace, not after it.
       await this.o.queue.waitFor(dst.id);
     }
-    const info = await this.o.client.update(src.id, { parent_id: parent.id, name, ...(dst && { replace: true }) });
+    const moving = src;
+    const sent = await this.whenOnline(() => this.o.client.update(moving.id, { parent_id: parent.id, name, ...(dst && { replace: true }) }));
+    if (sent === OFFLINE) {
+      // Replacing a file the server has needs the server; a plain move waits in the queue.
+      if (dst) throw new FsError('EIO', 'the server is unreachable');
+      await this.queueMove(src, parent.id, name);
+      return;
+    }
+    const info = sent;
     if (info.id !== src.id) {
       // File over file: the destination node took the source's content as a new version (history kept).
       this.o.tree.removeSubtree(src.id);
@@ -745,6 +783,11 @@ export class Vfs {
     const h = this.handles.get(fh);
     if (!h) throw new FsError('EBADF');
     return h;
+  }
+
+  private async queueMove(node: LocalNode, parentId: string, name: string): Promise<void> {
+    await this.o.queue.enqueueOp(node.id, { kind: 'move', parentId, name });
+    this.o.tree.patch(node.id, { parentId, name });
   }
 
   /** Drops a node made offline (never on the server) with what is queued and open for it. */

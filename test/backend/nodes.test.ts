@@ -247,6 +247,20 @@ for (const engine of testEngines()) {
       t.not(deleted.deleted_at, null, 'with the head it saw, the delete goes through');
     });
 
+    t.test('DELETE ?if_empty=true (rmdir) refuses a folder with live children (409 not_empty, nothing changed)', async (t) => {
+      const { client, token } = await newUser();
+      const root = await client.root();
+      const dir = await client.create({ parent_id: root.id, name: 'd', kind: 'dir' });
+      const child = await client.create({ parent_id: dir.id, name: 'added elsewhere', kind: 'file' });
+      const before = await backend.snapshot();
+      await rejectsWith(t, client.remove(dir.id, { ifEmpty: true }), 409, 'not_empty', 'a folder with a child');
+      const bad = await raw(backend, 'DELETE', `/v1/nodes/${dir.id}?if_empty=1`, { token });
+      t.equal(bad.status, 400, 'if_empty=1 → 400');
+      t.equal(await backend.snapshot(), before, 'nothing changed');
+      await client.remove(child.id);
+      t.not((await client.remove(dir.id, { ifEmpty: true })).deleted_at, null, 'once empty (a trashed child does not count) it goes');
+    });
+
     t.test('DELETE moves a node to the trash and restore brings it back; restore into a taken name is 409', async (t) => {
       const { client } = await newUser();
       const root = await client.root();

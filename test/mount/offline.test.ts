@@ -284,3 +284,110 @@ t.test('offline, also after a restart: what was read stays readable; a block nev
     t.equal(toErrno(err), os.constants.errno.EIO, `reading it fails with EIO (${String(err)})`);
   }
 });
+
+t.test('offline renames, moves and deletes of what the server has are queued and sent in order when it returns', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  await a.h.vfs.mkdir('/d', 0o755);
+  for (const p of ['/f1.txt', '/f2.txt', '/d/x.txt']) await writeAll(a.h.vfs, p, Buffer.from(p), { create: true });
+  await drained(a.h.queue);
+  a.down();
+  await a.h.vfs.rename('/f1.txt', '/d/moved.txt');
+  await a.h.vfs.unlink('/f2.txt');
+  await a.h.vfs.rename('/d', '/d2');
+  await a.h.vfs.mkdir('/fresh', 0o755);
+  await a.h.vfs.rename('/d2/x.txt', '/fresh/x.txt');
+  t.same((await a.h.vfs.readdir('/')).names.sort(), ['d2', 'fresh'], 'offline, the mount shows the end state');
+  t.same((await a.h.vfs.readdir('/d2')).names, ['moved.txt'], 'inside the renamed folder too');
+  t.ok(await remotePath(user.client, '/f1.txt'), 'nothing reached the server while offline');
+  a.up();
+  await drained(a.h.queue);
+  const top = (await user.client.allChildren((await user.client.root()).id)).map((n) => n.name).sort();
+  t.same(top, ['d2', 'fresh'], 'the server has the end state');
+  const moved = await remotePath(user.client, '/d2/moved.txt');
+  t.equal(moved && (await serverBytes(user.client, moved.id)).bytes.toString(), '/f1.txt', 'the moved file kept its content');
+  const x = await remotePath(user.client, '/fresh/x.txt');
+  t.equal(x && (await serverBytes(user.client, x.id)).bytes.toString(), '/d/x.txt', 'the file moved into a folder made offline too');
+});
+
+t.test('edit vs delete with the deleting device offline: the edit survives on both devices', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await writeAll(a.h.vfs, '/p.txt', Buffer.from('v1'), { create: true });
+  await drained(a.h.queue);
+  await b.h.pull();
+  b.down();
+  await b.h.vfs.unlink('/p.txt');
+  t.same((await b.h.vfs.readdir('/')).names, [], 'offline, the desk shows it deleted');
+  await writeAll(a.h.vfs, '/p.txt', Buffer.from('v2 edited on the laptop'));
+  await drained(a.h.queue);
+  b.up();
+  await drained(b.h.queue);
+  const remote = await remotePath(user.client, '/p.txt');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'v2 edited on the laptop', 'the server kept the edited file');
+  await b.h.pull();
+  t.equal((await readAll(b.h.vfs, '/p.txt')).toString(), 'v2 edited on the laptop', 'the desk shows it again, edited');
+  await a.h.pull();
+  t.equal((await readAll(a.h.vfs, '/p.txt')).toString(), 'v2 edited on the laptop', 'the laptop still has it');
+});
+
+t.test('a folder removed (rmdir) on an offline device while another adds a file to it: folder and file survive', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await a.h.vfs.mkdir('/q', 0o755);
+  await b.h.pull();
+  t.same((await b.h.vfs.readdir('/q')).names, [], 'the desk sees the empty folder');
+  b.down();
+  await b.h.vfs.rmdir('/q');
+  await writeAll(a.h.vfs, '/q/new.txt', Buffer.from('added'), { create: true });
+  await drained(a.h.queue);
+  b.up();
+  await drained(b.h.queue);
+  const remote = await remotePath(user.client, '/q/new.txt');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'added', 'the server kept the folder with the file');
+  await b.h.pull();
+  t.equal((await readAll(b.h.vfs, '/q/new.txt')).toString(), 'added', 'the desk shows the folder and the file');
+});
+
+t.test('online rmdir of a folder another device just added a file to (not yet seen here) is ENOTEMPTY, and the file survives', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await a.h.vfs.mkdir('/w', 0o755);
+  await b.h.pull();
+  t.same((await b.h.vfs.readdir('/w')).names, [], 'the desk sees the empty folder');
+  await writeAll(a.h.vfs, '/w/late.txt', Buffer.from('late'), { create: true });
+  await drained(a.h.queue);
+  try {
+    await b.h.vfs.rmdir('/w');
+    t.fail('rmdir should be refused');
+  } catch (err) {
+    t.equal(toErrno(err), os.constants.errno.ENOTEMPTY, 'ENOTEMPTY');
+  }
+  t.same((await b.h.vfs.readdir('/w')).names, ['late.txt'], 'the desk lists the folder again and sees the file');
+  t.ok(await remotePath(user.client, '/w/late.txt'), 'the server still has it');
+});
+
+t.test('rename on one device, edit on the other: the edit lands in the renamed file on both', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await writeAll(a.h.vfs, '/r.txt', Buffer.from('original'), { create: true });
+  await drained(a.h.queue);
+  await b.h.pull();
+  const fh = await b.h.vfs.open('/r.txt', fs.constants.O_WRONLY | fs.constants.O_TRUNC);
+  await a.h.vfs.rename('/r.txt', '/renamed.txt');
+  await b.h.pull();
+  await b.h.vfs.write(fh, Buffer.from('edited on the desk'), 18, 0);
+  await b.h.vfs.flush(fh);
+  await b.h.vfs.release(fh);
+  await drained(b.h.queue);
+  const remote = await remotePath(user.client, '/renamed.txt');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'edited on the desk', 'the server has the edit in the renamed file');
+  t.equal(await remotePath(user.client, '/r.txt'), undefined, 'the old name is gone');
+  await a.h.pull();
+  t.equal((await readAll(a.h.vfs, '/renamed.txt')).toString(), 'edited on the desk', 'the renaming device sees the edit');
+  t.same((await b.h.vfs.readdir('/')).names, ['renamed.txt'], 'the editing device shows the new name only');
+});
