@@ -34,7 +34,7 @@ export const defaultSettings: ServerSettings = {
   },
   events: {
     ping_interval_ms: 30_000,
-    coalesce_min_ms: 50,
+    coalesce_min_ms: 20,
     coalesce_max_ms: 1_000,
     max_buffered_bytes: 64 * KiB,
   },

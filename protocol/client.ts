@@ -26,6 +26,9 @@ export interface ClientOptions {
 
 type Query = Record<string, string | number | undefined>;
 
+const BLOCK_HEADERS_TIMEOUT_MS = 10_000;
+const BLOCK_BODY_IDLE_MS = 30_000;
+
 /** The typed HTTP client of the /v1 API (undici, keep-alive). Failures reject with ApiError. */
 export class StratusClient {
   private readonly base: string;
@@ -151,6 +154,11 @@ export class StratusClient {
     const res = await request(this.url(`/v1/blocks/${hash}`), {
       method: 'GET',
       dispatcher: this.dispatcher,
+      // A server that answers at all answers a block's headers at once: a silent network (packets
+      // dropped) is an error within seconds, not a reader stuck for a minute. Slow bodies are fine
+      // as long as bytes keep coming.
+      headersTimeout: BLOCK_HEADERS_TIMEOUT_MS,
+      bodyTimeout: BLOCK_BODY_IDLE_MS,
       headers: {
         authorization: `Bearer ${this.opts.token}`,
         ...(range && { range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),

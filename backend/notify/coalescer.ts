@@ -5,10 +5,15 @@ export interface CoalescerOptions {
   maxMs: number;
 }
 
+/** Changes in one window that make it a burst (the next window doubles); one or none ends it. */
+const DENSE = 4;
+
 /**
- * The hints of one connection: an isolated change goes out at once; during a burst at most one
- * message per window, carrying only the newest seq, the window doubling while the burst lasts and
- * resetting after a quiet one. `send` returns false when the connection cannot take a message now
+ * The hints of one connection: an isolated change goes out at once; otherwise at most one
+ * message per window, carrying only the newest seq. The window doubles while windows stay dense
+ * (a burst: 1000 commits become a handful of messages) and drops back to its minimum after a
+ * window with one change or none — a steady trickle of saves (a user saving file after file)
+ * is pushed within one short window, not held for the longest one. `send` returns false when the connection cannot take a message now
  * (its buffer is full): the newest seq then goes out at a later window.
  *
  * Nothing is sent before `start(head)`: the first message of a connection is its head.
@@ -20,6 +25,8 @@ export class Coalescer {
   private timer: NodeJS.Timeout | null = null;
   private window: number;
   private closed = false;
+  /** Changes offered since the current window opened. */
+  private arrivals = 0;
 
   constructor(
     private readonly send: (seq: number) => boolean,
@@ -51,6 +58,7 @@ export class Coalescer {
   offer(seq: number): void {
     if (this.closed || seq <= Math.max(this.sent, this.pending)) return;
     this.pending = seq;
+    this.arrivals++;
     if (!this.started || this.timer) return; // not started yet, or a window is open: goes out when it ends
     this.flush();
     this.arm();
@@ -67,18 +75,22 @@ export class Coalescer {
   }
 
   private arm(): void {
+    this.arrivals = 0;
     this.timer = setTimeout(() => this.tick(), this.window);
   }
 
   private tick(): void {
     this.timer = null;
     if (this.closed) return;
+    const arrivals = this.arrivals;
+    this.arrivals = 0;
     if (this.pending <= this.sent) {
       this.window = this.opts.minMs; // a quiet window: the burst is over
       return;
     }
     this.flush();
-    this.window = Math.min(this.window * 2, this.opts.maxMs);
+    if (arrivals >= DENSE) this.window = Math.min(this.window * 2, this.opts.maxMs);
+    else if (arrivals <= 1) this.window = this.opts.minMs;
     this.arm();
   }
 }

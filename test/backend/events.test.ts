@@ -55,13 +55,14 @@ t.test('coalescer: an isolated hint goes out at once, a burst as one message per
   t.equal(sent.length, 1, 'a burst inside the window sends nothing yet');
   await next(2);
   t.same(sent.map((s) => s.seq), [3, 100], 'the window ends with one message: the newest seq');
-  c.offer(101);
+  for (let seq = 101; seq <= 110; seq++) c.offer(seq);
   await next(3);
-  c.offer(102);
+  for (let seq = 111; seq <= 120; seq++) c.offer(seq);
   await next(4);
   const gaps = sent.slice(1).map((s, i) => s.at - sent[i]!.at);
   // Timers never fire early (a late one only makes its own gap longer), so these are lower bounds.
   t.ok(gaps[0]! >= 19 && gaps[1]! >= 39 && gaps[2]! >= 79, `windows double while the burst lasts: 20, 40, 80 ms (gaps ${gaps.join(', ')} ms)`);
+  t.same(sent.map((s) => s.seq), [3, 100, 110, 120], 'each window sends its newest seq');
   // After a quiet window the next hint goes out at once again.
   await until(() => c.quiet, 'a quiet window');
   const before = sent.length;
@@ -69,6 +70,31 @@ t.test('coalescer: an isolated hint goes out at once, a burst as one message per
   t.equal(sent.length, before + 1, 'after a quiet window a hint is sent synchronously');
   c.offer(150);
   t.equal(sent.at(-1)!.seq, 200, 'an older seq is never sent after a newer one');
+});
+
+t.test('coalescer: a steady trickle (one save per window) keeps the window at its minimum: no change waits for a long window', async (t) => {
+  const sent: number[] = [];
+  let wake: (() => void) | undefined;
+  const c = new Coalescer((seq) => {
+    sent.push(seq);
+    wake?.();
+    return true;
+  }, { minMs: 20, maxMs: 1000 });
+  t.teardown(() => c.close());
+  c.start(0);
+  // A dense window first grows the window…
+  for (let seq = 1; seq <= 10; seq++) c.offer(seq);
+  await new Promise<void>((resolve) => (wake = () => sent.at(-1) === 10 && resolve()));
+  // …then one change per window (each right after the previous message) brings it back down.
+  const delays: number[] = [];
+  for (let seq = 11; seq <= 20; seq++) {
+    const at = Date.now();
+    c.offer(seq);
+    await new Promise<void>((resolve) => (wake = () => sent.at(-1) === seq && resolve()));
+    delays.push(Date.now() - at);
+  }
+  // The growth after the dense window is 40 ms at most; after that every window is the minimum.
+  t.ok(delays.slice(2).every((d) => d < 200), `each trickled change goes out within a short window (${delays.join(', ')} ms; the longest window is 1000 ms)`);
 });
 
 t.test('coalescer: a connection that cannot take a message now gets the newest seq at a later window', async (t) => {
