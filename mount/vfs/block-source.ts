@@ -19,6 +19,8 @@ export class BlockSource {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private readonly waiting: (() => void)[] = [];
   private running = 0;
+  /** Until then the server is taken as silent (see isSilence): fetches fail at once. */
+  private silentUntil = 0;
   readonly stats = { fetches: 0, fetchedBytes: 0, verifyFailures: 0 };
 
   constructor(
@@ -73,8 +75,13 @@ export class BlockSource {
     const attempts = this.opts.attempts ?? 3;
     let lastErr: unknown;
     for (let i = 0; i < attempts; i++) {
+      if (Date.now() < this.silentUntil) {
+        lastErr = new FsError('EIO', 'the server does not answer (not cached here)');
+        break;
+      }
       try {
         const bytes = await this.slot(() => withTimeout(this.client.getBlock(hash), this.opts.fetchTimeoutMs ?? 60_000));
+        this.silentUntil = 0;
         this.stats.fetches++;
         this.stats.fetchedBytes += bytes.length;
         const verified = await this.pool.hash(bytes);
@@ -91,6 +98,12 @@ export class BlockSource {
         return verified.bytes;
       } catch (err) {
         lastErr = err;
+        // A silent network (no answer at all): no retry, and other fetches fail at once for a while
+        // (the kernel re-reads a page whose read-ahead failed: each would wait the whole timeout).
+        if (isSilence(err)) {
+          this.silentUntil = Date.now() + SILENCE_HOLD_MS;
+          break;
+        }
         if (!isTransient(err)) break;
       }
     }
@@ -108,6 +121,14 @@ export class BlockSource {
       this.waiting.shift()?.();
     }
   }
+}
+
+/** How long fetches fail at once after one found the server silent. */
+const SILENCE_HOLD_MS = 5_000;
+
+function isSilence(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return (err instanceof FsError && err.code === 'EIO') || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -8,6 +8,7 @@ import { benchCommits } from './commits.js';
 import { benchDownload, median } from './download.js';
 import { benchMount } from './mount.js';
 import { markdownTable, num, renderSection } from './report.js';
+import { benchSync, renderSync } from './sync.js';
 import { benchUpload } from './upload.js';
 
 /**
@@ -15,13 +16,15 @@ import { benchUpload } from './upload.js';
  * same run (native disk, cp). Markdown on stdout, progress on stderr.
  *
  * STRATUS_BENCH_QUICK=1 shrinks every size (a development run of a minute or two);
- * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits picks groups (default: all). Sizes, each
+ * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync picks groups (default: all). Sizes, each
  * overriding the quick and full defaults:
  *   STRATUS_BENCH_MOUNT_GIB (1)  STRATUS_BENCH_TREE_FILES (100000)  STRATUS_BENCH_TREE_DIRS (100)
  *   STRATUS_BENCH_WRITE_MIB (100)  STRATUS_BENCH_EDIT_MIB (256)  STRATUS_BENCH_STREAM_GIB (10)
  *   STRATUS_BENCH_STREAM_CACHE (512MB)  STRATUS_BENCH_CHUNK_MIB (512)
  *   STRATUS_BENCH_UPLOAD_MIB (512)  STRATUS_BENCH_SECONDS (5, per commit row)
  *   STRATUS_BENCH_DOWNLOAD_MIB (512)  STRATUS_BENCH_DOWNLOAD_CHILDREN (5000)  STRATUS_BENCH_DOWNLOAD_ROUNDS (5)
+ *   STRATUS_BENCH_SYNC_RUNS (100, 1 KiB saves back to back)  STRATUS_BENCH_SYNC_ISOLATED_RUNS (50)  STRATUS_BENCH_SYNC_GAP_MS (1500)
+ *   STRATUS_BENCH_SYNC_BIG_MIB (100)  STRATUS_BENCH_SYNC_BIG_RUNS (3)
  */
 const quick = process.env.STRATUS_BENCH_QUICK === '1';
 function setting(name: string, full: number, quickValue: number): number {
@@ -31,7 +34,7 @@ function setting(name: string, full: number, quickValue: number): number {
   return value;
 }
 
-const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits'] as const;
+const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync'] as const;
 type Group = (typeof GROUPS)[number];
 const only = (process.env.STRATUS_BENCH_ONLY ?? GROUPS.join(',')).split(',').map((g) => g.trim()).filter(Boolean);
 for (const g of only) if (!GROUPS.includes(g as Group)) throw new Error(`STRATUS_BENCH_ONLY: unknown group ${g} (groups: ${GROUPS.join(', ')})`);
@@ -128,6 +131,19 @@ async function commitsGroup(workDir: string): Promise<void> {
   print(`## Small commits (check + upload 4 KiB + commit), ${seconds} s per row\n${markdownTable(['metadata', 'clients', 'commits', 'commits/s'], rows)}`);
 }
 
+async function syncGroup(workDir: string): Promise<void> {
+  const r = await benchSync(workDir, {
+    runs: setting('STRATUS_BENCH_SYNC_RUNS', 100, 50),
+    isolatedRuns: setting('STRATUS_BENCH_SYNC_ISOLATED_RUNS', 50, 20),
+    gapMs: setting('STRATUS_BENCH_SYNC_GAP_MS', 1500, 1500),
+    smallBytes: 1024,
+    bigMiB: setting('STRATUS_BENCH_SYNC_BIG_MIB', 100, 16),
+    bigRuns: setting('STRATUS_BENCH_SYNC_BIG_RUNS', 3, 3),
+    log,
+  });
+  print(renderSync(r));
+}
+
 const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-'));
 try {
   print(`# Stratus bench — ${os.cpus().length} cores, node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick mode: small sizes)' : ''}`);
@@ -136,6 +152,7 @@ try {
   if (wanted('upload')) await uploadGroup(workDir);
   if (wanted('download')) await downloadGroup(workDir);
   if (wanted('commits')) await commitsGroup(workDir);
+  if (wanted('sync')) await syncGroup(workDir);
 } finally {
   await fs.rm(workDir, { recursive: true, force: true });
 }

@@ -1,10 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { StratusClient } from '../../protocol/client.js';
+import type { MountStatus } from '../../mount/registry.js';
 import type { NodeInfo } from '../../protocol/types.js';
 
 /**
@@ -60,35 +62,70 @@ function exited(child: ChildProcess): Promise<number | null> {
 export interface ServerProcess {
   url: string;
   dataDir: string;
+  /** HOST:PORT it listens on (give it back as `listen` to restart on the same address). */
+  listen: string;
+  /** The `--db` URL when the metadata is in PostgreSQL. */
+  db?: string;
+  child: ChildProcess;
   addUser(name: string): Promise<{ token: string; client: StratusClient }>;
+  /** Another device (token) of an existing user: `stratus user token NAME --device DEVICE`. */
+  addDevice(user: string, device: string): Promise<{ token: string; client: StratusClient }>;
   /** Bytes of block files the server holds (what uploads added). */
   blockBytes(): Promise<number>;
   stop(): Promise<void>;
+  /** kill -9 (a crash of the backend); resolves once the process is gone. */
+  kill(): Promise<void>;
+  stderr(): string;
 }
 
-export async function startServerProcess(t: Teardown): Promise<ServerProcess> {
-  const dataDir = await tempDir(t, 'server');
-  const { child, match } = await spawnUntil(['serve', '--data', dataDir, '--listen', '127.0.0.1:0'], /serving on (http:\/\/\S+)/);
+export interface ServerOptions {
+  /** Data folder (default: a fresh temp folder, removed at teardown; a given one is left alone). */
+  dataDir?: string;
+  /** HOST:PORT (default 127.0.0.1:0, a free port); a restart passes the previous `listen`. */
+  listen?: string;
+  /** `--db postgres://…` */
+  db?: string;
+  /** `--blocks DIR` (a block folder several servers may share) */
+  blocks?: string;
+}
+
+export async function startServerProcess(t: Teardown, opts: ServerOptions = {}): Promise<ServerProcess> {
+  const dataDir = opts.dataDir ?? (await tempDir(t, 'server'));
+  const args = ['serve', '--data', dataDir, '--listen', opts.listen ?? '127.0.0.1:0'];
+  if (opts.db) args.push('--db', opts.db);
+  if (opts.blocks) args.push('--blocks', opts.blocks);
+  const { child, match, stderr } = await spawnUntil(args, /serving on (http:\/\/\S+)/);
   const clients: StratusClient[] = [];
   const stop = async () => {
-    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(clients.splice(0).map((c) => c.close()));
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited(child);
   };
   t.teardown(stop);
   const url = match[1]!;
+  const dbArgs = ['--data', dataDir, ...(opts.db ? ['--db', opts.db] : [])];
+  const tokenOf = async (args: string[]) => {
+    const { stdout } = await run(process.execPath, [bin, 'user', ...args, ...dbArgs]);
+    const token = stdout.trim().split('\n').pop()!;
+    const client = new StratusClient({ server: url, token });
+    clients.push(client);
+    return { token, client };
+  };
   return {
     url,
     dataDir,
-    async addUser(name) {
-      const { stdout } = await run(process.execPath, [bin, 'user', 'add', name, '--data', dataDir]);
-      const token = stdout.trim().split('\n').pop()!;
-      const client = new StratusClient({ server: url, token });
-      clients.push(client);
-      return { token, client };
-    },
-    blockBytes: () => duBytes(path.join(dataDir, 'blocks')),
+    listen: new URL(url).host,
+    ...(opts.db !== undefined && { db: opts.db }),
+    child,
+    addUser: (name) => tokenOf(['add', name]),
+    addDevice: (user, device) => tokenOf(['token', user, '--device', device]),
+    blockBytes: () => duBytes(path.join(opts.blocks ?? path.join(dataDir, 'blocks'))),
     stop,
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited(child);
+    },
+    stderr,
   };
 }
 
@@ -110,13 +147,21 @@ export interface DriveOptions {
   cacheSize?: string;
   device?: string;
   mountpoint?: string;
+  /** `--server` to use instead of the server's own URL (e.g. a test/helpers/proxy.ts in between). */
+  serverUrl?: string;
+  /** `--drain-timeout` seconds (how long SIGTERM waits for pending commits; default the CLI's). */
+  drainTimeout?: number;
 }
 
-export async function mountDrive(t: Teardown, server: ServerProcess, token: string, opts: DriveOptions = {}): Promise<Drive> {
+/** Any server a drive can mount: a `stratus serve` process or an in-process backend. */
+export type DriveServer = Pick<ServerProcess, 'url'>;
+
+export async function mountDrive(t: Teardown, server: DriveServer, token: string, opts: DriveOptions = {}): Promise<Drive> {
   const mountpoint = opts.mountpoint ?? (await tempDir(t, 'mnt'));
   const cacheDir = opts.cacheDir ?? (await tempDir(t, 'cache'));
-  const args = ['mount', mountpoint, '--server', server.url, '--token', token, '--cache', cacheDir, '--cache-size', opts.cacheSize ?? '4GB'];
+  const args = ['mount', mountpoint, '--server', opts.serverUrl ?? server.url, '--token', token, '--cache', cacheDir, '--cache-size', opts.cacheSize ?? '4GB'];
   if (opts.device) args.push('--device', opts.device);
+  if (opts.drainTimeout !== undefined) args.push('--drain-timeout', String(opts.drainTimeout));
   const { child, stderr } = await spawnUntil(args, /drive ready at/);
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -179,4 +224,68 @@ export async function remoteNode(client: StratusClient, p: string): Promise<Node
 export async function sh(cmd: string, cwd: string, env: NodeJS.ProcessEnv = {}): Promise<string> {
   const { stdout } = await run('bash', ['-c', cmd], { cwd, env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024 });
   return stdout;
+}
+
+/** What `stratus status MOUNTPOINT --json` says about the drive (connected, pending commits and bytes, cursor…). */
+export type DriveStatus = MountStatus;
+
+export async function driveStatus(mountpoint: string): Promise<DriveStatus> {
+  const { stdout } = await run(process.execPath, [bin, 'status', mountpoint, '--json'], { timeout: 15_000 });
+  return JSON.parse(stdout) as DriveStatus;
+}
+
+/**
+ * Polls `probe` until `ok` holds for what it returns; resolves with that value. A probe that
+ * throws counts as "not yet" (e.g. ENOENT while a change is on its way). On timeout the error
+ * names the last value seen (or the last error), so a failure says what the drive showed.
+ */
+export async function eventually<T>(what: string, probe: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: string = 'nothing (no probe finished)';
+  for (;;) {
+    try {
+      const v = await probe();
+      if (ok(v)) return v;
+      last = JSON.stringify(v, (_k, x: unknown) => (Buffer.isBuffer(x) ? `<${x.length} bytes>` : x));
+    } catch (err) {
+      last = `error: ${(err as Error).message}`;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${last.slice(0, 2000)}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/**
+ * The tree under `dir` as { relative path: what it holds }: folders as "<dir>", files up to 256
+ * bytes as their UTF-8 text, bigger ones as "sha256:HEX SIZE". Every file is read with a fresh
+ * open, as a user would. Throws if `dir` does not exist (or something vanishes while walked).
+ */
+export async function treeOf(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string) => {
+    const entries = await fs.readdir(path.join(dir, rel), { withFileTypes: true });
+    for (const e of entries.sort((x, y) => (x.name < y.name ? -1 : 1))) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory()) {
+        out[`${r}/`] = '<dir>';
+        await walk(r);
+      } else {
+        const bytes = await fs.readFile(path.join(dir, r));
+        out[r] = bytes.length <= 256 ? bytes.toString('utf8') : `sha256:${createHash('sha256').update(bytes).digest('hex')} ${bytes.length}`;
+      }
+    }
+  };
+  await walk('');
+  return out;
+}
+
+/** The value treeOf shows for these bytes. */
+export function treeValue(bytes: Buffer | string): string {
+  const b = typeof bytes === 'string' ? Buffer.from(bytes) : bytes;
+  return b.length <= 256 ? b.toString('utf8') : `sha256:${createHash('sha256').update(b).digest('hex')} ${b.length}`;
+}
+
+/** A tree (or any record) as JSON with its keys sorted: equal trees give equal strings whatever order they were built in. */
+export function canonical(tree: Record<string, string>): string {
+  return JSON.stringify(Object.keys(tree).sort().map((k) => [k, tree[k]]));
 }
