@@ -192,7 +192,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     log(`mounted ${identity} at ${mountpoint} (cache ${cacheDir})${startedOffline ? `; server unreachable (${offlineReason}), started from the saved tree` : ''}`);
 
     // Remote changes of files the kernel may hold attributes or pages of: make it take fresh ones.
-    const refresher = new KernelRefresher({ mountpoint, tree, skip: (id) => vfs.hasLocalContent(id) });
+    const refresher = new KernelRefresher({ mountpoint, tree, skip: (id) => vfs.hasLocalContent(id), expect: vfs.expectTouch });
     closers.push(() => refresher.close());
     syncer.on('applied', (_changes, files) => refresher.refresh(files));
 

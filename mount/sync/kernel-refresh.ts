@@ -14,6 +14,8 @@ export interface KernelRefresherOptions {
   /** At most this many touches in flight. */
   concurrency?: number;
   touch?: Touch;
+  /** Told around each touch, so the mount's utimens can tell it from a user's (see Vfs.expectTouch). */
+  expect?: { begin(id: string, mtime: number): void; end(id: string): void };
 }
 
 const defaultTouch: Touch = (path, s) => utimes(path, s, s);
@@ -73,9 +75,15 @@ export class KernelRefresher {
       if (path === undefined) continue;
       this.active++;
       Promise.resolve()
-        .then(() => this.touch(this.o.mountpoint + path, node.mtime / 1000))
+        .then(() => {
+          // The mount's utimens must know this touch is ours (not a user's `touch` to apply).
+          this.o.expect?.begin(id, node.mtime);
+          // +0.5 ms: the time crosses as float seconds, whole µs, then ms rounded down by the binding.
+          return this.touch(this.o.mountpoint + path, (node.mtime + 0.5) / 1000);
+        })
         .catch(() => undefined)
         .finally(() => {
+          this.o.expect?.end(id);
           this.active--;
           this.pump();
         });

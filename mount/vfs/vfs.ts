@@ -368,11 +368,24 @@ export class Vfs {
     this.o.tree.patch(node.id, { mode: info.mode });
   }
 
+  /**
+   * The mount itself is about to set a node's mtime to `mtime` through the kernel (to make it take
+   * fresh attributes after a remote change): that utimens changes nothing, also not the mtime of
+   * a file a user opened for writing meanwhile.
+   */
+  readonly expectTouch = {
+    begin: (id: string, mtime: number): void => void this.touches.set(id, mtime),
+    end: (id: string): void => void this.touches.delete(id),
+  };
+  private readonly touches = new Map<string, number>();
+
   /** Times in ms since the epoch, null = leave unchanged (UTIME_OMIT); only mtime is kept (atime is not tracked). */
   async utimens(path: string, _atime: number | null, mtime: number | null): Promise<void> {
     const node = await this.lookup(path);
     if (mtime === null) return;
     const ms = Math.round(mtime);
+    const touch = this.touches.get(node.id);
+    if (touch !== undefined && Math.abs(touch - ms) <= 1) return;
     const d = this.dirty.get(node.id);
     if (d) {
       d.mtime = ms;

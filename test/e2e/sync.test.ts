@@ -4,6 +4,7 @@ import { MiB, prng } from '../helpers/bigdata.js';
 import { canonical, eventually, mountDrive, remoteNode, sh, startServerProcess, treeOf, treeValue, type Drive } from '../helpers/drive.js';
 import { startProxy } from '../helpers/proxy.js';
 import type { StratusClient } from '../../protocol/client.js';
+import { blake3Hex } from '../../protocol/hash.js';
 
 /*
  * Live sync between drives of one user (issue 4): one `stratus serve` process, drives A and B
@@ -394,6 +395,30 @@ t.test('conflict, the other way round: a folder deleted on B (offline, queued) w
     await fs.rm(b.p(dir, 'doomed'), { recursive: true });
   });
   await survives(t, 'added*', content);
+});
+
+t.test('the refresh that makes B\'s kernel see a remote edit writes nothing: edits with odd-millisecond mtimes reach B and the change feed holds only them', async (t) => {
+  const api = devC.client;
+  const root = await api.root();
+  const file = await api.create({ parent_id: root.id, name: 'mtimes.txt', kind: 'file' });
+  const head0 = (await api.changesHead()).cursor;
+  const ms = [1_700_000_000_001, 1_700_000_000_123, 1_700_000_000_999, 1_732_449_123_123, 1_732_449_123_457, 1_732_449_123_789];
+  let version = 0;
+  for (const [i, mtime] of ms.entries()) {
+    const body = Buffer.from(`edit ${i} `.padEnd(64, '.'));
+    const hash = blake3Hex(body);
+    await api.putBlock(hash, body);
+    version = (await api.commit(file.id, { base_version: version, blocks: [{ hash, size: body.length }], size: body.length, mtime })).version;
+    const seen = await eventually(`edit ${i} on B`, () => fs.readFile(b.p('mtimes.txt'), 'utf8').catch(() => ''), (text) => text === body.toString()).catch((err: Error) => err);
+    if (seen instanceof Error) t.fail(seen.message);
+    t.equal(Math.floor((await fs.stat(b.p('mtimes.txt'))).mtimeMs), mtime, `edit ${i}: B reads the new content, with the mtime ${mtime}`);
+  }
+  // A last change B must see after everything before it: by then any write-back of B's refreshes is on the server.
+  await api.create({ parent_id: root.id, name: 'mtimes-sentinel', kind: 'dir' });
+  const sentinel = await eventually('the sentinel on B', () => fs.stat(b.p('mtimes-sentinel')).then(() => true, () => false), (x) => x).catch((err: Error) => err);
+  if (sentinel instanceof Error) t.fail(sentinel.message);
+  t.equal((await api.changesHead()).cursor - head0, ms.length + 1, 'the server saw exactly the commits and the sentinel: no mtime written back by B');
+  t.equal((await api.node(file.id)).mtime, ms.at(-1), 'and the file keeps the mtime of its last commit');
 });
 
 t.test('after all of it, A and B show the same drive', async (t) => {
