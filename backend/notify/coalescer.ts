@@ -5,15 +5,15 @@ export interface CoalescerOptions {
   maxMs: number;
 }
 
-/** Changes in one window that make it a burst (the next window doubles); one or none ends it. */
-const DENSE = 4;
+/** Changes in one window that make it a burst (the next window doubles); one halves it, none ends it. */
+const DENSE = 2;
 
 /**
  * The hints of one connection: an isolated change goes out at once; otherwise at most one
- * message per window, carrying only the newest seq. The window doubles while windows stay dense
- * (a burst: 1000 commits become a handful of messages) and drops back to its minimum after a
- * window with one change or none — a steady trickle of saves (a user saving file after file)
- * is pushed within one short window, not held for the longest one. `send` returns false when the connection cannot take a message now
+ * message per window, carrying only the newest seq. The window doubles while windows hold several
+ * changes (a burst: 1000 commits become a handful of messages), halves after a window with one
+ * (a steady trickle of saves, a user saving file after file, is soon pushed within the shortest
+ * window again, not held for the longest) and is back at its minimum after a window with none. `send` returns false when the connection cannot take a message now
  * (its buffer is full): the newest seq then goes out at a later window.
  *
  * Nothing is sent before `start(head)`: the first message of a connection is its head.
@@ -90,7 +90,7 @@ export class Coalescer {
     }
     this.flush();
     if (arrivals >= DENSE) this.window = Math.min(this.window * 2, this.opts.maxMs);
-    else if (arrivals <= 1) this.window = this.opts.minMs;
+    else if (arrivals <= 1) this.window = Math.max(this.opts.minMs, this.window / 2);
     this.arm();
   }
 }
