@@ -112,6 +112,39 @@ async function drive(t: Test, opts: { wrap?: (c: StratusClient) => StratusClient
   return { tree, syncer, hints, other, client, rootId: tree.rootId };
 }
 
+/**
+ * A client wrapper whose next `changes` call, once armed, gets its page and then holds the reply
+ * until released: changes made meanwhile are not in that page.
+ */
+function heldPage(): { wrap: (c: StratusClient) => StratusClient; arm(): { atGate: Promise<void>; release: () => void } } {
+  let gate: { reached: () => void; open: Promise<void> } | undefined;
+  return {
+    wrap: (c) =>
+      new Proxy(c, {
+        get(target, prop, receiver) {
+          if (prop !== 'changes') return Reflect.get(target, prop, receiver) as unknown;
+          return async (since: number, limit?: number) => {
+            const page = await target.changes(since, limit);
+            if (gate) {
+              const g = gate;
+              gate = undefined;
+              g.reached();
+              await g.open;
+            }
+            return page;
+          };
+        },
+      }),
+    arm() {
+      let release = () => undefined as void;
+      let reached = () => undefined as void;
+      const atGate = new Promise<void>((r) => (reached = r));
+      gate = { reached, open: new Promise<void>((r) => (release = r)) };
+      return { atGate, release };
+    },
+  };
+}
+
 /** Creates a file with content on the server through `client`; returns its id. */
 async function remoteFile(client: StratusClient, parentId: string, name: string, sizes = [100]): Promise<string> {
   const node = await client.create({ parent_id: parentId, name, kind: 'file' });
@@ -220,34 +253,14 @@ t.test('a reconnect ends the wait of a failed pull at once', async (t) => {
 });
 
 t.test('hints during a pull cause exactly one more pull, not one per hint', async (t) => {
-  // `changes` answers, then holds its reply until the test lets it go: changes made meanwhile are not in it.
-  let gate: { reached: () => void; open: Promise<void> } | undefined;
-  const wrap = (c: StratusClient): StratusClient =>
-    new Proxy(c, {
-      get(target, prop, receiver) {
-        if (prop !== 'changes') return Reflect.get(target, prop, receiver) as unknown;
-        return async (since: number, limit?: number) => {
-          const page = await target.changes(since, limit);
-          if (gate) {
-            const g = gate;
-            gate = undefined;
-            g.reached();
-            await g.open;
-          }
-          return page;
-        };
-      },
-    });
-  const d = await drive(t, { wrap });
+  const held = heldPage();
+  const d = await drive(t, { wrap: held.wrap });
   d.syncer.start();
   d.hints.connect();
   await d.syncer.idle();
 
   await remoteFile(d.other, d.rootId, 'first.txt');
-  let release = () => undefined as void;
-  let reached = () => undefined as void;
-  const atGate = new Promise<void>((r) => (reached = r));
-  gate = { reached, open: new Promise<void>((r) => (release = r)) };
+  const { atGate, release } = held.arm();
   const pulls = d.syncer.pulls;
   d.hints.hint(await head(d.other));
   await within(atGate, 10_000, 'the pull reaching the gate');
@@ -265,32 +278,13 @@ t.test('hints during a pull cause exactly one more pull, not one per hint', asyn
 });
 
 t.test('a page requested before a local rename does not undo it: the node\'s current state is fetched instead', async (t) => {
-  let gate: { reached: () => void; open: Promise<void> } | undefined;
-  const wrap = (c: StratusClient): StratusClient =>
-    new Proxy(c, {
-      get(target, prop, receiver) {
-        if (prop !== 'changes') return Reflect.get(target, prop, receiver) as unknown;
-        return async (since: number, limit?: number) => {
-          const page = await target.changes(since, limit);
-          if (gate) {
-            const g = gate;
-            gate = undefined;
-            g.reached();
-            await g.open;
-          }
-          return page;
-        };
-      },
-    });
-  const d = await drive(t, { wrap });
+  const held = heldPage();
+  const d = await drive(t, { wrap: held.wrap });
   d.syncer.start();
   d.hints.connect();
   await d.syncer.idle();
   const id = await remoteFile(d.other, d.rootId, 'old-name.txt');
-  let release = () => undefined as void;
-  let reached = () => undefined as void;
-  const atGate = new Promise<void>((r) => (reached = r));
-  gate = { reached, open: new Promise<void>((r) => (release = r)) };
+  const { atGate, release } = held.arm();
   d.hints.hint(await head(d.other));
   await within(atGate, 10_000, 'the pull reaching the gate');
   // What the Vfs does for a rename made on this mount while that page is held.
