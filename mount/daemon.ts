@@ -165,18 +165,19 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     }
     if (cursor === undefined) throw new Error(`cache folder ${cacheDir}: the saved tree has no change cursor`);
 
+    // The queue first: the first pull must know which nodes have renames or deletes still queued.
+    const device = opts.device ?? whoami.device.name;
+    const queue = new CommitQueue({ store, client, pool, cache, tree, config, device, log });
+    closers.push(() => queue.stop());
+    await queue.start();
+    await removeOrphanStaging(stagingDir, new Set(queue.list().map((e) => e.staging)));
+
     const events = new EventsClient({ server: opts.server, token: opts.token, log });
     closers.push(() => events.close());
     const syncer = new Syncer({ client, tree, cursor, hints: events, log });
     closers.push(() => syncer.close());
     // Online, the drive shows current state from its first listing; offline, it catches up later.
     if (!startedOffline) await syncer.pullNow().catch(() => undefined);
-
-    const device = opts.device ?? whoami.device.name;
-    const queue = new CommitQueue({ store, client, pool, cache, tree, config, device, log });
-    closers.push(() => queue.stop());
-    await queue.start();
-    await removeOrphanStaging(stagingDir, new Set(queue.list().map((e) => e.staging)));
 
     const source = new BlockSource(client, cache, pool);
     tree.device = device;

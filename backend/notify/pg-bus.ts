@@ -131,7 +131,13 @@ export class PgBus implements NotifyBus {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.opts.url, keepAlive: true, application_name: this.opts.applicationName ?? 'stratus-notify' });
+    const client = new pg.Client({
+      connectionString: this.opts.url,
+      // A LISTEN connection dropped silently (NAT, failover) is noticed in seconds, not the OS default of hours.
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+      application_name: this.opts.applicationName ?? 'stratus-notify',
+    });
     client.on('notification', (msg) => this.onNotification(msg));
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client));

@@ -136,7 +136,8 @@ export class CommitQueue extends EventEmitter {
 
   private reindex(): void {
     this.newest.clear();
-    for (const e of this.entries) this.newest.set(e.nodeId, e);
+    // Content only: a queued rename, delete or folder creation says nothing about a file's bytes.
+    for (const e of this.entries) if (e.staging !== '' && !e.op) this.newest.set(e.nodeId, e);
   }
 
   /**
@@ -168,6 +169,13 @@ export class CommitQueue extends EventEmitter {
     const gone = new Set(superseded.map((e) => e.id));
     this.entries = this.entries.filter((e) => !gone.has(e.id));
     this.entries.push(added);
+    // The node got its server id while this entry was being written: it follows.
+    const mapped = this.mappedIds.get(added.nodeId);
+    if (mapped !== undefined) {
+      added.nodeId = mapped;
+      delete added.create;
+      await this.opts.store.updatePending(added.id, { nodeId: mapped, create: null });
+    }
     this.reindex();
     this.reserved.set(added.id, reserved);
     for (const e of superseded) {
@@ -318,9 +326,17 @@ export class CommitQueue extends EventEmitter {
       if (e) busyNodes.add(e.nodeId);
     }
     let nextRetry = Infinity;
+    // Creations and renames/deletes made offline go one at a time, in the order they were made:
+    // they depend on each other's names (`rm f; echo new > f`, `mv f f.bak; mv f.new f`).
+    let laneTaken = false;
     for (const e of this.entries) {
       if (this.inFlight.size >= max) break;
-      if (this.inFlight.has(e.id) || busyNodes.has(e.nodeId) || this.held.has(e.nodeId) || this.waitsForFolder(e)) {
+      const structural = e.op !== undefined || e.create !== undefined;
+      // One that waits for its folder (made offline after it, then moved into) lets that folder go first.
+      const waits = this.waitsForFolder(e);
+      const laneBusy = structural && laneTaken;
+      if (structural && !waits) laneTaken = true;
+      if (laneBusy || waits || this.inFlight.has(e.id) || busyNodes.has(e.nodeId) || this.held.has(e.nodeId)) {
         busyNodes.add(e.nodeId); // later entries of a node wait for earlier ones
         continue;
       }
@@ -527,7 +543,8 @@ export class CommitQueue extends EventEmitter {
     const { client, tree } = this.opts;
     const create = entry.create!;
     const local = tree.get(entry.nodeId);
-    const parentId = await this.liveFolder(this.mapped(local?.parentId ?? create.parentId));
+    const sentParent = local?.parentId ?? create.parentId;
+    const parentId = await this.liveFolder(this.mapped(sentParent));
     const name = local?.name ?? create.name;
     let info: NodeInfo | undefined;
     let joined = false;
@@ -545,7 +562,19 @@ export class CommitQueue extends EventEmitter {
         }
       }
     }
+    if (this.cancelled.has(entry.id)) {
+      // Deleted here while its creation was on the wire: it goes again (the entry is dropped by the caller).
+      this.mappedIds.set(entry.nodeId, info.id);
+      if (!joined) await client.remove(info.id).catch(() => undefined);
+      throw new Error(`${entry.nodeId} was deleted while it was being created`);
+    }
+    const now = tree.get(entry.nodeId);
     await this.remap(entry.nodeId, info, joined);
+    // Renamed or moved here while its creation was on the wire: the move follows it, in order.
+    if (now && (now.name !== name || now.parentId !== sentParent)) {
+      await this.enqueueOp(info.id, { kind: 'move', parentId: now.parentId!, name: now.name });
+      tree.patch(info.id, { parentId: this.mapped(now.parentId!), name: now.name });
+    }
   }
 
   /** A node made offline now exists on the server as `info`: every entry, the tree and listeners use its id. */
@@ -580,6 +609,11 @@ export class CommitQueue extends EventEmitter {
         await client.remove(id, op.folder ? { ifEmpty: true } : op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion });
       } catch (err) {
         if (gone(err)) return;
+        // The head is this mount's own save that landed after the delete was queued: delete it.
+        if (err instanceof ApiError && err.code === 'stale_version' && !op.folder && Number(err.extra.head_version) === this.ownVersion(id)) {
+          await client.remove(id, { ifVersion: Number(err.extra.head_version) });
+          return;
+        }
         if (!(err instanceof ApiError && (err.code === 'stale_version' || err.code === 'not_empty'))) throw err;
         // Edited (or added to) elsewhere since this mount saw it: the edit survives the delete.
         log?.(`kept ${id}: it changed elsewhere after it was deleted here (${err.code})`);

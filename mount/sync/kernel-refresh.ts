@@ -15,7 +15,7 @@ export interface KernelRefresherOptions {
   concurrency?: number;
   touch?: Touch;
   /** Told around each touch, so the mount's utimens can tell it from a user's (see Vfs.expectTouch). */
-  expect?: { begin(id: string, mtime: number): void; end(id: string): void };
+  expect?: { begin(path: string, id: string, mtime: number): void; end(path: string): void };
 }
 
 const defaultTouch: Touch = (path, s) => utimes(path, s, s);
@@ -77,13 +77,13 @@ export class KernelRefresher {
       Promise.resolve()
         .then(() => {
           // The mount's utimens must know this touch is ours (not a user's `touch` to apply).
-          this.o.expect?.begin(id, node.mtime);
+          this.o.expect?.begin(path, id, node.mtime);
           // +0.5 ms: the time crosses as float seconds, whole µs, then ms rounded down by the binding.
           return this.touch(this.o.mountpoint + path, (node.mtime + 0.5) / 1000);
         })
         .catch(() => undefined)
         .finally(() => {
-          this.o.expect?.end(id);
+          this.o.expect?.end(path);
           this.active--;
           this.pump();
         });

@@ -123,8 +123,12 @@ export class BlockSource {
   }
 }
 
-/** How long fetches fail at once after one found the server silent. */
-const SILENCE_HOLD_MS = 5_000;
+/**
+ * How long fetches fail at once after one found the server silent: long enough for the kernel's
+ * immediate retry of a failed read-ahead page, short enough that one slow answer from a busy
+ * server costs little.
+ */
+const SILENCE_HOLD_MS = 2_000;
 
 function isSilence(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;

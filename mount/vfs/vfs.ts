@@ -374,18 +374,20 @@ export class Vfs {
    * a file a user opened for writing meanwhile.
    */
   readonly expectTouch = {
-    begin: (id: string, mtime: number): void => void this.touches.set(id, mtime),
-    end: (id: string): void => void this.touches.delete(id),
+    begin: (path: string, id: string, mtime: number): void => void this.touches.set(path, { id, mtime }),
+    end: (path: string): void => void this.touches.delete(path),
   };
-  private readonly touches = new Map<string, number>();
+  /** The mount's own touches in flight, by mount path. */
+  private readonly touches = new Map<string, { id: string; mtime: number }>();
 
   /** Times in ms since the epoch, null = leave unchanged (UTIME_OMIT); only mtime is kept (atime is not tracked). */
   async utimens(path: string, _atime: number | null, mtime: number | null): Promise<void> {
     const node = await this.lookup(path);
     if (mtime === null) return;
     const ms = Math.round(mtime);
-    const touch = this.touches.get(node.id);
-    if (touch !== undefined && Math.abs(touch - ms) <= 1) return;
+    // Ours — also when another node took the path meanwhile (a rename here): it must not get that mtime.
+    const touch = this.touches.get(path);
+    if (touch && (touch.id !== node.id || Math.abs(touch.mtime - ms) <= 1)) return;
     const d = this.dirty.get(node.id);
     if (d) {
       d.mtime = ms;

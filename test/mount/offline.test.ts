@@ -391,3 +391,67 @@ t.test('rename on one device, edit on the other: the edit lands in the renamed f
   t.equal((await readAll(a.h.vfs, '/renamed.txt')).toString(), 'edited on the desk', 'the renaming device sees the edit');
   t.same((await b.h.vfs.readdir('/')).names, ['renamed.txt'], 'the editing device shows the new name only');
 });
+
+t.test('offline: a file with a queued edit, then renamed: it shows and keeps the edit (no false conflict)', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  await writeAll(a.h.vfs, '/f.txt', Buffer.from('v1'), { create: true });
+  await drained(a.h.queue);
+  a.down();
+  await writeAll(a.h.vfs, '/f.txt', Buffer.from('v2, longer, edited offline'));
+  await a.h.vfs.rename('/f.txt', '/g.txt');
+  t.equal((await a.h.vfs.getattr('/g.txt')).size, 26, 'getattr shows the edited size, not the queued rename');
+  t.equal((await readAll(a.h.vfs, '/g.txt')).toString(), 'v2, longer, edited offline', 'reads the edit');
+  a.up();
+  await drained(a.h.queue);
+  const top = (await user.client.allChildren((await user.client.root()).id)).map((n) => n.name);
+  t.same(top, ['g.txt'], 'one file on the server, no conflicted copy');
+  const g = await remotePath(user.client, '/g.txt');
+  t.equal(g && (await serverBytes(user.client, g.id)).bytes.toString(), 'v2, longer, edited offline', 'with the edit');
+});
+
+t.test('offline: what depends on names replays in order: rm f then a new f; mv f f.bak then mv f.new f', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  await writeAll(a.h.vfs, '/f', Buffer.from('old f'), { create: true });
+  await writeAll(a.h.vfs, '/g', Buffer.from('old g'), { create: true });
+  await drained(a.h.queue);
+  a.down();
+  await a.h.vfs.unlink('/f');
+  await writeAll(a.h.vfs, '/f', Buffer.from('new f'), { create: true });
+  await a.h.vfs.rename('/g', '/g.bak');
+  await writeAll(a.h.vfs, '/g.new', Buffer.from('new g'), { create: true });
+  await a.h.vfs.rename('/g.new', '/g');
+  a.up();
+  await drained(a.h.queue);
+  const top = (await user.client.allChildren((await user.client.root()).id)).map((n) => n.name).sort();
+  t.same(top, ['f', 'g', 'g.bak'], 'exactly these names, no conflicted copies');
+  for (const [p, want] of [['/f', 'new f'], ['/g', 'new g'], ['/g.bak', 'old g']] as const) {
+    const n = await remotePath(user.client, p);
+    t.equal(n && (await serverBytes(user.client, n.id)).bytes.toString(), want, `${p} holds "${want}"`);
+  }
+});
+
+t.test('a file made offline, deleted or renamed while the queue is creating it on the server: the delete or rename stands', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  a.down();
+  await writeAll(a.h.vfs, '/gone.txt', Buffer.from('short-lived'), { create: true });
+  await writeAll(a.h.vfs, '/draft.part', Buffer.from('final bytes'), { create: true });
+  a.up();
+  a.faults.hold('create');
+  a.h.queue.retryNow();
+  await a.faults.waiting('create');
+  await a.h.vfs.unlink('/gone.txt');
+  a.faults.open('create');
+  a.faults.hold('create');
+  await a.faults.waiting('create');
+  await a.h.vfs.rename('/draft.part', '/final.txt');
+  a.faults.open('create');
+  await drained(a.h.queue);
+  const top = (await user.client.allChildren((await user.client.root()).id)).map((n) => n.name).sort();
+  t.same(top, ['final.txt'], 'the deleted file is not on the server, the renamed one is under its new name');
+  const f = await remotePath(user.client, '/final.txt');
+  t.equal(f && (await serverBytes(user.client, f.id)).bytes.toString(), 'final bytes', 'with its bytes');
+  t.same((await a.h.vfs.readdir('/')).names, ['final.txt'], 'the mount shows the same');
+});
