@@ -209,6 +209,28 @@ export class CommitQueue extends EventEmitter {
     this.kick();
   }
 
+  /** Something of the node is being sent right now. */
+  sending(nodeId: string): boolean {
+    return this.entries.some((e) => e.nodeId === nodeId && this.inFlight.has(e.id));
+  }
+
+  /**
+   * The queued content of a file made offline becomes content of another node (a rename over a
+   * file the server has), on top of `baseVersion`; its creation is dropped.
+   */
+  async retarget(fromId: string, toId: string, baseVersion: number): Promise<void> {
+    for (const e of this.entries) {
+      if (e.nodeId !== fromId) continue;
+      e.nodeId = toId;
+      e.baseVersion = baseVersion;
+      delete e.create;
+      await this.opts.store.updatePending(e.id, { nodeId: toId, baseVersion, create: null });
+    }
+    this.reindex();
+    this.emit('changed');
+    this.kick();
+  }
+
   /** A node made offline was renamed or moved here before the server knew it: its creation follows. */
   async renameLocal(nodeId: string, parentId: string, name: string): Promise<void> {
     for (const e of this.entries) {

@@ -293,6 +293,12 @@ export class Vfs {
       await this.o.queue.renameLocal(src.id, parent.id, name);
       return;
     }
+    if (isLocalId(src.id) && src.kind === 'file' && dst?.kind === 'file' && !this.o.queue.sending(src.id)) {
+      // A file made offline (an editor's temp file) renamed over one the server has: its content
+      // becomes the destination's next version, as the server's replace would make it — offline too.
+      await this.replaceWithLocal(src, dst);
+      return;
+    }
     if (!isLocalId(src.id) && !dst && (isLocalId(parent.id) || !(this.o.online?.() ?? true) || this.o.queue.hasOp(src.id))) {
       // Offline, or into a folder made offline: the move is queued behind what it depends on.
       await this.queueMove(src, parent.id, name);
@@ -798,6 +804,25 @@ export class Vfs {
     const h = this.handles.get(fh);
     if (!h) throw new FsError('EBADF');
     return h;
+  }
+
+  /** `rename(localFile, serverFile)`: the destination keeps its id and history and takes the source's bytes. */
+  private async replaceWithLocal(src: LocalNode, dst: LocalNode): Promise<void> {
+    const open = this.dirty.get(src.id);
+    if (open) await this.queueWritten(open);
+    // What was queued for the destination is replaced; an upload of it on the wire lands first.
+    await this.o.queue.dropNode(dst.id);
+    await this.o.queue.waitFor(dst.id);
+    const replaced = this.dirty.get(dst.id);
+    if (replaced) {
+      replaced.unlinked = true;
+      this.dirty.delete(dst.id);
+    }
+    await this.o.queue.retarget(src.id, dst.id, this.o.tree.get(dst.id)?.headVersion ?? dst.headVersion);
+    for (const h of this.handles.values()) if (h.nodeId === src.id) h.nodeId = dst.id;
+    const latest = this.o.queue.latest(dst.id);
+    this.o.tree.removeSubtree(src.id);
+    if (latest) this.o.tree.patch(dst.id, { size: latest.size, mtime: latest.mtime });
   }
 
   private async queueMove(node: LocalNode, parentId: string, name: string): Promise<void> {

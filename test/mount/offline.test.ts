@@ -455,3 +455,32 @@ t.test('a file made offline, deleted or renamed while the queue is creating it o
   t.equal(f && (await serverBytes(user.client, f.id)).bytes.toString(), 'final bytes', 'with its bytes');
   t.same((await a.h.vfs.readdir('/')).names, ['final.txt'], 'the mount shows the same');
 });
+
+t.test('offline editor save: a temp file renamed over a file the server has becomes its next version (same node, history kept), also while still open', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  await writeAll(a.h.vfs, '/doc.txt', Buffer.from('v1'), { create: true });
+  await drained(a.h.queue);
+  const id = (await remotePath(user.client, '/doc.txt'))!.id;
+  a.down();
+  await writeAll(a.h.vfs, '/.doc.txt.swp', Buffer.from('v2 saved offline'), { create: true });
+  await a.h.vfs.rename('/.doc.txt.swp', '/doc.txt');
+  t.same((await a.h.vfs.readdir('/')).names, ['doc.txt'], 'one file');
+  t.equal((await readAll(a.h.vfs, '/doc.txt')).toString(), 'v2 saved offline', 'showing the saved bytes');
+  // os.replace(tmp, doc) while tmp is still open, then more writes through it.
+  const fh = await a.h.vfs.create('/doc.tmp', 0o644);
+  await a.h.vfs.write(fh, Buffer.from('v3 part one'), 11, 0);
+  await a.h.vfs.rename('/doc.tmp', '/doc.txt');
+  await a.h.vfs.write(fh, Buffer.from(', part two'), 10, 11);
+  await a.h.vfs.flush(fh);
+  await a.h.vfs.release(fh);
+  t.equal((await readAll(a.h.vfs, '/doc.txt')).toString(), 'v3 part one, part two', 'writes after the rename land in the file');
+  a.up();
+  await drained(a.h.queue);
+  const top = (await user.client.allChildren((await user.client.root()).id)).map((n) => n.name);
+  t.same(top, ['doc.txt'], 'the server has the one file, no temp file, no conflicted copy');
+  const doc = await remotePath(user.client, '/doc.txt');
+  t.equal(doc?.id, id, 'the same node');
+  t.equal(doc && (await serverBytes(user.client, doc.id)).bytes.toString(), 'v3 part one, part two', 'with the last save');
+  t.ok((doc?.head_version ?? 0) >= 2, `its history grew (head version ${doc?.head_version})`);
+});
