@@ -205,9 +205,16 @@ export class Syncer extends EventEmitter<SyncerEvents> {
           else if (this.apply(change)) files.push(change.id);
         }
         // Nodes this mount changed while the page was on its way: their state now, not the page's.
+        // (The same race once more: a local change while that answer is on its way wins over it.)
         for (const id of changedHere) {
-          const now = await this.o.client.node(id).catch(() => undefined);
-          if (now && this.apply(now)) files.push(id);
+          for (let attempt = 0; attempt < 3; attempt++) {
+            const before = this.o.tree.localMark();
+            const now = await this.o.client.node(id).catch(() => undefined);
+            if (!now) break;
+            if (this.o.tree.changedLocallySince(id, before)) continue;
+            if (this.apply(now)) files.push(id);
+            break;
+          }
         }
         this.o.tree.forgetLocalBefore(mark);
         if (page.cursor > this.cursor) {
