@@ -636,9 +636,10 @@ export class CommitQueue extends EventEmitter {
           await client.remove(id, { ifVersion: Number(err.extra.head_version) });
           return;
         }
-        if (!(err instanceof ApiError && (err.code === 'stale_version' || err.code === 'not_empty'))) throw err;
-        // Edited (or added to) elsewhere since this mount saw it: the edit survives the delete.
-        log?.(`kept ${id}: it changed elsewhere after it was deleted here (${err.code})`);
+        if (!(err instanceof ApiError && !isTransient(err))) throw err;
+        // Edited (or added to) elsewhere since this mount saw it: the edit survives the delete. Any
+        // other refusal also keeps the node (a delete never holds up what is queued after it).
+        log?.(`kept ${id}: its delete was refused (${err.code}: ${err.message})`);
         await client.node(id).then((info) => tree.applyInfo(info)).catch(() => undefined);
       }
       return;
@@ -658,6 +659,13 @@ export class CommitQueue extends EventEmitter {
           parentId = await this.liveFolder(parentId);
           attempt = -1;
           continue;
+        }
+        if (err instanceof ApiError && !isTransient(err)) {
+          // Refused for good (e.g. a folder moved into what was moved into it elsewhere meanwhile):
+          // the node stays where the server has it; retrying would hold up everything queued after it.
+          log?.(`move of ${id} to "${op.name}" refused: ${err.message}; it stays where the server has it`);
+          await client.node(id).then((info) => tree.applyInfo(info)).catch(() => undefined);
+          return;
         }
         throw err;
       }

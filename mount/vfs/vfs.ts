@@ -7,6 +7,7 @@ import type { BlockCache } from '../../cache/block-cache.js';
 import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { LocalNode, PendingCreate, StateStore } from '../state/store.js';
+import { nameProblem } from '../../protocol/names.js';
 import { conflictedCopyName } from '../sync/conflict-name.js';
 import type { CommitQueue } from '../sync/commit-queue.js';
 import type { BlockSource } from './block-source.js';
@@ -848,6 +849,9 @@ export class Vfs {
     const i = path.lastIndexOf('/');
     const name = path.slice(i + 1);
     if (!name) throw new FsError('EINVAL');
+    // Refused here, as the server would: a name made offline must be one the server will take later.
+    const problem = nameProblem(name);
+    if (problem) throw new FsError('EINVAL', problem);
     const parent = await this.lookup(path.slice(0, i) || '/');
     if (parent.kind !== 'dir') throw new FsError('ENOTDIR');
     await this.o.tree.ensureListed(parent);

@@ -484,3 +484,40 @@ t.test('offline editor save: a temp file renamed over a file the server has beco
   t.equal(doc && (await serverBytes(user.client, doc.id)).bytes.toString(), 'v3 part one, part two', 'with the last save');
   t.ok((doc?.head_version ?? 0) >= 2, `its history grew (head version ${doc?.head_version})`);
 });
+
+t.test('a queued move the server refuses for good is dropped (the node stays where the server has it) and does not hold up the rest of the queue', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await a.h.vfs.mkdir('/A', 0o755);
+  await a.h.vfs.mkdir('/B', 0o755);
+  await b.h.pull();
+  await b.h.vfs.readdir('/B');
+  b.down();
+  await b.h.vfs.rename('/A', '/B/A');
+  await writeAll(b.h.vfs, '/after.txt', Buffer.from('queued after the move'), { create: true });
+  await a.h.vfs.rename('/B', '/A/B'); // meanwhile B went into A: moving A into B is now a cycle
+  b.up();
+  await drained(b.h.queue);
+  const after = await remotePath(user.client, '/after.txt');
+  t.equal(after && (await serverBytes(user.client, after.id)).bytes.toString(), 'queued after the move', 'what was queued after the refused move reached the server');
+  t.ok(await remotePath(user.client, '/A/B'), 'the server keeps the other device\'s move');
+  await b.h.pull();
+  t.same((await b.h.vfs.readdir('/')).names.sort(), ['A', 'after.txt'], 'the desk shows the server\'s tree');
+});
+
+t.test('a name the server would refuse (not NFC) is refused at once, online and offline (EINVAL), and nothing is queued', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const nfd = 'cafe\u0301.txt';
+  for (const state of ['online', 'offline']) {
+    if (state === 'offline') a.down();
+    try {
+      await a.h.vfs.create(`/${nfd}`, 0o644);
+      t.fail(`${state}: create should fail`);
+    } catch (err) {
+      t.equal(toErrno(err), os.constants.errno.EINVAL, `${state}: create → EINVAL`);
+    }
+  }
+  t.equal(a.h.queue.pendingCount, 0, 'nothing queued');
+});
