@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BlockCache } from '../cache/block-cache.js';
 import { StratusClient } from '../protocol/client.js';
-import { ApiError } from '../protocol/errors.js';
+import { isTransient } from './vfs/errors.js';
 import type { ServerConfig, WhoAmI } from '../protocol/types.js';
 import { ChunkerPool } from './chunker/pool.js';
 import { fuseOps } from './fuse/adapter.js';
@@ -73,11 +73,6 @@ function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
-/** A failure to reach the server at all (as opposed to an answer such as 401). */
-function unreachable(err: unknown): boolean {
-  return !(err instanceof ApiError) || err.status >= 500;
-}
-
 /**
  * Starts the drive: server session, local state, cache, commit queue, the FUSE mount, then the
  * change feed (events + syncer). With the server unreachable, a cache folder holding a saved tree
@@ -102,7 +97,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       const [whoami, config] = await Promise.all([client.whoami(), client.config()]);
       session = { whoami, config };
     } catch (err) {
-      if (!unreachable(err)) throw err;
+      if (!isTransient(err)) throw err;
       offlineReason = (err as Error).message;
     }
     const origin = new URL(opts.server).origin;
@@ -159,7 +154,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     try {
       cursor = await tree.load();
     } catch (err) {
-      if (!unreachable(err)) throw err;
+      if (!isTransient(err)) throw err;
       offlineReason ||= (err as Error).message;
       throw noOffline(`the cache folder ${cacheDir} holds no saved tree to start from`);
     }

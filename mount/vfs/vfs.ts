@@ -136,7 +136,7 @@ export class Vfs {
    */
   private async makeNode(parent: LocalNode, name: string, kind: 'file' | 'dir', mode: number): Promise<LocalNode> {
     const mtime = Date.now();
-    if (!isLocalId(parent.id) && (this.o.online?.() ?? true)) {
+    if (!isLocalId(parent.id) && this.online) {
       for (let attempt = 0; attempt < 20; attempt++) {
         const tryName = attempt === 0 ? name : conflictedCopyName(name, this.o.device ?? 'this device', new Date(mtime), attempt - 1);
         try {
@@ -169,6 +169,11 @@ export class Vfs {
   /** The node has content written here that the server does not have yet (open for writing or queued). */
   hasLocalContent(nodeId: string): boolean {
     return this.dirty.has(nodeId) || this.starting.has(nodeId) || this.o.queue.latest(nodeId) !== undefined;
+  }
+
+  /** Whether the server is reachable, as far as the mount knows. */
+  private get online(): boolean {
+    return this.o.online?.() ?? true;
   }
 
   get openHandles(): number {
@@ -260,7 +265,7 @@ export class Vfs {
    * the call could not reach it (the caller then queues the operation instead).
    */
   private async whenOnline<T>(call: () => Promise<T>): Promise<T | typeof OFFLINE> {
-    if (!(this.o.online?.() ?? true)) return OFFLINE;
+    if (!this.online) return OFFLINE;
     try {
       return await call();
     } catch (err) {
@@ -300,14 +305,14 @@ export class Vfs {
       await this.replaceWithLocal(src, dst);
       return;
     }
-    if (!isLocalId(src.id) && !dst && (isLocalId(parent.id) || !(this.o.online?.() ?? true) || this.o.queue.hasOp(src.id))) {
+    if (!isLocalId(src.id) && !dst && (isLocalId(parent.id) || !this.online || this.o.queue.hasOp(src.id))) {
       // Offline, or into a folder made offline: the move is queued behind what it depends on.
       await this.queueMove(src, parent.id, name);
       return;
     }
     if (isLocalId(src.id) || isLocalId(parent.id)) {
       // The server must know both ends first: wait for the queue to create what was made offline.
-      if (!(this.o.online?.() ?? true)) throw new FsError('EIO', 'the server is unreachable');
+      if (!this.online) throw new FsError('EIO', 'the server is unreachable');
       const open = this.dirty.get(src.id);
       if (open) await this.queueWritten(open);
       await Promise.all([this.o.queue.waitFor(src.id, 30_000), this.o.queue.waitFor(parent.id, 30_000)]).catch(() => {

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { BlockCache } from '../../cache/block-cache.js';
 import { ChunkerPool } from '../../mount/chunker/pool.js';
 import { StateStore } from '../../mount/state/store.js';
-import { catchUp } from '../../mount/sync/catch-up.js';
 import { CommitQueue, type CommitResult } from '../../mount/sync/commit-queue.js';
+import { Syncer } from '../../mount/sync/syncer.js';
 import { BlockSource, type BlockSourceOptions } from '../../mount/vfs/block-source.js';
 import { Tree } from '../../mount/vfs/tree.js';
 import { Vfs } from '../../mount/vfs/vfs.js';
@@ -15,7 +15,7 @@ import type { Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
 
 /**
  * The mount without FUSE: the same pieces `startMount` (mount/daemon.ts) assembles — state store,
- * block cache, chunker pool, tree (+ catch-up), commit queue, block source, Vfs — over a real
+ * block cache, chunker pool, tree, commit queue, syncer (no hints), block source, Vfs — over a real
  * server, on a cache folder that survives `close()` / `crash()` so a test can reassemble on it
  * (a restart). Tests must release their Vfs handles before closing.
  */
@@ -91,12 +91,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     tree.device = opts.device ?? whoami.device.name;
     const treeFlush = () => tree.flush();
     closers.push(treeFlush);
-    let cursor = await tree.load();
-    // As the daemon: a mount restarted while the server is unreachable starts from its saved tree.
-    if (cursor !== undefined) cursor = await catchUp(client, tree, cursor).catch(() => cursor);
-    const pull = async () => {
-      cursor = await catchUp(client, tree, cursor ?? 0);
-    };
+    const cursor = await tree.load();
 
     const queue = new CommitQueue({
       store,
@@ -119,6 +114,13 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
       const p = path.join(stagingDir, name);
       if (!owned.has(p)) await fs.rm(p, { force: true });
     }
+
+    // As the daemon: the change feed after the queue is loaded; a mount restarted while the server
+    // is unreachable starts from its saved tree. No hints here: tests pull when they want to.
+    const syncer = new Syncer({ client, tree, cursor: cursor ?? 0 });
+    closers.push(() => syncer.close());
+    await syncer.pullNow().catch(() => undefined);
+    const pull = () => syncer.pullNow();
 
     const source = new BlockSource(client, cache, pool, opts.source);
     const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online, store });
