@@ -1,20 +1,40 @@
 import Koa from 'koa';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import type { Logger } from 'pino';
 import { authMiddleware } from './middleware/auth.js';
 import { errorMiddleware } from './middleware/errors.js';
-import { eventRoutes } from './notify/gateway.js';
 import { accountRoutes } from './routes/account.js';
 import { blockRoutes } from './routes/blocks.js';
 import { changeRoutes } from './routes/changes.js';
+import { eventRoutes } from './routes/events.js';
 import { nodeRoutes } from './routes/nodes.js';
+import { newRouter } from './routes/router.js';
 import { versionRoutes } from './routes/versions.js';
 import type { Backend } from './services/context.js';
 
+/** The routes anyone may call without a token: a route is public only by being listed here. */
+export function publicRoutes(backend: Backend): Router {
+  const open = newRouter();
+  open.get('/healthz', async (ctx) => {
+    await backend.db.raw('SELECT 1');
+    ctx.body = { ok: true };
+  });
+  return open;
+}
+
+/** Every route that needs a device token (all of /v1). */
+export function apiRoutes(backend: Backend): Router {
+  const api = newRouter();
+  for (const routes of [accountRoutes, nodeRoutes, versionRoutes, blockRoutes, changeRoutes, eventRoutes]) {
+    api.use(routes(backend).routes());
+  }
+  return api;
+}
+
 /**
- * The HTTP application: error shaping, then the open health check, then bearer auth in front of
- * everything under /v1 — routes or not, so an unauthenticated caller learns nothing, not even
- * which routes and methods exist (invariant 8).
+ * The HTTP application: error shaping, then bearer auth in front of every request that is not a
+ * listed public route — whatever its path, routed or not, however it is spelled — so an
+ * unauthenticated caller learns nothing, not even which routes and methods exist (invariant 8).
  */
 export function createApp(backend: Backend, log: Logger): Koa {
   const app = new Koa();
@@ -22,20 +42,13 @@ export function createApp(backend: Backend, log: Logger): Koa {
   app.silent = true;
   app.use(errorMiddleware(log));
 
-  const open = new Router();
-  open.get('/healthz', async (ctx) => {
-    await backend.db.raw('SELECT 1');
-    ctx.body = { ok: true };
-  });
-  app.use(open.routes());
-
+  const open = publicRoutes(backend);
   const auth = authMiddleware(backend.db);
-  app.use((ctx, next) => (ctx.path === '/v1' || ctx.path.startsWith('/v1/') ? auth(ctx, next) : next()));
+  app.use((ctx, next) => (open.match(ctx.path, ctx.method).route ? next() : auth(ctx, next)));
+  app.use(open.routes());
+  app.use(open.allowedMethods());
 
-  const api = new Router();
-  for (const routes of [accountRoutes, nodeRoutes, versionRoutes, blockRoutes, changeRoutes, eventRoutes]) {
-    api.use(routes(backend).routes());
-  }
+  const api = apiRoutes(backend);
   app.use(api.routes());
   // 405 / 501 with an Allow header; errorMiddleware gives them the error body.
   app.use(api.allowedMethods());

@@ -1,6 +1,5 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import Router from '@koa/router';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import { ApiError } from '../../protocol/errors.js';
@@ -67,10 +66,10 @@ export class EventsGateway {
   }
 
   private async upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const pathname = new URL(req.url ?? '/', 'http://localhost').pathname;
-    const underV1 = pathname === '/v1' || pathname.startsWith('/v1/');
-    if (!underV1) throw new ApiError('not_found', `no route for ${req.method} ${pathname}`);
+    // Every upgrade is authenticated first, whatever its path: only then is the path compared,
+    // exactly as written (no case folding, no decoding), with the one WebSocket route.
     const actor = await this.authenticate(req.headers.authorization);
+    const pathname = (req.url ?? '/').split('?', 1)[0];
     if (pathname !== EVENTS_PATH) throw new ApiError('not_found', `no route for ${req.method} ${pathname}`);
     if (this.closed) throw new ApiError('unavailable', 'server is shutting down');
     if (socket.destroyed) return;
@@ -214,15 +213,6 @@ export class EventsGateway {
     this.byUser.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
   }
-}
-
-/** A plain GET of the events path: say what it is rather than "no route". */
-export function eventRoutes(): Router {
-  const router = new Router();
-  router.get(EVENTS_PATH, () => {
-    throw new ApiError('bad_request', `${EVENTS_PATH} is a WebSocket: send "Connection: Upgrade" and "Upgrade: websocket"`, {}, 426);
-  });
-  return router;
 }
 
 /** Answers an upgrade request with the API's error shape and closes the socket. */

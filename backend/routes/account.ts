@@ -1,4 +1,4 @@
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import { ApiError } from '../../protocol/errors.js';
 import type { ServerConfig, WhoAmI } from '../../protocol/types.js';
 import { actorOf } from '../middleware/auth.js';
@@ -6,10 +6,11 @@ import { readJson } from '../middleware/json-body.js';
 import { createDevice, listDevices, revokeDevice } from '../services/accounts.js';
 import type { Backend } from '../services/context.js';
 import { SERVER_VERSION } from '../version.js';
+import { newRouter } from './router.js';
 
 /** Config, identity and devices: what a client asks before anything else. */
 export function accountRoutes(backend: Backend): Router {
-  const router = new Router();
+  const router = newRouter();
   router.get('/v1/config', (ctx) => {
     const config: ServerConfig = {
       server: { name: 'stratus', version: SERVER_VERSION, api: 'v1' },

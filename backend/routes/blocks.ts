@@ -1,14 +1,15 @@
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import { isRecycling, type Recycling } from '../blockstore/blockstore.js';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import { checkBlocks, getBlock, putBlock } from '../services/blocks.js';
 import type { Backend } from '../services/context.js';
+import { newRouter } from './router.js';
 
 export function blockRoutes(backend: Backend): Router {
-  const router = new Router();
+  const router = newRouter();
   router.post('/v1/blocks/check', async (ctx) => {
     ctx.body = await checkBlocks(backend, actorOf(ctx), await readJson(ctx, backend.settings.limits.max_json_bytes));
   });

@@ -1,11 +1,12 @@
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import type { Backend } from '../services/context.js';
 import { createNode, deleteNode, getNode, getRoot, listChildrenJson, restoreNode, updateNode } from '../services/nodes.js';
+import { newRouter } from './router.js';
 
 export function nodeRoutes(backend: Backend): Router {
-  const router = new Router();
+  const router = newRouter();
   const json = (ctx: Parameters<typeof readJson>[0]) => readJson(ctx, backend.settings.limits.max_json_bytes);
 
   router.get('/v1/nodes/root', async (ctx) => {

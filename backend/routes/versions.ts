@@ -1,11 +1,12 @@
-import Router from '@koa/router';
+import type Router from '@koa/router';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import type { Backend } from '../services/context.js';
 import { commitVersion, getManifest, listVersions, restoreVersion } from '../services/versions.js';
+import { newRouter } from './router.js';
 
 export function versionRoutes(backend: Backend): Router {
-  const router = new Router();
+  const router = newRouter();
   router.get('/v1/nodes/:id/versions', async (ctx) => {
     ctx.body = await listVersions(backend, actorOf(ctx), ctx.params.id!, ctx.query);
   });

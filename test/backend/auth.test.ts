@@ -4,6 +4,7 @@ import { StratusClient } from '../../protocol/client.js';
 import type { DeviceInfo } from '../../protocol/types.js';
 import { errorCode, raw, rawJson, type RawResponse } from '../helpers/api-assert.js';
 import { randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { authenticatedRoutes, fillPath, spellings } from '../helpers/routes.js';
 
 /**
  * Authentication (DESIGN §4 invariant 8, §5): device bearer tokens, their creation and
@@ -16,37 +17,45 @@ t.teardown(stopOwnCluster);
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** One request to every /v1 route (ids need not exist: authentication comes first). */
-function everyRoute(ids: { node: string; hash: string; device: number }): Array<{ method: string; path: string; body?: string; type?: string }> {
+/**
+ * One request to every route that needs a token, enumerated from the app's router (a route added
+ * later is covered without being listed here), plus paths and methods with no route.
+ */
+function everyRoute(backend: TestBackend, ids: { node: string; hash: string; device: string }): Array<{ method: string; path: string; body?: string; type?: string }> {
   const json = 'application/json';
+  const bodies: Record<string, { body: string; type: string }> = {
+    'POST /v1/devices': { body: '{"name":"laptop"}', type: json },
+    'POST /v1/nodes': { body: JSON.stringify({ parent_id: ids.node, name: 'x', kind: 'file' }), type: json },
+    'PATCH /v1/nodes/:id': { body: '{"name":"y"}', type: json },
+    'POST /v1/nodes/:id/restore': { body: '{}', type: json },
+    'POST /v1/nodes/:id/versions': { body: '{"base_version":0,"blocks":[],"size":0}', type: json },
+    'POST /v1/blocks/check': { body: JSON.stringify({ hashes: [ids.hash] }), type: json },
+    'PUT /v1/blocks/:hash': { body: 'some bytes', type: 'application/octet-stream' },
+  };
+  const routes = authenticatedRoutes(backend).map((route) => ({
+    method: route.method,
+    path: fillPath(route, (param) => sampleParam(param, route.pattern, ids)),
+    ...bodies[`${route.method} ${route.pattern}`],
+  }));
   return [
-    { method: 'GET', path: '/v1/config' },
-    { method: 'GET', path: '/v1/whoami' },
-    { method: 'GET', path: '/v1/devices' },
-    { method: 'POST', path: '/v1/devices', body: '{"name":"laptop"}', type: json },
-    { method: 'DELETE', path: `/v1/devices/${ids.device}` },
-    { method: 'GET', path: '/v1/nodes/root' },
-    { method: 'GET', path: `/v1/nodes/${ids.node}` },
-    { method: 'GET', path: `/v1/nodes/${ids.node}/children` },
-    { method: 'POST', path: '/v1/nodes', body: JSON.stringify({ parent_id: ids.node, name: 'x', kind: 'file' }), type: json },
-    { method: 'PATCH', path: `/v1/nodes/${ids.node}`, body: '{"name":"y"}', type: json },
-    { method: 'DELETE', path: `/v1/nodes/${ids.node}` },
-    { method: 'POST', path: `/v1/nodes/${ids.node}/restore`, body: '{}', type: json },
-    { method: 'GET', path: `/v1/nodes/${ids.node}/versions` },
-    { method: 'GET', path: `/v1/nodes/${ids.node}/versions/1` },
-    { method: 'POST', path: `/v1/nodes/${ids.node}/versions`, body: '{"base_version":0,"blocks":[],"size":0}', type: json },
-    { method: 'POST', path: `/v1/nodes/${ids.node}/versions/1/restore` },
-    { method: 'POST', path: '/v1/blocks/check', body: JSON.stringify({ hashes: [ids.hash] }), type: json },
-    { method: 'PUT', path: `/v1/blocks/${ids.hash}`, body: 'some bytes', type: 'application/octet-stream' },
-    { method: 'GET', path: `/v1/blocks/${ids.hash}` },
-    { method: 'GET', path: '/v1/changes?since=0' },
-    { method: 'GET', path: '/v1/changes/head' },
+    ...routes,
     // No route, or not this method: still nothing without a token.
     { method: 'GET', path: '/v1/no-such-route' },
     { method: 'GET', path: '/v1' },
+    { method: 'GET', path: '/' },
+    { method: 'GET', path: '/favicon.ico' },
     { method: 'PUT', path: '/v1/nodes/root' },
     { method: 'OPTIONS', path: '/v1/nodes/root' },
+    { method: 'POST', path: '/healthz' },
   ];
+}
+
+/** A well-formed value for a path parameter of a route. */
+function sampleParam(param: string, pattern: string, ids: { node: string; hash: string; device: string }): string {
+  if (param === 'hash') return ids.hash;
+  if (param === 'v') return '1';
+  if (param === 'id') return pattern.startsWith('/v1/devices') ? ids.device : ids.node;
+  throw new Error(`no sample value for :${param} of ${pattern}: add one`);
 }
 
 for (const engine of testEngines()) {
@@ -61,9 +70,10 @@ for (const engine of testEngines()) {
       return client;
     };
 
-    const expect401 = (t: { equal(a: unknown, b: unknown, m: string): unknown; match(a: unknown, b: RegExp, m: string): unknown }, res: RawResponse, what: string) => {
+    const expect401 = (t: { equal(a: unknown, b: unknown, m: string): unknown; match(a: unknown, b: RegExp, m: string): unknown }, res: RawResponse, what: string, method = 'GET') => {
       t.equal(res.status, 401, `${what}: 401`);
-      t.equal(errorCode(res), 'unauthorized', `${what}: error code`);
+      // A HEAD answer has the status and headers of the GET, without its body.
+      if (method !== 'HEAD') t.equal(errorCode(res), 'unauthorized', `${what}: error code`);
       t.match(res.headers.get('www-authenticate'), /^Bearer\b/, `${what}: WWW-Authenticate`);
     };
 
@@ -72,7 +82,7 @@ for (const engine of testEngines()) {
       const root = await user.client.root();
       const device = (await user.client.whoami()).device;
       const block = randomBlock(10);
-      const routes = everyRoute({ node: root.id, hash: block.hash, device: device.id });
+      const routes = everyRoute(backend, { node: root.id, hash: block.hash, device: String(device.id) });
       const badHeaders: Array<[string, Record<string, string>]> = [
         ['missing', {}],
         ['garbage token', { authorization: 'Bearer garbage' }],
@@ -88,7 +98,7 @@ for (const engine of testEngines()) {
       for (const [what, headers] of badHeaders) {
         for (const route of routes) {
           const res = await raw(backend, route.method, route.path, { body: route.body, headers: { ...headers, ...(route.type && { 'content-type': route.type }) } });
-          expect401(t, res, `${route.method} ${route.path}, ${what}`);
+          expect401(t, res, `${route.method} ${route.path}, ${what}`, route.method);
         }
       }
       t.equal(await backend.snapshot(), before);
@@ -96,6 +106,39 @@ for (const engine of testEngines()) {
       t.equal((await raw(backend, 'GET', '/v1/nodes/root', { token: user.token })).status, 200);
       // "bearer" is case-insensitive (RFC 9110 §11.1).
       t.equal((await raw(backend, 'GET', '/v1/whoami', { headers: { authorization: `bearer ${user.token}` } })).status, 200);
+    });
+
+    t.test('authentication does not depend on how a path is spelled: every route, every spelling, no token: 401, nothing written', async (t) => {
+      const user = await newUser();
+      const root = await user.client.root();
+      const device = (await user.client.whoami()).device;
+      // A real block: a PUT that got through would store it (the bypass wrote block files).
+      const block = randomBlock(256 * KiB);
+      const routes = everyRoute(backend, { node: root.id, hash: block.hash, device: String(device.id) });
+      t.ok(routes.some((r) => r.method === 'PUT' && r.path.startsWith('/v1/blocks/')), 'the enumerated table has the block upload');
+      const before = await backend.snapshot();
+      let tried = 0;
+      for (const route of routes) {
+        const body = route.method === 'PUT' ? block.bytes : route.body;
+        for (const [spelling, path] of [['as declared', route.path] as [string, string], ...spellings(route.path)]) {
+          const res = await raw(backend, route.method, path, { body, headers: route.type ? { 'content-type': route.type } : {} });
+          tried++;
+          t.ok(res.status === 401 || res.status === 404, `${route.method} ${path} (${spelling}) without a token: 401 or 404, got ${res.status}`);
+        }
+      }
+      t.ok(tried > 200, `${tried} requests`);
+      t.equal(await backend.snapshot(), before, 'nothing in the database or the block store changed');
+      // With a token, the router knows each route under its one spelling only.
+      for (const route of routes) {
+        const known = authenticatedRoutes(backend).some((r) => r.method === route.method);
+        if (!known || route.path === '/v1' || route.path.startsWith('/v1/no-such')) continue;
+        for (const [spelling, path] of spellings(route.path)) {
+          if (spelling === 'query string') continue;
+          const res = await raw(backend, route.method, path, { token: user.token, body: route.method === 'PUT' ? block.bytes : route.body, headers: route.type ? { 'content-type': route.type } : {} });
+          t.ok(res.status === 404 || res.status === 405, `${route.method} ${path} (${spelling}) with a token: no route (${res.status})`);
+        }
+      }
+      t.equal(await backend.snapshot(), before, 'no other spelling reached a handler');
     });
 
     t.test('POST /v1/devices creates a second device whose token works', async (t) => {
@@ -202,7 +245,7 @@ for (const engine of testEngines()) {
 
     t.test('a path or method without a route is a JSON error (404, 405 with Allow)', async (t) => {
       const { token } = await newUser();
-      for (const path of ['/v1/no-such-route', '/v1', '/v1/nodes/root/children/extra', '/nope', '/']) {
+      for (const path of ['/v1/no-such-route', '/v1', '/v1/nodes/root/children/extra', '/nope', '/', '/V1/config', '/v1/config/', '/v1//config']) {
         const res = await raw(backend, 'GET', path, { token });
         t.equal(res.status, 404, `${path}: 404`);
         t.equal(errorCode(res), 'not_found', `${path}: error shape`);
@@ -213,8 +256,9 @@ for (const engine of testEngines()) {
       t.type(errorCode(wrong), 'string', '405: error shape');
       t.equal(wrong.headers.get('allow'), 'HEAD, GET');
       t.equal((await raw(backend, 'DELETE', '/v1/nodes', { token })).headers.get('allow'), 'POST');
-      const post = await raw(backend, 'POST', '/healthz');
+      const post = await raw(backend, 'POST', '/healthz', { token });
       t.equal(post.status, 405);
+      t.equal((await raw(backend, 'POST', '/healthz')).status, 401, 'only GET /healthz is public');
       t.type(errorCode(post), 'string');
     });
   });

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { ApiError } from '../../protocol/errors.js';
 import type { TestBackend } from './backend.js';
 
@@ -32,22 +33,43 @@ export interface RawResponse {
   json: unknown;
 }
 
-/** One raw HTTP request (for what the typed client would never send); the body is read in full. */
-export async function raw(
+/**
+ * One raw HTTP request (for what the typed client would never send); the body is read in full.
+ * Sent with node:http, so the path goes out exactly as written: no normalization of dot
+ * segments, slashes or percent-encoding (fetch would clean them up).
+ */
+export function raw(
   backend: TestBackend,
   method: string,
   pathname: string,
-  opts: { token?: string; body?: string; headers?: Record<string, string> } = {},
+  opts: { token?: string; body?: string | Buffer; headers?: Record<string, string> } = {},
 ): Promise<RawResponse> {
-  const res = await backend.fetch(pathname, { method, token: opts.token, body: opts.body, headers: opts.headers });
-  const text = await res.text();
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, text, json };
+  const url = new URL(backend.url);
+  const headers: Record<string, string> = { ...(opts.token !== undefined && { authorization: `Bearer ${opts.token}` }), ...opts.headers };
+  if (opts.body !== undefined && headers['content-length'] === undefined) headers['content-length'] = String(Buffer.byteLength(opts.body));
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: url.hostname, port: url.port, method, path: pathname, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        const responseHeaders = new Headers();
+        for (const [name, value] of Object.entries(res.headers)) {
+          if (value !== undefined) responseHeaders.set(name, Array.isArray(value) ? value.join(', ') : value);
+        }
+        resolve({ status: res.statusCode ?? 0, headers: responseHeaders, text, json });
+      });
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
 }
 
 /** A JSON request with `Content-Type: application/json`. */
