@@ -3,6 +3,7 @@ import type Router from '@koa/router';
 import type { Logger } from 'pino';
 import { authMiddleware } from './middleware/auth.js';
 import { errorMiddleware } from './middleware/errors.js';
+import { utf8QueryMiddleware } from './middleware/utf8-query.js';
 import { accountRoutes } from './routes/account.js';
 import { blockRoutes } from './routes/blocks.js';
 import { changeRoutes } from './routes/changes.js';
@@ -41,6 +42,7 @@ export function createApp(backend: Backend, log: Logger): Koa {
   app.proxy = false;
   app.silent = true;
   app.use(errorMiddleware(log));
+  app.use(utf8QueryMiddleware());
 
   const open = publicRoutes(backend);
   const auth = authMiddleware(backend.db);

@@ -119,7 +119,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     const known = await store.getMeta(META.identity);
     if (session) {
       const identity = `${origin} user ${session.whoami.user.id}`;
-      if (known !== undefined && known !== identity) {
+      if (known !== undefined && known !== identity && !sameLegacyUser(known, origin, await store.getMeta(META.whoami), session.whoami)) {
         throw new Error(`cache folder ${cacheDir} belongs to ${known}, not ${identity}: give another --cache`);
       }
       await store.setMeta(META.identity, identity);
@@ -287,3 +287,16 @@ async function removeOrphanStaging(dir: string, owned: Set<string>): Promise<voi
     if (!owned.has(path)) await rm(path, { force: true });
   }
 }
+
+/**
+ * Caches set up before servers gave opaque user ids recorded the user's integer id ("ORIGIN user
+ * 7"); the server no longer sends it. Such a cache is the same user's when its saved whoami names
+ * the same user on the same server (names are unique and never reused); it is then re-recorded
+ * under the new id.
+ */
+function sameLegacyUser(known: string, origin: string, savedWhoami: string | undefined, whoami: WhoAmI): boolean {
+  const legacy = known.startsWith(`${origin} user `) && /^\d+$/.test(known.slice(`${origin} user `.length));
+  if (!legacy || savedWhoami === undefined) return false;
+  return (JSON.parse(savedWhoami) as WhoAmI).user.name === whoami.user.name;
+}
+

@@ -77,8 +77,8 @@ export class StratusClient {
   createDevice(name: string): Promise<{ device: DeviceInfo; token: string }> {
     return this.json('POST', '/v1/devices', { name });
   }
-  revokeDevice(id: number): Promise<DeviceInfo> {
-    return this.json('DELETE', `/v1/devices/${id}`);
+  revokeDevice(id: string): Promise<DeviceInfo> {
+    return this.json('DELETE', `/v1/devices/${encodeURIComponent(id)}`);
   }
 
   root(): Promise<NodeInfo> {

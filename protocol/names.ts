@@ -22,6 +22,6 @@ export function assertValidName(name: unknown): asserts name is string {
 }
 
 /** True when the string has no lone surrogates (String.prototype.isWellFormed is Node 20+ but not in every lib typing). */
-function isWellFormed(s: string): boolean {
+export function isWellFormed(s: string): boolean {
   return !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 }

@@ -27,7 +27,8 @@ export interface VersionInfo {
   version: number;
   size: number;
   mtime: number;
-  device_id: number | null;
+  /** The public id of the device that committed it. */
+  device_id: string | null;
   base_version: number;
   committed_at: string;
 }
@@ -97,7 +98,8 @@ export interface CommitRequest {
 }
 
 export interface DeviceInfo {
-  id: number;
+  /** Opaque: ids say nothing of how many other devices or users the server has. */
+  id: string;
   name: string;
   created_at: string;
   last_seen_at: string | null;
@@ -105,6 +107,6 @@ export interface DeviceInfo {
 }
 
 export interface WhoAmI {
-  user: { id: number; name: string };
-  device: { id: number; name: string };
+  user: { id: string; name: string };
+  device: { id: string; name: string };
 }

@@ -75,13 +75,14 @@ export function changeEntry(row: Row): ChangeEntry {
   return { seq: num(row.seq), ...nodeInfo(nodeRow(row)) };
 }
 
+/** A `versions` row joined with its device's public id as `device_public_id` (see `versionRows`). */
 export function versionInfo(row: Row): VersionInfo {
   return {
     node_id: String(row.node_id),
     version: num(row.version),
     size: num(row.size),
     mtime: num(row.mtime),
-    device_id: numOrNull(row.device_id),
+    device_id: row.device_public_id === null || row.device_public_id === undefined ? null : String(row.device_public_id),
     base_version: num(row.base_version),
     committed_at: iso(row.committed_at),
   };
@@ -94,7 +95,7 @@ export function manifest(row: Row): Manifest {
 
 export function deviceInfo(row: Row): DeviceInfo {
   return {
-    id: num(row.id),
+    id: String(row.public_id),
     name: String(row.name),
     created_at: iso(row.created_at),
     last_seen_at: isoOrNull(row.last_seen_at),

@@ -2,20 +2,29 @@ import type Koa from 'koa';
 import getRawBody from 'raw-body';
 import { ApiError } from '../../protocol/errors.js';
 
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
 /**
  * Reads a JSON request body with a byte limit: 413 past the limit (without buffering the rest),
- * 415 for another content type, 400 for malformed JSON. An empty body reads as undefined.
+ * 415 for another content type, 400 for bytes that are not UTF-8 (never replaced and stored) or
+ * malformed JSON. An empty body reads as undefined.
  */
 export async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
   const type = ctx.get('Content-Type');
   const length = ctx.get('Content-Length');
   if (length !== '' && Number(length) > limit) throw tooLarge(limit);
-  let raw: string;
+  let bytes: Buffer;
   try {
-    raw = await getRawBody(ctx.req, { limit, encoding: 'utf8' });
+    bytes = await getRawBody(ctx.req, { limit });
   } catch (err) {
     if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(limit);
     throw new ApiError('bad_request', 'could not read the request body');
+  }
+  let raw: string;
+  try {
+    raw = utf8.decode(bytes);
+  } catch {
+    throw new ApiError('malformed_json', 'the request body is not valid UTF-8');
   }
   if (raw.length === 0) return undefined;
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {

@@ -1,10 +1,10 @@
 import type Router from '@koa/router';
-import { ApiError } from '../../protocol/errors.js';
 import type { ServerConfig, WhoAmI } from '../../protocol/types.js';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import { createDevice, listDevices, revokeDevice } from '../services/accounts.js';
 import type { Backend } from '../services/context.js';
+import { assertPublicId } from '../services/params.js';
 import { SERVER_VERSION } from '../version.js';
 import { newRouter } from './router.js';
 
@@ -21,7 +21,7 @@ export function accountRoutes(backend: Backend): Router {
   });
   router.get('/v1/whoami', (ctx) => {
     const actor = actorOf(ctx);
-    const body: WhoAmI = { user: { id: actor.userId, name: actor.userName }, device: { id: actor.deviceId, name: actor.deviceName } };
+    const body: WhoAmI = { user: { id: actor.userPublicId, name: actor.userName }, device: { id: actor.devicePublicId, name: actor.deviceName } };
     ctx.body = body;
   });
   router.get('/v1/devices', async (ctx) => {
@@ -34,8 +34,8 @@ export function accountRoutes(backend: Backend): Router {
     ctx.body = { device: created.device, token: created.token };
   });
   router.delete('/v1/devices/:id', async (ctx) => {
-    const id = Number(ctx.params.id);
-    if (!Number.isSafeInteger(id) || id < 1) throw new ApiError('bad_id', 'device id must be a positive integer');
+    const id = ctx.params.id;
+    assertPublicId(id, 'device id');
     ctx.body = await revokeDevice(backend.db, actorOf(ctx), id);
   });
   return router;

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
 import { nodeRow, num, type NodeRow } from '../db/rows.js';
 import type { Actor } from './context.js';
-import { assertNodeId } from './ids.js';
+import { assertNodeId } from './params.js';
 
 /**
  * Authorization in one place (invariant 8): which nodes and blocks a user can see. Today a user

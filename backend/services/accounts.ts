@@ -1,11 +1,12 @@
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
+import { isWellFormed } from '../../protocol/names.js';
 import type { DeviceInfo } from '../../protocol/types.js';
 import { isUniqueViolation } from '../db/errors.js';
 import { deviceInfo, num } from '../db/rows.js';
 import type { Actor } from './context.js';
-import { newNodeId } from './ids.js';
+import { newNodeId, newPublicId } from './ids.js';
 import { journal, mutate } from './journal.js';
 
 const USER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
@@ -21,7 +22,7 @@ function newToken(): string {
 }
 
 function assertDeviceName(name: unknown): asserts name is string {
-  if (typeof name !== 'string' || name.trim() === '' || name.length > DEVICE_NAME_MAX || /[\0-\x1f]/.test(name)) {
+  if (typeof name !== 'string' || name.trim() === '' || name.length > DEVICE_NAME_MAX || /[\0-\x1f]/.test(name) || !isWellFormed(name)) {
     throw new ApiError('bad_request', `device name must be 1–${DEVICE_NAME_MAX} printable characters`);
   }
 }
@@ -41,7 +42,7 @@ export async function createUser(db: Knex, name: string, deviceName = 'first dev
   try {
     return await mutate(db, async (trx) => {
       const now = Date.now();
-      const [userRow] = await trx('users').insert({ name, created_at: now }).returning('id');
+      const [userRow] = await trx('users').insert({ name, public_id: newPublicId(), created_at: now }).returning('id');
       const userId = num(typeof userRow === 'object' ? (userRow as { id: unknown }).id : userRow);
       const root = { id: newNodeId(), owner_id: userId, parent_id: null, name: '', kind: 'dir', head_version: 0, size: 0, mtime: now, mode: 0o755, created_at: now };
       await trx('nodes').insert(root);
@@ -76,9 +77,9 @@ export async function createDevice(db: Knex, actor: Actor, deviceName: unknown):
 async function insertDevice(trx: Knex.Transaction, userId: number, name: string, byDevice: number | null = null): Promise<{ device: DeviceInfo; token: string }> {
   const token = newToken();
   const now = Date.now();
-  const [row] = await trx('devices').insert({ user_id: userId, name, token_hash: hashToken(token), created_at: now }).returning('*');
+  const [row] = await trx('devices').insert({ user_id: userId, public_id: newPublicId(), name, token_hash: hashToken(token), created_at: now }).returning('*');
   const device = deviceInfo(row as Record<string, unknown>);
-  await journal(trx, { userId, deviceId: byDevice, action: 'device.create', detail: { device_id: device.id, name } });
+  await journal(trx, { userId, deviceId: byDevice, action: 'device.create', detail: { device_id: num((row as { id: unknown }).id), name } });
   return { device, token };
 }
 
@@ -113,7 +114,7 @@ export async function authenticate(db: Knex, token: string): Promise<Actor | nul
   const generation = revocations;
   const row = await db('devices as d')
     .join('users as u', 'u.id', 'd.user_id')
-    .select('d.id as device_id', 'd.name as device_name', 'd.revoked_at', 'u.id as user_id', 'u.name as user_name')
+    .select('d.id as device_id', 'd.public_id as device_public_id', 'd.name as device_name', 'd.revoked_at', 'u.id as user_id', 'u.public_id as user_public_id', 'u.name as user_name')
     .where('d.token_hash', tokenHash)
     .first();
   if (!row || row.revoked_at !== null) return null;
@@ -124,7 +125,14 @@ export async function authenticate(db: Knex, token: string): Promise<Actor | nul
     lastSeenWritten.set(deviceId, now);
     await db('devices').where({ id: deviceId }).update({ last_seen_at: now });
   }
-  const actor: Readonly<Actor> = Object.freeze({ userId: num(row.user_id), userName: String(row.user_name), deviceId, deviceName: String(row.device_name) });
+  const actor: Readonly<Actor> = Object.freeze({
+    userId: num(row.user_id),
+    deviceId,
+    userPublicId: String(row.user_public_id),
+    devicePublicId: String(row.device_public_id),
+    userName: String(row.user_name),
+    deviceName: String(row.device_name),
+  });
   if (generation === revocations) {
     authCache.delete(tokenHash);
     authCache.set(tokenHash, { db, actor, expires: Date.now() + AUTH_CACHE_MS });
@@ -139,11 +147,13 @@ export async function listDevices(db: Knex, actor: Actor): Promise<DeviceInfo[]>
   return rows.map(deviceInfo);
 }
 
-/** Revokes one of the caller's devices: its token stops working at once. */
-export async function revokeDevice(db: Knex, actor: Actor, deviceId: number): Promise<DeviceInfo> {
+/** Revokes one of the caller's devices (by its public id): its token stops working at once. */
+export async function revokeDevice(db: Knex, actor: Actor, publicId: string): Promise<DeviceInfo> {
+  let deviceId = 0;
   const revoked = await mutate(db, async (trx) => {
-    const row = await trx('devices').where({ id: deviceId, user_id: actor.userId }).first();
+    const row = await trx('devices').where({ public_id: publicId, user_id: actor.userId }).first();
     if (!row) throw new ApiError('not_found', 'device not found');
+    deviceId = num(row.id);
     if (row.revoked_at === null) {
       await trx('devices').where({ id: deviceId }).update({ revoked_at: Date.now() });
       await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'device.revoke', detail: { device_id: deviceId } });

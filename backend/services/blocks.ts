@@ -1,17 +1,14 @@
 import { finished, type Readable } from 'node:stream';
 import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
-import { isBlockHash } from '../../protocol/hash.js';
 import { BlockNotFoundError, type ByteRange } from '../blockstore/blockstore.js';
 import { readableBlocks } from './access.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
+import { assertHash } from './params.js';
 import { parseBody } from './validate.js';
 import { VerifyStream } from './verify-stream.js';
 
-function assertHash(hash: string): void {
-  if (!isBlockHash(hash)) throw new ApiError('bad_hash', 'a block id is 64 lowercase hex characters (BLAKE3-256)');
-}
 
 /**
  * POST /v1/blocks/check — which of these blocks the caller must upload. Answered only from what

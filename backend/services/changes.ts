@@ -1,8 +1,7 @@
-import { ApiError } from '../../protocol/errors.js';
 import type { ChangeEntry, ChangesPage } from '../../protocol/types.js';
 import { changeEntry, num } from '../db/rows.js';
 import type { Actor, Backend } from './context.js';
-import { pageLimit } from './nodes.js';
+import { optionalWhole, pageLimit } from './params.js';
 
 /**
  * GET /v1/changes?since=SEQ — the current state of every node of the caller's that changed after
@@ -10,8 +9,7 @@ import { pageLimit } from './nodes.js';
  * moves over the caller's own journal rows, so it reveals nothing of other users' activity.
  */
 export async function listChanges(backend: Backend, actor: Actor, query: { since?: unknown; limit?: unknown }): Promise<ChangesPage> {
-  const since = query.since === undefined ? 0 : Number(query.since);
-  if (!Number.isSafeInteger(since) || since < 0) throw new ApiError('bad_request', 'since must be a non-negative integer cursor');
+  const since = optionalWhole(query.since, 'since', 0);
   const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
   const rows: Array<Record<string, unknown>> = await backend.db('changes as c')
     .join('nodes as n', 'n.id', 'c.node_id')

@@ -4,9 +4,13 @@ import type { ServerSettings } from '../settings.js';
 
 /** Who is asking: resolved from the bearer token by the auth middleware. */
 export interface Actor {
+  /** Internal keys: never sent to a client (they count other users' rows). */
   userId: number;
-  userName: string;
   deviceId: number;
+  /** What replies show. */
+  userPublicId: string;
+  devicePublicId: string;
+  userName: string;
   deviceName: string;
 }
 

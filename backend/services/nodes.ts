@@ -9,6 +9,7 @@ import { manifest, nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
 import { assertLive, lineage, notFound, visibleNode } from './access.js';
 import type { Actor, Backend } from './context.js';
 import { newNodeId } from './ids.js';
+import { pageLimit, parseWhole } from './params.js';
 import { journal, mutate } from './journal.js';
 import { parseBody } from './validate.js';
 import { appendVersion } from './versions.js';
@@ -64,7 +65,8 @@ async function childrenRequest(backend: Backend, actor: Actor, id: string, query
   const dir = await visibleNode(backend.db, actor, id);
   if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
   const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
-  return { dir, limit, after: typeof query.after === 'string' && query.after !== '' ? query.after : undefined };
+  if (query.after !== undefined && typeof query.after !== 'string') throw new ApiError('bad_request', 'after must be given once');
+  return { dir, limit, after: query.after !== undefined && query.after !== '' ? query.after : undefined };
 }
 
 /**
@@ -102,12 +104,6 @@ export async function listChildrenJson(backend: Backend, actor: Actor, id: strin
   return `{"children":${row.children},"next":${JSON.stringify(row.next)}}`;
 }
 
-export function pageLimit(raw: unknown, max: number, fallback = 1000): number {
-  if (raw === undefined) return Math.min(fallback, max);
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new ApiError('bad_request', 'limit must be a positive integer');
-  return Math.min(n, max);
-}
 
 /** A live folder of the actor's that new children may go into. */
 async function targetDir(db: Knex, actor: Actor, id: unknown): Promise<NodeRow> {
@@ -247,11 +243,7 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
  * `if_empty=true` (rmdir) refuses a folder with live children (409 not_empty).
  */
 export async function deleteNode(backend: Backend, actor: Actor, id: string, query: { if_version?: unknown; if_empty?: unknown } = {}): Promise<NodeInfo> {
-  let ifVersion: number | undefined;
-  if (query.if_version !== undefined) {
-    ifVersion = Number(query.if_version);
-    if (typeof query.if_version !== 'string' || !/^\d{1,15}$/.test(query.if_version)) throw new ApiError('bad_request', 'if_version must be a version number');
-  }
+  const ifVersion = query.if_version === undefined ? undefined : parseWhole(query.if_version, 'if_version');
   if (query.if_empty !== undefined && query.if_empty !== 'true') throw new ApiError('bad_request', 'if_empty must be "true"');
   const ifEmpty = query.if_empty === 'true';
   return mutate(backend.db, async (trx) => {

@@ -7,7 +7,7 @@ import { manifest as toManifest, versionInfo, type NodeRow } from '../db/rows.js
 import { assertLive, readableBlocks, visibleNode } from './access.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
-import { pageLimit } from './nodes.js';
+import { pageLimit, parseVersion } from './params.js';
 import { parseBody } from './validate.js';
 
 export interface NewVersion {
@@ -31,11 +31,9 @@ function commitSchema(maxBlock: number) {
   });
 }
 
-function parseVersionNumber(raw: string, head: number): number {
-  if (raw === 'head') return head;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1) throw new ApiError('bad_request', 'version must be a positive integer or "head"');
-  return v;
+/** `versions` rows with the public id of the device that committed each (what `versionInfo` reads). */
+function versionRows(db: Knex): Knex.QueryBuilder {
+  return db('versions as v').leftJoin('devices as d', 'd.id', 'v.device_id');
 }
 
 async function fileNode(db: Knex, actor: Actor, id: string): Promise<NodeRow> {
@@ -47,12 +45,12 @@ async function fileNode(db: Knex, actor: Actor, id: string): Promise<NodeRow> {
 export async function listVersions(backend: Backend, actor: Actor, id: string, query: { before?: unknown; limit?: unknown }): Promise<{ versions: VersionInfo[]; next: number | null }> {
   const node = await fileNode(backend.db, actor, id);
   const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
-  const q = backend.db('versions')
-    .select('node_id', 'version', 'size', 'mtime', 'device_id', 'base_version', 'committed_at')
-    .where({ node_id: node.id })
-    .orderBy('version', 'desc')
+  const q = versionRows(backend.db)
+    .select('v.node_id', 'v.version', 'v.size', 'v.mtime', 'd.public_id as device_public_id', 'v.base_version', 'v.committed_at')
+    .where('v.node_id', node.id)
+    .orderBy('v.version', 'desc')
     .limit(limit + 1);
-  if (query.before !== undefined) q.andWhere('version', '<', parseVersionNumber(String(query.before), node.head_version));
+  if (query.before !== undefined) q.andWhere('v.version', '<', parseVersion(query.before, node.head_version, 'before'));
   const rows: Array<Record<string, unknown>> = await q;
   const versions = rows.slice(0, limit).map(versionInfo);
   return { versions, next: rows.length > limit ? (versions.at(-1)?.version ?? null) : null };
@@ -60,8 +58,8 @@ export async function listVersions(backend: Backend, actor: Actor, id: string, q
 
 export async function getManifest(backend: Backend, actor: Actor, id: string, v: string): Promise<Manifest> {
   const node = await fileNode(backend.db, actor, id);
-  const version = parseVersionNumber(v, node.head_version);
-  const row = await backend.db('versions').where({ node_id: node.id, version }).first();
+  const version = parseVersion(v, node.head_version);
+  const row = await versionRows(backend.db).select('v.*', 'd.public_id as device_public_id').where({ 'v.node_id': node.id, 'v.version': version }).first();
   if (!row) throw new ApiError('not_found', `version ${v} not found`);
   return toManifest(row);
 }
@@ -123,7 +121,7 @@ export async function appendVersion(trx: Knex.Transaction, actor: Actor, node: N
   for (let i = 0; i < refs.length; i += 300) await trx('version_blocks').insert(refs.slice(i, i + 300));
   const updated: NodeRow = { ...node, head_version: version, size: v.size, mtime: v.mtime };
   await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action, node: updated, detail: { version, base_version: v.base_version, size: v.size, blocks: v.blocks.length } });
-  return { node: updated, manifest: { ...versionInfo(row), blocks } };
+  return { node: updated, manifest: { ...versionInfo({ ...row, device_public_id: actor.devicePublicId }), blocks } };
 }
 
 /** Rollback without rewriting history: the old manifest becomes a new head version. */
@@ -131,7 +129,7 @@ export async function restoreVersion(backend: Backend, actor: Actor, id: string,
   return mutate(backend.db, async (trx) => {
     const node = await fileNode(trx, actor, id);
     await assertLive(trx, node);
-    const old = await trx('versions').where({ node_id: node.id, version: parseVersionNumber(v, node.head_version) }).first();
+    const old = await trx('versions').where({ node_id: node.id, version: parseVersion(v, node.head_version) }).first();
     if (!old) throw new ApiError('not_found', `version ${v} not found`);
     const source = toManifest(old);
     const req = { base_version: node.head_version, blocks: source.blocks, size: source.size, mtime: source.mtime };

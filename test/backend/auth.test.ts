@@ -193,12 +193,12 @@ for (const engine of testEngines()) {
       expect401(t, await raw(backend, 'GET', '/v1/whoami', { token: tabletToken }), 'self-revoked');
       // Bad and unknown ids.
       const before = await backend.snapshot();
-      for (const id of ['abc', '0', '-1', '1.5']) {
+      for (const id of ['abc', '0', '-1', '1.5', '5', `${device.id}x`, device.id.slice(1), `%20${device.id.slice(1)}`]) {
         const res = await raw(backend, 'DELETE', `/v1/devices/${id}`, { token: user.token });
         t.equal(res.status, 400, `device id ${id}: 400`);
         t.equal(errorCode(res), 'bad_id');
       }
-      const unknown = await raw(backend, 'DELETE', '/v1/devices/999999', { token: user.token });
+      const unknown = await raw(backend, 'DELETE', '/v1/devices/AAAAAAAAAAAAAAAA', { token: user.token });
       t.equal(unknown.status, 404);
       t.equal(errorCode(unknown), 'not_found');
       t.equal(await backend.snapshot(), before);

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { openDatabase } from '../../backend/db/connect.js';
 import type { BusEvent } from '../../backend/notify/bus.js';
 import { PgBus } from '../../backend/notify/pg-bus.js';
+import { authenticate } from '../../backend/services/accounts.js';
 import { createNode } from '../../backend/services/nodes.js';
 import { defaultSettings } from '../../backend/settings.js';
 import { StratusClient } from '../../protocol/client.js';
@@ -242,8 +243,9 @@ if (!adminUrl) {
       // A writer that publishes nothing (its pool has no notify bus): only the resync can tell.
       const db = await openDatabase(database.url, '/nonexistent');
       t.teardown(() => db.destroy());
-      const me = await aliceVia1.whoami();
-      await createNode({ db, store: undefined as never, settings: defaultSettings }, { userId: me.user.id, userName: me.user.name, deviceId: me.device.id, deviceName: me.device.name }, { parent_id: root.id, name: 'silent', kind: 'file' });
+      const me = await authenticate(db, alice1);
+      if (!me) throw new Error("alice's token does not authenticate");
+      await createNode({ db, store: undefined as never, settings: defaultSettings }, me, { parent_id: root.id, name: 'silent', kind: 'file' });
       const silentSeq = (await aliceVia1.changesHead()).cursor;
       t.ok(silentSeq > head, 'the change committed');
       t.ok(events.seqs.every((s) => s < silentSeq), 'and no hint announced it');

@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as init from './001_init.js';
+import * as publicIds from './002_public_ids.js';
 
 /**
  * Migrations listed in code rather than scanned from a folder, so the same set runs from the
@@ -7,6 +8,7 @@ import * as init from './001_init.js';
  */
 const migrations: Record<string, Knex.Migration> = {
   '001_init': init,
+  '002_public_ids': publicIds,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
