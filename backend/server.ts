@@ -11,6 +11,7 @@ import type { NotifyBus } from './notify/bus.js';
 import { EventsGateway } from './notify/gateway.js';
 import { MemoryBus } from './notify/memory-bus.js';
 import { PgBus } from './notify/pg-bus.js';
+import { forgetDevice } from './services/accounts.js';
 import { onCommitted } from './services/journal.js';
 import { defaultSettings, type ServerSettings } from './settings.js';
 
@@ -62,8 +63,13 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     // Change hints: in-process with one server; over LISTEN/NOTIFY when several share PostgreSQL.
     bus = dbClient(db) === 'pg' ? await PgBus.start({ url: opts.dbUrl!, db, log }) : new MemoryBus(log);
     const openBus = bus;
-    stopPublishing = onCommitted(db, (hints) => {
+    stopPublishing = onCommitted(db, ({ hints, revocations }) => {
       for (const hint of hints) openBus.publish(hint);
+      for (const revocation of revocations) openBus.revoke(revocation);
+    });
+    // A device revoked through another backend stops authenticating here at once, too.
+    bus.subscribe((event) => {
+      if (event.kind === 'revoke') forgetDevice(event.deviceId);
     });
     const backend = { db, store, settings };
     const app = createApp(backend, log);

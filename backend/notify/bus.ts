@@ -14,8 +14,15 @@ export interface ChangeHint {
   seq: number;
 }
 
+/** A device's token was revoked: its open connections end now, on every backend. */
+export interface Revocation {
+  userId: number;
+  deviceId: number;
+}
+
 export type BusEvent =
   | ({ kind: 'change' } & ChangeHint)
+  | ({ kind: 'revoke' } & Revocation)
   /** Hints may have been lost (the engine lost its connection for a while): re-read the heads. */
   | { kind: 'resync' };
 
@@ -24,6 +31,8 @@ export type BusListener = (event: BusEvent) => void;
 export interface NotifyBus {
   /** Called after the commit; delivers to this process's listeners at once, to others as the engine can. Never throws. */
   publish(hint: ChangeHint): void;
+  /** The same for a revocation. */
+  revoke(revocation: Revocation): void;
   /** Returns the unsubscribe function. */
   subscribe(listener: BusListener): () => void;
   /** Stops delivering; waits for publishes under way. */

@@ -109,9 +109,11 @@ export class EventsGateway {
       this.log.debug({ ...who, code, connections: this.connections() }, 'events disconnected');
     });
     // Registered before the head is read: a change that commits meanwhile is held by the
-    // coalescer and goes out with (or right after) the head.
-    changesHead(this.backend, actor).then(
-      ({ cursor }) => conn.coalescer.start(cursor),
+    // coalescer and goes out with (or right after) the head. A revocation that committed between
+    // this upgrade's authentication and its registration is caught here (its bus event found no
+    // connection to close).
+    Promise.all([changesHead(this.backend, actor), this.revokedDevices([actor.deviceId])]).then(
+      ([{ cursor }, revoked]) => (revoked.size > 0 ? this.endRevoked(conn) : conn.coalescer.start(cursor)),
       (err: unknown) => {
         this.log.error({ ...who, err }, 'events: reading the change head failed');
         ws.close(1011, 'internal error');
@@ -138,6 +140,8 @@ export class EventsGateway {
       for (const userId of event.userIds) {
         for (const conn of this.byUser.get(userId) ?? []) conn.coalescer.offer(event.seq);
       }
+    } else if (event.kind === 'revoke') {
+      for (const conn of this.byUser.get(event.userId) ?? []) if (conn.actor.deviceId === event.deviceId) this.endRevoked(conn);
     } else {
       void this.resync();
     }
@@ -171,10 +175,17 @@ export class EventsGateway {
     }
     try {
       const revoked = await this.revokedDevices([...new Set(all.map((c) => c.actor.deviceId))]);
-      for (const conn of all) if (revoked.has(conn.actor.deviceId)) conn.ws.close(1008, 'token revoked');
+      for (const conn of all) if (revoked.has(conn.actor.deviceId)) this.endRevoked(conn);
     } catch (err) {
       if (!this.closed) this.log.warn({ err }, 'events: revocation check failed');
     }
+  }
+
+  /** Closes a revoked device's connection at once: it hears nothing more (1008 policy violation). */
+  private endRevoked(conn: Connection): void {
+    conn.coalescer.close();
+    this.forget(conn);
+    conn.ws.close(1008, 'token revoked');
   }
 
   private async revokedDevices(deviceIds: number[]): Promise<Set<number>> {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { deliver, type BusListener, type ChangeHint, type NotifyBus } from './bus.js';
+import { deliver, type BusEvent, type BusListener, type ChangeHint, type NotifyBus, type Revocation } from './bus.js';
 
 /** One backend process: hints go straight from the journal to this process's gateway. */
 export class MemoryBus implements NotifyBus {
@@ -9,8 +9,15 @@ export class MemoryBus implements NotifyBus {
   constructor(private readonly log: Logger) {}
 
   publish(hint: ChangeHint): void {
-    if (this.closed || hint.userIds.length === 0) return;
-    deliver(this.listeners, { kind: 'change', ...hint }, (err) => this.log.error({ err }, 'notify listener failed'));
+    if (hint.userIds.length > 0) this.deliver({ kind: 'change', ...hint });
+  }
+
+  revoke(revocation: Revocation): void {
+    this.deliver({ kind: 'revoke', ...revocation });
+  }
+
+  private deliver(event: BusEvent): void {
+    if (!this.closed) deliver(this.listeners, event, (err) => this.log.error({ err }, 'notify listener failed'));
   }
 
   subscribe(listener: BusListener): () => void {

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { deliver, type BusListener, type ChangeHint, type NotifyBus } from './bus.js';
+import { deliver, type BusListener, type ChangeHint, type NotifyBus, type Revocation } from './bus.js';
 
 /** NOTIFY payloads must stay under 8000 bytes; a hint for more users is split. */
 const MAX_PAYLOAD = 7_000;
@@ -21,10 +21,11 @@ export interface PgBusOptions {
   reconnectMaxMs?: number;
 }
 
-/** What goes over the channel: the publishing process's id and the hints, in publish order. */
+/** What goes over the channel: the publishing process's id, the hints in publish order, and revocations (user, device). */
 interface Wire {
   o: string;
   h: Array<{ u: number[]; s: number }>;
+  r?: Array<{ u: number; d: number }>;
 }
 
 /**
@@ -40,6 +41,7 @@ export class PgBus implements NotifyBus {
   private readonly listeners = new Set<BusListener>();
   private readonly inFlight = new Set<Promise<void>>();
   private queued: ChangeHint[] = [];
+  private queuedRevocations: Revocation[] = [];
   private flushScheduled = false;
   private client: pg.Client | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
@@ -68,6 +70,17 @@ export class PgBus implements NotifyBus {
     // One NOTIFY per event-loop turn carries every hint published in it: a burst of commits does
     // not cost a round trip each.
     this.queued.push(hint);
+    this.scheduleFlush();
+  }
+
+  revoke(revocation: Revocation): void {
+    if (this.closed) return;
+    this.deliverLocal({ kind: 'revoke', ...revocation });
+    this.queuedRevocations.push(revocation);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -98,10 +111,12 @@ export class PgBus implements NotifyBus {
 
   private flush(): void {
     this.flushScheduled = false;
-    if (this.queued.length === 0 || this.closed) return;
+    if ((this.queued.length === 0 && this.queuedRevocations.length === 0) || this.closed) return;
     const hints = this.queued;
+    const revocations = this.queuedRevocations;
     this.queued = [];
-    for (const payload of encode(this.instanceId, hints)) {
+    this.queuedRevocations = [];
+    for (const payload of encode(this.instanceId, hints, revocations)) {
       const sent = this.opts.db
         .raw('SELECT pg_notify(?, ?)', [this.channel, payload])
         .then(
@@ -123,6 +138,9 @@ export class PgBus implements NotifyBus {
       return;
     }
     if (wire.o === this.instanceId || !Array.isArray(wire.h)) return; // our own echo: delivered locally already
+    for (const r of Array.isArray(wire.r) ? wire.r : []) {
+      if (Number.isSafeInteger(r?.u) && Number.isSafeInteger(r?.d)) this.deliverLocal({ kind: 'revoke', userId: r.u, deviceId: r.d });
+    }
     for (const h of wire.h) {
       if (!Array.isArray(h?.u) || !Number.isSafeInteger(h.s)) continue;
       const userIds = h.u.filter((u) => Number.isSafeInteger(u));
@@ -190,9 +208,13 @@ export class PgBus implements NotifyBus {
   }
 }
 
-/** Payloads for these hints, each under MAX_PAYLOAD bytes; hints for many users are split. */
-export function encode(origin: string, hints: ChangeHint[]): string[] {
+/** Payloads for these hints and revocations, each under MAX_PAYLOAD bytes; hints for many users are split. */
+export function encode(origin: string, hints: ChangeHint[], revocations: Revocation[] = []): string[] {
   const payloads: string[] = [];
+  // Revocations are few (one per revoked device) and small: each payload of them stays far under the limit.
+  for (let i = 0; i < revocations.length; i += 200) {
+    payloads.push(JSON.stringify({ o: origin, h: [], r: revocations.slice(i, i + 200).map((r) => ({ u: r.userId, d: r.deviceId })) }));
+  }
   let batch: Wire['h'] = [];
   let size = 0;
   const overhead = JSON.stringify({ o: origin, h: [] }).length;

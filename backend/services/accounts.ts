@@ -7,7 +7,7 @@ import { isUniqueViolation } from '../db/errors.js';
 import { deviceInfo, num } from '../db/rows.js';
 import type { Actor } from './context.js';
 import { newNodeId, newPublicId } from './ids.js';
-import { journal, mutate } from './journal.js';
+import { journal, journalRevocation, mutate } from './journal.js';
 
 const USER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
 const DEVICE_NAME_MAX = 128;
@@ -100,7 +100,8 @@ const AUTH_CACHE_MAX = 10_000;
 const authCache = new Map<string, { db: Knex; actor: Readonly<Actor>; expires: number }>();
 let revocations = 0;
 
-function forgetDevice(deviceId: number): void {
+/** Drops a revoked device from this process's authentication cache (also when another backend revoked it). */
+export function forgetDevice(deviceId: number): void {
   revocations++;
   for (const [key, entry] of authCache) if (entry.actor.deviceId === deviceId) authCache.delete(key);
 }
@@ -156,6 +157,7 @@ export async function revokeDevice(db: Knex, actor: Actor, publicId: string): Pr
     deviceId = num(row.id);
     if (row.revoked_at === null) {
       await trx('devices').where({ id: deviceId }).update({ revoked_at: Date.now() });
+      journalRevocation(trx, { userId: actor.userId, deviceId });
       await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'device.revoke', detail: { device_id: deviceId } });
     }
     return deviceInfo(await trx('devices').where({ id: deviceId }).first());

@@ -2,17 +2,24 @@ import type { Knex } from 'knex';
 import { dbClient } from '../db/connect.js';
 import { num, type NodeRow } from '../db/rows.js';
 import { changeAudience, type ChangedRow } from '../notify/audience.js';
-import type { ChangeHint } from '../notify/bus.js';
+import type { ChangeHint, Revocation } from '../notify/bus.js';
 
 /** Any constant: the PostgreSQL advisory lock that orders mutations (see `mutate`). */
 const MUTATION_LOCK = 7420_0001;
 
-export type CommitListener = (hints: ChangeHint[]) => void;
+/** What a committed mutation tells the notify bus: who can see its changes, and which devices it revoked. */
+export interface Committed {
+  hints: ChangeHint[];
+  revocations: Revocation[];
+}
+
+export type CommitListener = (committed: Committed) => void;
 
 /** Per database: who hears about committed changes (the server's notify bus). */
 const commitListeners = new WeakMap<Knex, Set<CommitListener>>();
-/** Per open mutation: the `changes` rows it wrote so far. */
+/** Per open mutation: the `changes` rows it wrote so far, and the devices it revoked. */
 const writtenChanges = new WeakMap<Knex.Transaction, ChangedRow[]>();
+const revokedDevices = new WeakMap<Knex.Transaction, Revocation[]>();
 
 /**
  * After every mutation on `db` that wrote `changes` rows commits, `listener` gets who can see
@@ -36,18 +43,20 @@ export function onCommitted(db: Knex, listener: CommitListener): () => void {
 export async function mutate<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
   const listeners = commitListeners.get(db);
   let hints: ChangeHint[] = [];
+  const revocations: Revocation[] = [];
   const result = await db.transaction(async (trx) => {
     if (dbClient(db) === 'pg') await trx.raw('SELECT pg_advisory_xact_lock(?)', [MUTATION_LOCK]);
     const written: ChangedRow[] = [];
     writtenChanges.set(trx, written);
+    revokedDevices.set(trx, revocations);
     const value = await fn(trx);
     if (written.length > 0 && listeners && listeners.size > 0) hints = await changeAudience(trx, written);
     return value;
   });
-  if (hints.length > 0 && listeners) {
+  if ((hints.length > 0 || revocations.length > 0) && listeners) {
     for (const listener of listeners) {
       try {
-        listener(hints);
+        listener({ hints, revocations });
       } catch {
         // A listener's failure is its own (the bus logs); the mutation has committed and succeeded.
       }
@@ -65,6 +74,11 @@ export interface JournalEntry {
   /** An audited node that is not part of the change feed. */
   nodeId?: string;
   detail?: Record<string, unknown>;
+}
+
+/** Inside a mutation: once it commits, every backend ends the open connections of this device. */
+export function journalRevocation(trx: Knex.Transaction, revocation: Revocation): void {
+  revokedDevices.get(trx)?.push(revocation);
 }
 
 /** Writes the `changes` row (when a node changed) and the `audit` row of a mutation, inside its transaction. */

@@ -10,7 +10,7 @@ import { authenticate } from '../../backend/services/accounts.js';
 import { createNode } from '../../backend/services/nodes.js';
 import { defaultSettings } from '../../backend/settings.js';
 import { StratusClient } from '../../protocol/client.js';
-import { connectEvents, createPgDatabase, type EventStream } from '../helpers/backend.js';
+import { connectEvents, createPgDatabase, within, type EventStream } from '../helpers/backend.js';
 import { bin, run, tempDir } from '../helpers/drive.js';
 
 /**
@@ -221,6 +221,17 @@ if (!adminUrl) {
       const myLast = (await aliceVia2.changesHead()).cursor;
       await mine.waitFor(myLast);
       t.same(mine.seqs, [myHead, myLast], 'only my head and my change');
+    });
+
+    t.test('a device revoked through server 2 loses its connection on server 1 at once', async (t) => {
+      const token = await cliToken(database.url, ['token', 'alice', '--device', 'tablet']);
+      const events = await open(t, s1.url, token);
+      await events.waitFor(0);
+      const tablet = (await s1.client(token).whoami()).device;
+      await aliceVia2.revokeDevice(tablet.id);
+      // The servers' keepalive is 30 s: only the revocation carried over LISTEN/NOTIFY closes it this soon.
+      t.equal(await within(events.closed, 5_000, 'the connection on the other server closed'), 1008, 'closed with 1008');
+      await t.rejects(s1.client(token).root(), { status: 401 }, 'and server 1 no longer authenticates the token (its 2 s auth cache was evicted)');
     });
 
     t.test('a burst through server 2 reaches a connection on server 1 as a handful of messages', async (t) => {

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import { Coalescer } from '../../backend/notify/coalescer.js';
 import { StratusClient } from '../../protocol/client.js';
-import { connectEvents, startTestBackend, stopOwnCluster, testEngines, type EventStream, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { connectEvents, startTestBackend, stopOwnCluster, testEngines, within, type EventStream, type TestBackend, type TestUser } from '../helpers/backend.js';
 
 /**
  * Server push (DESIGN §5 `GET /v1/events`): `{"seq": N}` hints over a WebSocket — the head first,
@@ -132,7 +132,7 @@ for (const engine of testEngines()) {
       return stream;
     };
     /** A second device of the user, with its own client. */
-    const secondDevice = async (t: Test, user: TestUser, name = 'laptop'): Promise<{ id: number; token: string; client: StratusClient }> => {
+    const secondDevice = async (t: Test, user: TestUser, name = 'laptop'): Promise<{ id: string; token: string; client: StratusClient }> => {
       const created = await user.client.createDevice(name);
       const client = new StratusClient({ server: backend.url, token: created.token });
       t.teardown(() => client.close());
@@ -236,6 +236,27 @@ for (const engine of testEngines()) {
       await events.waitFor(0);
       await user.client.revokeDevice(laptop.id);
       t.equal(await events.closed, 1008, 'closed with 1008 (policy violation) at the next keepalive');
+    });
+
+    t.test('revocation closes the device\'s open connection at once, not at the next keepalive, and it hears nothing after', async (t) => {
+      // Keepalive far beyond the wait below: only the revocation itself can close the connection in time.
+      const slow = await startTestBackend(engine, { events: { ping_interval_ms: 600_000 } });
+      t.teardown(() => slow.close());
+      const user = await slow.addUser('revoker');
+      const created = await user.client.createDevice('laptop');
+      const laptop = await connectEvents(slow.url, created.token);
+      t.teardown(() => laptop.close());
+      const other = await connectEvents(slow.url, user.token);
+      t.teardown(() => other.close());
+      await laptop.waitFor(0);
+      const head = await other.waitFor(0);
+      await user.client.revokeDevice(created.device.id);
+      t.equal(await within(laptop.closed, 5_000, 'the revoked connection closed'), 1008, 'closed with 1008 (policy violation)');
+      const seen = laptop.seqs.length;
+      await user.client.create({ parent_id: (await user.client.root()).id, name: 'after', kind: 'file' });
+      await other.waitFor(head + 1);
+      t.equal(laptop.seqs.length, seen, 'no hint reached it after the revocation');
+      t.equal(other.ws.readyState, other.ws.OPEN, "the user's other device stays connected");
     });
 
     t.test('keepalive: a connection that does not answer pings is terminated', async (t) => {

@@ -135,6 +135,15 @@ export async function startTestBackend(engine: EngineName, overrides: Parameters
   };
 }
 
+/** `promise`'s value, or a rejection naming `what` if it has not settled within `ms` (waits for an event, never sleeps). */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 /** Random bytes and their block id. */
 export function randomBlock(size: number): { bytes: Buffer; hash: string } {
   const bytes = crypto.randomBytes(size);
