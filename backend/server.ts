@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { pino, type Logger } from 'pino';
@@ -73,11 +73,26 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     });
     const backend = { db, store, settings };
     const app = createApp(backend, log);
-    const server = http.createServer(app.callback());
+    const limits = settings.http;
+    const server = http.createServer(
+      {
+        headersTimeout: limits.headers_timeout_ms,
+        requestTimeout: limits.request_timeout_ms,
+        keepAliveTimeout: limits.keep_alive_timeout_ms,
+        // How often Node looks for requests past those timeouts: a fraction of the shortest.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headers_timeout_ms, limits.request_timeout_ms) / 4))),
+      },
+      app.callback(),
+    );
+    server.maxConnections = limits.max_connections;
+    // A connection on which nothing moves (a body that stopped coming, a client that stopped
+    // reading) is closed; a WebSocket is exempt once upgraded (its keepalive pings watch it).
+    server.setTimeout(limits.idle_timeout_ms, (socket) => socket.destroy());
     const openGateway = (gateway = new EventsGateway(backend, bus, log));
-    server.on('upgrade', (req, socket, head) => openGateway.handleUpgrade(req, socket, head));
-    server.keepAliveTimeout = 65_000;
-    server.requestTimeout = 0; // uploads of large blocks on slow links must not be cut off
+    server.on('upgrade', (req, socket, head) => {
+      (socket as Socket).setTimeout(0);
+      openGateway.handleUpgrade(req, socket, head);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());

@@ -15,11 +15,41 @@ export interface EventSettings {
   max_buffered_bytes: number;
 }
 
+/**
+ * How long a connection may take (backend/server.ts). A slow client is cut off, so many of them
+ * (slowloris) cannot hold the server: headers must arrive quickly, a whole request (a 4 MiB block
+ * upload: the largest) within request_timeout_ms — 300 s fits 4 MiB at ~110 kbit/s — and a
+ * connection on which nothing moves for idle_timeout_ms is closed. Server-side only.
+ */
+export interface HttpSettings {
+  headers_timeout_ms: number;
+  request_timeout_ms: number;
+  idle_timeout_ms: number;
+  /** Between requests on a kept-alive connection. */
+  keep_alive_timeout_ms: number;
+  /** Open connections (WebSockets included); more are refused at once. */
+  max_connections: number;
+}
+
+/**
+ * Per-user limits (backend/middleware/rate-limit.ts): token buckets refilled continuously, each
+ * holding `burst` seconds' worth. Past them a request is answered 429 with Retry-After. The
+ * defaults are far above what a drive does (a bench creates ~400 nodes/s and reads ~500 MB/s).
+ */
+export interface RateSettings {
+  requests_per_s: number;
+  upload_bytes_per_s: number;
+  download_bytes_per_s: number;
+  burst_s: number;
+}
+
 /** Server-wide settings; clients read `chunking` and `limits` from GET /v1/config. */
 export interface ServerSettings {
   chunking: ChunkingParams;
   limits: ServerLimits;
   events: EventSettings;
+  http: HttpSettings;
+  rate: RateSettings;
 }
 
 export const defaultSettings: ServerSettings = {
@@ -38,12 +68,29 @@ export const defaultSettings: ServerSettings = {
     coalesce_max_ms: 1_000,
     max_buffered_bytes: 64 * KiB,
   },
+  http: {
+    headers_timeout_ms: 20_000,
+    request_timeout_ms: 300_000,
+    idle_timeout_ms: 60_000,
+    keep_alive_timeout_ms: 65_000,
+    max_connections: 10_000,
+  },
+  rate: {
+    requests_per_s: 2_000,
+    upload_bytes_per_s: 1024 * MiB,
+    download_bytes_per_s: 2048 * MiB,
+    burst_s: 10,
+  },
 };
 
-export function withSettings(overrides: { chunking?: Partial<ChunkingParams>; limits?: Partial<ServerLimits>; events?: Partial<EventSettings> } = {}): ServerSettings {
+export type SettingsOverrides = { [K in keyof ServerSettings]?: Partial<ServerSettings[K]> };
+
+export function withSettings(overrides: SettingsOverrides = {}): ServerSettings {
   return {
     chunking: { ...defaultSettings.chunking, ...overrides.chunking },
     limits: { ...defaultSettings.limits, ...overrides.limits },
     events: { ...defaultSettings.events, ...overrides.events },
+    http: { ...defaultSettings.http, ...overrides.http },
+    rate: { ...defaultSettings.rate, ...overrides.rate },
   };
 }

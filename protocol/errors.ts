@@ -28,6 +28,7 @@ export const ErrorCodes = {
   too_many_requests: 429,
   internal: 500,
   unavailable: 503,
+  insufficient_storage: 507,
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

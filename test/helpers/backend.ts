@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { WebSocket } from 'ws';
 import { startServer, type RunningServer } from '../../backend/server.js';
 import { createUser } from '../../backend/services/accounts.js';
-import { withSettings, type ServerSettings } from '../../backend/settings.js';
+import { withSettings, type ServerSettings, type SettingsOverrides } from '../../backend/settings.js';
 import { StratusClient } from '../../protocol/client.js';
 import type { BlockRef } from '../../protocol/types.js';
 import { startThrowawayPostgres } from '../../scripts/test-postgres.js';
@@ -79,7 +79,8 @@ export interface TestBackend extends RunningServer {
   fetch(pathname: string, init?: RequestInit & { token?: string }): Promise<Response>;
 }
 
-export async function startTestBackend(engine: EngineName, overrides: Parameters<typeof withSettings>[0] = {}): Promise<TestBackend> {
+/** `blocksDir`: the block store's folder (default: `blocks/` in the data folder). */
+export async function startTestBackend(engine: EngineName, overrides: SettingsOverrides = {}, opts: { blocksDir?: string } = {}): Promise<TestBackend> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-test-'));
   let dbUrl: string | undefined;
   let dropDb: (() => Promise<void>) | undefined;
@@ -89,7 +90,8 @@ export async function startTestBackend(engine: EngineName, overrides: Parameters
     dropDb = created.drop;
   }
   const settings: ServerSettings = withSettings(overrides);
-  const server = await startServer({ dataDir, listen: '127.0.0.1:0', dbUrl, settings, log: pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'silent' }) });
+  const blocksDir = opts.blocksDir ?? path.join(dataDir, 'blocks');
+  const server = await startServer({ dataDir, listen: '127.0.0.1:0', dbUrl, blocksUrl: blocksDir, settings, log: pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'silent' }) });
   const clients: StratusClient[] = [];
   return {
     ...server,
@@ -116,7 +118,7 @@ export async function startTestBackend(engine: EngineName, overrides: Parameters
       const blocks: string[] = [];
       for await (const hash of server.store.list()) blocks.push(hash);
       out.store = blocks.sort();
-      out.storeTmp = await fs.readdir(path.join(dataDir, 'blocks', 'tmp'));
+      out.storeTmp = await fs.readdir(path.join(blocksDir, 'tmp'));
       return JSON.stringify(out);
     },
     fetch(pathname, init = {}) {
