@@ -47,20 +47,55 @@ export interface VfsOptions {
   store?: StateStore;
 }
 
-/** A file being written: its bytes live in a staging file until the last writer closes it. */
+/** A staging file: bytes written on this mount that the server does not have yet. */
+interface StagingFile {
+  path: string;
+  fh: FileHandle;
+  /** Byte ranges written to it (its data; the rest are holes). */
+  extents: Extents;
+  /** Bytes of the cache bound held for it (they pass to the queue entry with the file). */
+  reserved: number;
+  /**
+   * Handed to the commit queue as a snapshot (a close(2) queued it): never written again. Its
+   * session reads it through `fh` until its next change, which goes to a copy.
+   */
+  queued: boolean;
+  /** Calls using `fh` right now (reads, writes, copies, fsync): it is closed only after them. */
+  busy: number;
+  /** Used by no session or handle any more: `fh` is closed once `busy` is 0. */
+  retired: boolean;
+  closed: boolean;
+}
+
+/**
+ * A file open for writing: one session per node from its first open for writing to the release
+ * of the last, shared by all its handles (read-only handles opened meanwhile read it too). A
+ * close(2) queues a snapshot of it (invariant 5) without ending it: its handles go on reading and
+ * writing the live content, and the next close queues the newer content.
+ */
 interface Dirty {
   nodeId: string;
-  staging: string;
-  /** Byte ranges written to the staging file (its data; the rest are holes). */
-  extents: Extents;
-  fh: FileHandle;
+  /** The live content: every read and write of the session's handles goes to this file. */
+  file: StagingFile;
   size: number;
   mtime: number;
   baseVersion: number;
+  /** Opens for writing (handles, and opens joining right now). */
   writers: number;
-  /** Bytes of the cache bound held for this staging file. */
-  reserved: number;
-  modified: boolean;
+  /** Handles reading or writing this session. */
+  handles: Set<Handle>;
+  /** Changes made (writes, truncates); `queuedGen` is what the last queued snapshot holds. */
+  gen: number;
+  queuedGen: number;
+  /** Writes and truncates in progress: a snapshot waits for them (`idle` wakes it). */
+  changing: number;
+  idle: (() => void)[];
+  /** A snapshot being queued: changes wait for it. */
+  snapshotting?: Promise<void>;
+  /** The first change after a snapshot copies the queued file into a new one: this copy. */
+  copying?: Promise<void>;
+  /** The last writer released it; its read-only handles may still read its file. */
+  ended: boolean;
   unlinked: boolean;
   /** Where a file made offline goes if the tree has lost it meanwhile (its folder deleted elsewhere). */
   create?: PendingCreate;
@@ -69,11 +104,13 @@ interface Dirty {
 interface Handle {
   nodeId: string;
   /** Opened for writing. */
-  writable?: boolean;
-  /** The staging file this handle writes; unset once its close (flush) queued the content. */
-  dirty?: Dirty;
-  /** A write after the content was queued (a dup'd descriptor still open) reopens a staging file. */
-  reopening?: Promise<Dirty>;
+  writable: boolean;
+  /** The write session this handle writes and reads (from open to release), or reads (opened read-only meanwhile). */
+  session?: Dirty;
+  /** A FLUSH came (one of its descriptors was closed) and it has not changed the file since. */
+  flushed: boolean;
+  /** Opened by the mount itself (truncate by path), not by a descriptor: no close(2) will come. */
+  internal?: boolean;
   reader?: ManifestReader;
   /** A read-only handle on queued (not yet committed) content: its own descriptor on the staging file. */
   file?: FileHandle;
@@ -314,7 +351,7 @@ export class Vfs {
       // The server must know both ends first: wait for the queue to create what was made offline.
       if (!this.online) throw new FsError('EIO', 'the server is unreachable');
       const open = this.dirty.get(src.id);
-      if (open) await this.queueWritten(open);
+      if (open) await this.snapshot(open);
       await Promise.all([this.o.queue.waitFor(src.id, 30_000), this.o.queue.waitFor(parent.id, 30_000)]).catch(() => {
         throw new FsError('EIO', 'the server did not take the offline changes in time');
       });
@@ -327,7 +364,7 @@ export class Vfs {
     // written to a source still open for writing (`os.replace(tmp, f)` before `tmp` is closed).
     if (src.kind === 'file') {
       const open = this.dirty.get(src.id);
-      if (open && dst) await this.queueWritten(open);
+      if (open && dst) await this.snapshot(open);
       await this.o.queue.waitFor(src.id);
     }
     if (dst && dst.kind === 'file') {
@@ -402,8 +439,10 @@ export class Vfs {
     if (touch && (touch.id !== node.id || Math.abs(touch.mtime - ms) <= 1)) return;
     const d = this.dirty.get(node.id);
     if (d) {
+      await d.snapshotting?.catch(() => undefined);
       d.mtime = ms;
-      return;
+      // Changes not queued yet carry it; else what the file holds is queued (or committed): set it there.
+      if (d.gen !== d.queuedGen) return;
     }
     if (this.o.queue.latest(node.id)) {
       // Queued content carries the new mtime; if its upload already started, set it again after.
@@ -431,65 +470,64 @@ export class Vfs {
     const node = await this.makeNode(parent, name, 'file', mode & 0o7777);
     const dirty = await this.startDirty(node, true);
     if (isLocalId(node.id)) dirty.create = { parentId: node.parentId!, name: node.name, kind: 'file', mode: node.mode };
-    return this.addHandle({ nodeId: node.id, dirty, writable: true });
+    return this.addSessionHandle(dirty, true);
   }
 
   async open(path: string, flags: number): Promise<number> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     const access = flags & O_ACCMODE;
-    if (access !== fsc.O_RDONLY) {
-      const dirty = await this.startDirty(node, (flags & fsc.O_TRUNC) !== 0);
-      return this.addHandle({ nodeId: node.id, dirty, writable: true });
-    }
+    if (access !== fsc.O_RDONLY) return this.addSessionHandle(await this.startDirty(node, (flags & fsc.O_TRUNC) !== 0), true);
+    // Being written here: the reader sees the writes as they happen, as on a local disk.
     const d = this.dirty.get(node.id);
-    const staging = d?.staging ?? this.o.queue.latest(node.id)?.staging;
+    if (d) return this.addSessionHandle(d, false);
+    const staging = this.o.queue.latest(node.id)?.staging;
     if (staging) {
       try {
-        return this.addHandle({ nodeId: node.id, file: await open(staging, 'r') });
+        return this.addHandle({ nodeId: node.id, writable: false, flushed: false, file: await open(staging, 'r') });
       } catch (err) {
         // Committed and removed in between: the manifest below is the content now.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
     const current = this.o.tree.get(node.id) ?? node;
-    return this.addHandle({ nodeId: node.id, reader: new ManifestReader(await this.manifest(current), this.o.source) });
+    return this.addHandle({ nodeId: node.id, writable: false, flushed: false, reader: new ManifestReader(await this.manifest(current), this.o.source) });
   }
 
   async read(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
     const h = this.handle(fh);
-    if (h.reader) return h.reader.read(buf, length, position);
-    const file = h.file ?? h.dirty?.fh ?? (await this.reopenForRead(h));
-    if (!file) return h.reader!.read(buf, length, position);
-    let total = 0;
-    while (total < length) {
-      const { bytesRead } = await file.read(buf, total, length - total, position + total);
-      if (bytesRead === 0) break;
-      total += bytesRead;
+    if (h.session) {
+      // The session's live file, whatever a close queued meanwhile; it stays open until this read is done.
+      const f = h.session.file;
+      return this.using(f, () => readFully(f.fh, buf, length, position));
     }
-    return total;
+    if (h.reader) return h.reader.read(buf, length, position);
+    if (h.file) return readFully(h.file, buf, length, position);
+    throw new FsError('EBADF');
   }
 
   async write(fh: number, buf: Buffer, length: number, position: number): Promise<number> {
-    const d = await this.writer(fh);
-    // Room for the bytes written, not for a hole before them (a sparse file costs what is written).
-    await this.reserveUpTo(d, Math.min(d.reserved + length, Math.max(d.size, position + length)));
-    let done = 0;
-    while (done < length) {
-      const { bytesWritten } = await d.fh.write(buf, done, length - done, position + done);
-      done += bytesWritten;
-    }
-    d.extents.add(position, position + length);
-    d.size = Math.max(d.size, position + length);
-    d.mtime = Date.now();
-    d.modified = true;
-    return length;
+    const h = this.handle(fh);
+    const d = h.session;
+    if (!d || !h.writable) throw new FsError('EBADF');
+    h.flushed = false;
+    return this.change(d, async (f) => {
+      // Room for the bytes written, not for a hole before them (a sparse file costs what is written).
+      await this.reserveUpTo(f, Math.min(f.reserved + length, Math.max(d.size, position + length)));
+      d.gen++;
+      await writeFully(f.fh, buf.subarray(0, length), position);
+      f.extents.add(position, position + length);
+      d.size = Math.max(d.size, position + length);
+      d.mtime = Date.now();
+      return length;
+    });
   }
 
   async truncate(path: string, size: number): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     const fh = await this.open(path, size === 0 ? fsc.O_WRONLY | fsc.O_TRUNC : fsc.O_WRONLY);
+    this.handle(fh).internal = true;
     try {
       await this.ftruncate(fh, size);
     } finally {
@@ -498,24 +536,34 @@ export class Vfs {
   }
 
   async ftruncate(fh: number, size: number): Promise<void> {
-    const d = await this.writer(fh);
+    const h = this.handle(fh);
+    const d = h.session;
+    if (!d || !h.writable) throw new FsError('EBADF');
+    h.flushed = false;
+    await this.change(d, (f) => this.cut(d, f, size));
+  }
+
+  /** Cuts (or grows with a hole) the session's file to `size`. */
+  private async cut(d: Dirty, f: StagingFile, size: number): Promise<void> {
+    d.gen++;
     // Growing leaves a hole, which takes no disk: nothing to reserve. Shrinking gives back what is cut off.
-    await d.fh.truncate(size);
-    d.extents.truncate(size);
-    if (size < d.reserved) {
-      this.o.cache.release(d.reserved - size);
-      d.reserved = size;
+    await f.fh.truncate(size);
+    f.extents.truncate(size);
+    if (size < f.reserved) {
+      this.o.cache.release(f.reserved - size);
+      f.reserved = size;
     }
     d.size = size;
     d.mtime = Date.now();
-    d.modified = true;
   }
 
   /** `fsync`: the staging file and the queue reach the disk (survive a power cut, not only a crash). */
   async fsync(fh: number): Promise<void> {
     const h = this.handle(fh);
-    if (h.dirty) await h.dirty.fh.sync();
-    else {
+    if (h.session) {
+      const f = h.session.file;
+      await this.using(f, () => f.fh.sync());
+    } else {
       const queued = this.o.queue.latest(h.nodeId)?.staging;
       if (queued) {
         const f = await open(queued, 'r').catch(() => undefined);
@@ -527,16 +575,21 @@ export class Vfs {
   }
 
   /**
-   * `close(2)` of a descriptor. The kernel answers close after FLUSH, not after RELEASE, so the
-   * last writer's content is queued here (invariant 5: on disk before close returns).
+   * `close(2)` of a descriptor (also of a duplicate: the descriptor may stay open). The kernel
+   * answers close after FLUSH, not after RELEASE, so what was written is queued here (invariant 5:
+   * on disk before close returns) once every handle open for writing has been closed since its
+   * last change — also when the kernel sends the RELEASE of an earlier one after this FLUSH. The
+   * session goes on: its handles read and write the live content, the next close queues that.
    */
   async flush(fh: number): Promise<void> {
     const h = this.handles.get(fh);
-    if (h?.dirty && h.dirty.writers === 1) {
-      // Committed once the file is released: a dup'd descriptor may still write (`cmd > file`).
-      this.o.queue.hold(h.nodeId);
-      await this.finishWriter(h);
-    }
+    const d = h?.session;
+    if (!h || !d || !h.writable) return;
+    h.flushed = true;
+    for (const other of d.handles) if (other.writable && !other.flushed && !other.internal) return;
+    // Committed once the file is released: a dup'd descriptor may still write (`cmd > file`).
+    this.o.queue.hold(d.nodeId);
+    await this.snapshot(d);
   }
 
   async release(fh: number): Promise<void> {
@@ -544,75 +597,165 @@ export class Vfs {
     if (!h) return;
     this.handles.delete(fh);
     if (h.file) await h.file.close().catch(() => undefined);
-    await this.finishWriter(h);
-    if (h.writable && ![...this.handles.values()].some((x) => x.writable && x.nodeId === h.nodeId)) this.o.queue.unhold(h.nodeId);
-  }
-
-  /** Queues what is written so far to a file still open; its descriptors write a new staging file from their next write on. */
-  private async queueWritten(d: Dirty): Promise<void> {
-    for (const h of this.handles.values()) if (h.dirty === d) h.dirty = undefined;
-    d.writers = 1;
-    await this.finishWriter({ nodeId: d.nodeId, dirty: d });
-  }
-
-  /** The handle stops writing; the last writer of a file queues its content for commit. */
-  private async finishWriter(h: Handle): Promise<void> {
-    const d = h.dirty;
-    h.dirty = undefined;
-    if (!d || --d.writers > 0) return;
-    if (this.dirty.get(d.nodeId) === d) this.dirty.delete(d.nodeId);
-    await d.fh.close();
-    const node = this.o.tree.get(d.nodeId);
-    // A file deleted elsewhere while written here is still queued: its commit keeps it (the edit survives).
-    if (!d.modified || d.unlinked) {
-      this.o.cache.release(d.reserved);
-      await rm(d.staging, { force: true });
-      return;
+    const d = h.session;
+    try {
+      if (d) {
+        d.handles.delete(h);
+        if (h.writable) await this.leave(d);
+      }
+    } finally {
+      if (d) this.retireEnded(d);
+      if (h.writable && ![...this.handles.values()].some((x) => x.writable && x.nodeId === h.nodeId)) this.o.queue.unhold(h.nodeId);
     }
+  }
+
+  /** A writer leaves the session; the last one queues what is not queued yet and ends it. */
+  private async leave(d: Dirty): Promise<void> {
+    if (--d.writers > 0) return;
+    try {
+      await this.snapshot(d);
+    } finally {
+      // Unless a new open joined while it was being queued: then the session goes on.
+      if (d.writers === 0 && !d.ended) {
+        d.ended = true;
+        if (this.dirty.get(d.nodeId) === d) this.dirty.delete(d.nodeId);
+        const f = d.file;
+        // Nothing of it queued (unchanged, unlinked, or the queue refused it): it goes.
+        if (!f.queued) {
+          this.o.cache.release(f.reserved);
+          f.reserved = 0;
+          await rm(f.path, { force: true });
+        }
+      }
+    }
+  }
+
+  /** An ended session read by no handle any more lets its file go. */
+  private retireEnded(d: Dirty): void {
+    if (d.ended && d.handles.size === 0) this.retire(d.file);
+  }
+
+  /**
+   * Queues the session's content as it is now (a durable commit, invariant 5) without ending it.
+   * Waits for writes and truncates in progress, and holds new ones until it is queued; those then
+   * go to a copy (`change`), so the queued bytes never change. Nothing to do when nothing changed
+   * since the last snapshot. Snapshots of one session run one after another.
+   */
+  private snapshot(d: Dirty): Promise<void> {
+    const p = (d.snapshotting ?? Promise.resolve()).catch(() => undefined).then(() => this.queueSnapshot(d));
+    d.snapshotting = p;
+    const done = () => {
+      if (d.snapshotting === p) d.snapshotting = undefined;
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  private async queueSnapshot(d: Dirty): Promise<void> {
+    while (d.changing > 0) await new Promise<void>((wake) => d.idle.push(wake));
+    if (d.gen === d.queuedGen || d.unlinked) return;
+    const f = d.file;
+    const gen = d.gen;
+    const node = this.o.tree.get(d.nodeId);
     // Kept for a copy of this queued content (the next writer's); entries that left the queue are dropped.
     const queued = new Set(this.o.queue.list().map((e) => e.staging));
     for (const path of this.stagedExtents.keys()) if (!queued.has(path)) this.stagedExtents.delete(path);
-    this.stagedExtents.set(d.staging, d.extents);
-    // Invariant 5: queued on disk before close returns. The reservation passes to the queue entry.
+    this.stagedExtents.set(f.path, f.extents);
     const create: PendingCreate | undefined = !isLocalId(d.nodeId)
       ? undefined
       : node
         ? { parentId: node.parentId!, name: node.name, kind: 'file', mode: node.mode }
         : d.create;
-    await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: d.staging, size: d.size, mtime: d.mtime, reserved: d.reserved, ...(create && { create }) });
+    // From here on the file is the queue's: the next change copies it.
+    f.queued = true;
+    try {
+      // Invariant 5: queued on disk before close returns. The reservation passes to the queue entry.
+      await this.o.queue.enqueue({ nodeId: d.nodeId, baseVersion: d.baseVersion, staging: f.path, size: d.size, mtime: d.mtime, reserved: f.reserved, ...(create && { create }) });
+    } catch (err) {
+      f.queued = false;
+      throw err;
+    }
+    f.reserved = 0;
+    d.queuedGen = gen;
     this.o.tree.patch(d.nodeId, { size: d.size, mtime: d.mtime });
   }
 
-  /** A writable handle whose content was queued at close of a dup'd descriptor reads what is current. */
-  private async reopenForRead(h: Handle): Promise<FileHandle | undefined> {
-    const d = this.dirty.get(h.nodeId);
-    if (d) return d.fh;
-    const queued = this.o.queue.latest(h.nodeId)?.staging;
-    if (queued) {
-      try {
-        return (h.file = await open(queued, 'r'));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+  /**
+   * Runs a write or truncate of the session: after a snapshot being queued, on a file of the
+   * session's own (the first change after a snapshot copies the queued file into a new one).
+   */
+  private async change<T>(d: Dirty, fn: (f: StagingFile) => Promise<T>): Promise<T> {
+    for (;;) {
+      if (d.snapshotting) await d.snapshotting.catch(() => undefined);
+      else if (d.file.queued) {
+        d.copying ??= this.unqueue(d).finally(() => (d.copying = undefined));
+        await d.copying;
+      } else break;
     }
-    const node = this.o.tree.get(h.nodeId);
-    if (!node) throw new FsError('ENOENT');
-    h.reader = new ManifestReader(await this.manifest(node), this.o.source);
-    return undefined;
+    const f = d.file;
+    d.changing++;
+    try {
+      return await this.using(f, () => fn(f));
+    } finally {
+      if (--d.changing === 0) for (const wake of d.idle.splice(0)) wake();
+    }
   }
 
-  private async writer(fh: number): Promise<Dirty> {
-    const h = this.handle(fh);
-    if (h.dirty) return h.dirty;
-    if (!h.writable) throw new FsError('EBADF');
-    h.reopening ??= (async () => {
-      const node = this.o.tree.get(h.nodeId);
-      if (!node) throw new FsError('ENOENT');
-      return this.startDirty(node, false);
-    })().finally(() => (h.reopening = undefined));
-    const d = await h.reopening;
-    h.dirty ??= d;
-    return d;
+  /** The session goes on in a copy of its queued file (which stays as the queue has it). */
+  private async unqueue(d: Dirty): Promise<void> {
+    const from = d.file;
+    const to = await this.newStagingFile();
+    try {
+      await this.using(from, () => this.copyInto(to, from.fh, from.extents.list, d.size));
+    } catch (err) {
+      await this.dropFile(to);
+      throw err;
+    }
+    d.file = to;
+    this.retire(from);
+  }
+
+  /** Runs `fn` on a staging file's descriptor, which stays open meanwhile. */
+  private async using<T>(f: StagingFile, fn: () => Promise<T>): Promise<T> {
+    f.busy++;
+    try {
+      return await fn();
+    } finally {
+      f.busy--;
+      this.settle(f);
+    }
+  }
+
+  /** The file is no longer read or written through the session: its descriptor closes once unused. */
+  private retire(f: StagingFile): void {
+    f.retired = true;
+    this.settle(f);
+  }
+
+  private settle(f: StagingFile): void {
+    if (!f.retired || f.busy > 0 || f.closed) return;
+    f.closed = true;
+    f.fh.close().catch(() => undefined);
+  }
+
+  private async newStagingFile(): Promise<StagingFile> {
+    const path = join(this.o.stagingDir, randomUUID());
+    return { path, fh: await open(path, 'w+'), extents: new Extents(), reserved: 0, queued: false, busy: 0, retired: false, closed: false };
+  }
+
+  /** A staging file that will never hold anything: closed, removed, its room given back. */
+  private async dropFile(f: StagingFile): Promise<void> {
+    f.closed = true;
+    await f.fh.close().catch(() => undefined);
+    await rm(f.path, { force: true });
+    this.o.cache.release(f.reserved);
+    f.reserved = 0;
+  }
+
+  private addSessionHandle(d: Dirty, writable: boolean): number {
+    const h: Handle = { nodeId: d.nodeId, writable, flushed: false, session: d };
+    d.handles.add(h);
+    return this.addHandle(h);
   }
 
   /** Sizes and times as the mount shows them: open writers first, then queued content, then the server's. */
@@ -654,22 +797,21 @@ export class Vfs {
 
   private async joinDirty(node: LocalNode, truncate: boolean): Promise<Dirty> {
     const existing = this.dirty.get(node.id);
-    if (existing) {
-      existing.writers++;
-      if (truncate) {
-        await existing.fh.truncate(0);
-        existing.extents.truncate(0);
-        existing.size = 0;
-        existing.modified = true;
-        existing.mtime = Date.now();
+    if (!existing) return this.newDirty(node, truncate);
+    existing.writers++;
+    if (truncate) {
+      try {
+        await this.change(existing, (f) => this.cut(existing, f, 0));
+      } catch (err) {
+        await this.leave(existing);
+        this.retireEnded(existing);
+        throw err;
       }
-      return existing;
     }
-    return this.newDirty(node, truncate);
+    return existing;
   }
 
   private async newDirty(node: LocalNode, truncate: boolean): Promise<Dirty> {
-    const staging = join(this.o.stagingDir, randomUUID());
     const queued = this.o.queue.latest(node.id);
     let size = 0;
     let baseVersion = node.headVersion;
@@ -678,21 +820,42 @@ export class Vfs {
     // The queued file stays on disk until copied, even if its commit lands meanwhile (else: ENOENT, i.e. EIO).
     const copyFrom = !truncate && queued ? queued.staging : undefined;
     if (copyFrom) this.o.queue.useStaging(copyFrom);
-    let fh: FileHandle;
+    let file: StagingFile;
     try {
-      fh = await open(staging, 'w+');
+      file = await this.newStagingFile();
     } catch (err) {
       if (copyFrom) await this.o.queue.releaseStaging(copyFrom);
       throw err;
     }
-    const d: Dirty = { nodeId: node.id, staging, extents: new Extents(), fh, size, mtime: queued?.mtime ?? node.mtime, baseVersion, writers: 1, reserved: 0, modified: truncate, unlinked: false };
+    const d: Dirty = {
+      nodeId: node.id,
+      file,
+      size,
+      mtime: queued?.mtime ?? node.mtime,
+      baseVersion,
+      writers: 1,
+      handles: new Set(),
+      // A truncating open is a change (an empty file commits); an open that only copies is not.
+      gen: truncate ? 1 : 0,
+      queuedGen: 0,
+      changing: 0,
+      idle: [],
+      ended: false,
+      unlinked: false,
+    };
     try {
-      if (copyFrom) await this.copyStaging(d, copyFrom, queued!.size);
-      else if (!truncate && node.headVersion > 0 && node.size > 0) await this.materialize(d, await this.manifest(node));
+      if (copyFrom) {
+        const src = await open(copyFrom, 'r');
+        try {
+          // Where this mount wrote the queued file, only its data ranges are read (holes are not even read).
+          await this.copyInto(file, src, this.stagedExtents.get(copyFrom)?.list, queued!.size);
+        } finally {
+          await src.close();
+        }
+        d.size = queued!.size;
+      } else if (!truncate && node.headVersion > 0 && node.size > 0) await this.materialize(d, await this.manifest(node));
     } catch (err) {
-      await fh.close();
-      await rm(staging, { force: true });
-      this.o.cache.release(d.reserved);
+      await this.dropFile(file);
       throw err;
     } finally {
       if (copyFrom) await this.o.queue.releaseStaging(copyFrom);
@@ -704,8 +867,9 @@ export class Vfs {
 
   /** Copies a version into a staging file (a writer that does not truncate edits the whole file). */
   private async materialize(d: Dirty, m: PinnedManifest): Promise<void> {
+    const f = d.file;
     // The staging file starts sparse: blocks of zeros (holes of sparse files) need no write.
-    await d.fh.truncate(m.size);
+    await f.fh.truncate(m.size);
     const zeroBlocks = new Set<string>();
     let next = 0;
     let failed = false;
@@ -720,9 +884,9 @@ export class Vfs {
           continue;
         }
         // Only written bytes hold room in the cache bound (a 5 GiB sparse file is not 5 GiB here).
-        await this.reserveMore(d, bytes.length);
-        await writeFully(d.fh, bytes, m.offsets[i]!);
-        d.extents.add(m.offsets[i]!, m.offsets[i]! + bytes.length);
+        await this.reserveMore(f, bytes.length);
+        await writeFully(f.fh, bytes, m.offsets[i]!);
+        f.extents.add(m.offsets[i]!, m.offsets[i]! + bytes.length);
       }
     };
     // Every worker has stopped before a failure propagates (the caller then closes the file and gives back the room).
@@ -739,47 +903,41 @@ export class Vfs {
   }
 
   /**
-   * Copies queued (not yet committed) content into a new staging file. Not copyFile: on most file
-   * systems that writes every hole of a sparse file out as zeros (a 5 GiB `truncate -s` takes
-   * 5 GiB and half a minute). Chunks that read as zeros are left as holes and reserve nothing.
+   * Copies staged (not yet committed) content into a new staging file: the first `size` bytes of
+   * `src`, only its data `ranges` when known. Not copyFile: on most file systems that writes every
+   * hole of a sparse file out as zeros (a 5 GiB `truncate -s` takes 5 GiB and half a minute).
+   * Chunks that read as zeros are left as holes and reserve nothing.
    */
-  private async copyStaging(d: Dirty, from: string, size: number): Promise<void> {
-    await d.fh.truncate(size);
-    const src = await open(from, 'r');
-    try {
-      const buf = Buffer.allocUnsafe(COPY_CHUNK);
-      // Where this mount wrote the queued file, only its data ranges are read (holes are not even read).
-      for (const [start, end] of this.stagedExtents.get(from)?.list ?? [[0, size] as const]) {
-        for (let pos = start; pos < Math.min(end, size); ) {
-          const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, Math.min(end, size) - pos), pos);
-          if (bytesRead === 0) break;
-          const chunk = buf.subarray(0, bytesRead);
-          if (!chunk.equals(ZEROS.subarray(0, bytesRead))) {
-            await this.reserveMore(d, bytesRead);
-            await writeFully(d.fh, chunk, pos);
-            d.extents.add(pos, pos + bytesRead);
-          }
-          pos += bytesRead;
+  private async copyInto(to: StagingFile, src: FileHandle, ranges: readonly (readonly [number, number])[] | undefined, size: number): Promise<void> {
+    await to.fh.truncate(size);
+    const buf = Buffer.allocUnsafe(COPY_CHUNK);
+    for (const [start, end] of ranges ?? [[0, size] as const]) {
+      for (let pos = start; pos < Math.min(end, size); ) {
+        const { bytesRead } = await src.read(buf, 0, Math.min(buf.length, Math.min(end, size) - pos), pos);
+        if (bytesRead === 0) break;
+        const chunk = buf.subarray(0, bytesRead);
+        if (!chunk.equals(ZEROS.subarray(0, bytesRead))) {
+          await this.reserveMore(to, bytesRead);
+          await writeFully(to.fh, chunk, pos);
+          to.extents.add(pos, pos + bytesRead);
         }
+        pos += bytesRead;
       }
-    } finally {
-      await src.close();
     }
-    d.size = size;
   }
 
-  private async reserveUpTo(d: Dirty, size: number): Promise<void> {
-    if (size > d.reserved) await this.reserveMore(d, size - d.reserved);
+  private async reserveUpTo(f: StagingFile, size: number): Promise<void> {
+    if (size > f.reserved) await this.reserveMore(f, size - f.reserved);
   }
 
   /** Adds `bytes` to the room a staging file holds in the cache bound (additive: safe for concurrent calls). */
-  private async reserveMore(d: Dirty, bytes: number): Promise<void> {
+  private async reserveMore(f: StagingFile, bytes: number): Promise<void> {
     try {
       await this.o.cache.reserve(bytes);
     } catch {
       throw new FsError('ENOSPC', 'the cache cannot hold more unsaved data');
     }
-    d.reserved += bytes;
+    f.reserved += bytes;
   }
 
   private async manifest(node: LocalNode): Promise<PinnedManifest> {
@@ -815,7 +973,7 @@ export class Vfs {
   /** `rename(localFile, serverFile)`: the destination keeps its id and history and takes the source's bytes. */
   private async replaceWithLocal(src: LocalNode, dst: LocalNode): Promise<void> {
     const open = this.dirty.get(src.id);
-    if (open) await this.queueWritten(open);
+    if (open) await this.snapshot(open);
     // What was queued for the destination is replaced; an upload of it on the wire lands first.
     await this.o.queue.dropNode(dst.id);
     await this.o.queue.waitFor(dst.id);
@@ -824,8 +982,17 @@ export class Vfs {
       replaced.unlinked = true;
       this.dirty.delete(dst.id);
     }
-    await this.o.queue.retarget(src.id, dst.id, this.o.tree.get(dst.id)?.headVersion ?? dst.headVersion);
+    const base = this.o.tree.get(dst.id)?.headVersion ?? dst.headVersion;
+    await this.o.queue.retarget(src.id, dst.id, base);
     for (const h of this.handles.values()) if (h.nodeId === src.id) h.nodeId = dst.id;
+    // Descriptors still open on the source go on writing the destination (its next save).
+    if (open && this.dirty.get(src.id) === open) {
+      this.dirty.delete(src.id);
+      open.nodeId = dst.id;
+      open.baseVersion = base;
+      delete open.create;
+      this.dirty.set(dst.id, open);
+    }
     const latest = this.o.queue.latest(dst.id);
     this.o.tree.removeSubtree(src.id);
     if (latest) this.o.tree.patch(dst.id, { size: latest.size, mtime: latest.mtime });
@@ -866,4 +1033,15 @@ export class Vfs {
 
 async function writeFully(fh: FileHandle, bytes: Buffer, position: number): Promise<void> {
   for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
+}
+
+/** Reads up to `length` bytes at `position` (fewer only at the end of the file). */
+async function readFully(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<number> {
+  let total = 0;
+  while (total < length) {
+    const { bytesRead } = await fh.read(buf, total, length - total, position + total);
+    if (bytesRead === 0) break;
+    total += bytesRead;
+  }
+  return total;
 }

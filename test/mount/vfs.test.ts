@@ -543,3 +543,210 @@ t.test('two opens for writing at once share one staging session: both writes lan
   t.ok((await serverBytes(user.client, node!.id)).bytes.equals(want), 'it holds the writes of both descriptors');
   t.same((await user.client.allChildren((await user.client.root()).id)).map((n) => n.name), ['shared.bin'], 'no conflicted copy');
 });
+
+
+// --- close(dup(fd)): a FLUSH on a descriptor that stays open (issue 9, findings 11 and 12) -------
+
+/** Bytes as a short comparable text: runs of one byte ("A×4096+C×4096"), else length and hash. */
+function shape(b: Buffer | undefined): string {
+  if (!b) return 'nothing';
+  const runs: string[] = [];
+  for (let i = 0; i < b.length && runs.length <= 8; ) {
+    let j = i;
+    while (j < b.length && b[j] === b[i]) j++;
+    runs.push(`${String.fromCharCode(b[i]!)}×${j - i}`);
+    i = j;
+  }
+  if (runs.length <= 8) return runs.join('+') || 'empty';
+  return `${b.length} bytes sha256:${crypto.createHash('sha256').update(b).digest('hex').slice(0, 16)}`;
+}
+
+/** What the newest queued entry of `p` holds (the snapshot a close queued), or undefined. */
+async function queuedBytes(h: VfsHarness, p: string): Promise<Buffer | undefined> {
+  const node = await h.tree.resolve(p);
+  const entry = node && h.queue.latest(node.id);
+  return entry && fs.readFile(entry.staging);
+}
+
+/** One FUSE read: the bytes answered for (position, length), as the kernel gets them. */
+async function readOnce(h: VfsHarness, fh: number, length: number, position: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  const n = await h.vfs.read(fh, buf, length, position);
+  return buf.subarray(0, n);
+}
+
+t.test('close(dup(fd)) queues what was written, and the descriptor still reads its own writes (finding 11)', async (t) => {
+  const { h, user } = await setup(t);
+  const [A, B, C, D] = ['A', 'B', 'C', 'D'].map((c) => Buffer.alloc(4 * KiB, c)) as [Buffer, Buffer, Buffer, Buffer];
+  // open(O_RDWR|O_CREAT|O_TRUNC), write 4 KiB of A, close(dup(fd)): a FLUSH; the descriptor stays open.
+  const fh = await h.vfs.create('/dup.bin', 0o644);
+  await h.vfs.write(fh, A, A.length, 0);
+  await h.vfs.flush(fh);
+  t.equal(shape(await queuedBytes(h, '/dup.bin')), 'A×4096', 'the close queued what was written so far (invariant 5)');
+  t.equal(shape(await readOnce(h, fh, 4 * KiB, 0)), 'A×4096', 'the descriptor reads what it wrote');
+  // Another descriptor, opened read-only meanwhile (ext4: it sees every write as it happens).
+  const ro = await h.vfs.open('/dup.bin', fsc.O_RDONLY);
+
+  await h.vfs.write(fh, B, B.length, 0);
+  t.equal(shape(await readOnce(h, fh, 4 * KiB, 0)), 'B×4096', 'write B at 0, read at 0: B (not the snapshot queued at the close)');
+  await h.vfs.write(fh, C, C.length, 4 * KiB);
+  t.equal(shape(await readOnce(h, fh, 4 * KiB, 4 * KiB)), 'C×4096', 'write C at 4096, read there: 4096 Cs (not 0 bytes)');
+  t.equal(shape(await readOnce(h, ro, 8 * KiB, 0)), 'B×4096+C×4096', 'the read-only descriptor sees the writes too');
+  t.equal(shape(await queuedBytes(h, '/dup.bin')), 'A×4096', 'the queued snapshot is not changed by later writes');
+  t.equal((await h.vfs.getattr('/dup.bin')).size, 8 * KiB, 'getattr shows the live size');
+
+  // More closes of duplicates, with writes between them: each queues the newer content.
+  await h.vfs.flush(fh);
+  t.equal(shape(await queuedBytes(h, '/dup.bin')), 'B×4096+C×4096', 'the next close(dup) queues the later writes');
+  await h.vfs.flush(fh);
+  t.equal(shape(await readOnce(h, fh, 8 * KiB, 0)), 'B×4096+C×4096', 'a FLUSH with nothing new changes nothing');
+  await h.vfs.ftruncate(fh, 6 * KiB);
+  await h.vfs.write(fh, D, D.length, 6 * KiB);
+  const want = 'B×4096+C×2048+D×4096';
+  t.equal(shape(await readOnce(h, fh, 16 * KiB, 0)), want, 'truncate and write after the closes: read back exactly');
+  t.equal(shape(await readOnce(h, ro, 16 * KiB, 0)), want, 'so does the read-only descriptor');
+  await h.vfs.flush(fh);
+  await h.vfs.release(fh);
+  t.equal(shape(await readOnce(h, ro, 16 * KiB, 0)), want, 'and after the writer is gone');
+  await h.vfs.release(ro);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'dup.bin');
+  t.equal(shape((await serverBytes(user.client, node!.id)).bytes), want, 'the server has the last content');
+  t.equal(node!.head_version, 1, 'as one version: what the closes queued while the file was open coalesced');
+  t.same(await stagingFiles(h), [], 'no staging file left behind');
+  t.equal(h.cache.stats().reservedBytes, 0, 'no cache room held');
+});
+
+t.test('close(dup(fd)) during reads across EOF and during writes: no EIO, every read answers what ext4 would (finding 12)', async (t) => {
+  const { h, user } = await setup(t);
+  const fh = await h.vfs.create('/eof.bin', 0o644);
+  let content = bytes(6000);
+  await h.vfs.write(fh, content, content.length, 0);
+  const errors: string[] = [];
+  const wrong: string[] = [];
+  const read = async (round: number) => {
+    try {
+      const got = await readOnce(h, fh, 8 * KiB, 4 * KiB);
+      if (!got.equals(content.subarray(4 * KiB))) wrong.push(`round ${round}: ${got.length} bytes (${shape(got)})`);
+    } catch (err) {
+      errors.push(`round ${round}: read: ${String(err)}`);
+    }
+  };
+  for (let round = 0; round < 30; round++) {
+    // A read in flight when the FLUSH arrives (as through FUSE: one at a time), reads that arrive
+    // while it queues the content, then several at once around another FLUSH.
+    await Promise.all([read(round), h.vfs.flush(fh), read(round)]);
+    await Promise.all([read(round), read(round), h.vfs.flush(fh), read(round), read(round)]);
+    if (round % 3 === 2) {
+      // The descriptor writes new bytes in the range read while a duplicate is closed.
+      const next = Buffer.concat([content.subarray(0, 4 * KiB), bytes(6000 - 4 * KiB)]);
+      const tail = next.subarray(4 * KiB);
+      await Promise.all([
+        h.vfs.write(fh, tail, tail.length, 4 * KiB).catch((err: unknown) => void errors.push(`round ${round}: write: ${String(err)}`)),
+        h.vfs.flush(fh),
+      ]);
+      content = next;
+    }
+  }
+  t.same(errors, [], 'no read or write failed (EIO "file closed")');
+  t.same(wrong, [], 'every read answered the 1904 bytes after 4096');
+  await h.vfs.release(fh);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'eof.bin');
+  t.equal(shape((await serverBytes(user.client, node!.id)).bytes), shape(content), 'the server has the last content');
+  t.same(await stagingFiles(h), [], 'no staging file left behind');
+});
+
+t.test('FLUSHes at any time, concurrent with reads, writes and truncates, never change what a descriptor reads', async (t) => {
+  const { h, user } = await setup(t);
+  // A seeded sequence: the same run every time.
+  let seed = 0x2545f491;
+  const rand = (n: number) => {
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed >>> 0) % n;
+  };
+  const fh = await h.vfs.create('/torture.bin', 0o644);
+  const ro = await h.vfs.open('/torture.bin', fsc.O_RDONLY);
+  /** A second open for writing, now and then. */
+  let w2: number | undefined;
+  let model = Buffer.alloc(0);
+  const problems: string[] = [];
+  const note = (step: number, what: string) => problems.length < 20 && problems.push(`step ${step}: ${what}`);
+  const check = async (step: number, name: string, handle: number, want: Buffer) => {
+    const pos = rand(want.length + 4 * KiB);
+    const len = 1 + rand(64 * KiB);
+    try {
+      const got = await readOnce(h, handle, len, pos);
+      const exp = want.subarray(Math.min(pos, want.length), Math.min(pos + len, want.length));
+      if (!got.equals(exp)) note(step, `${name}: read ${len} at ${pos} gave ${got.length} bytes (${shape(got)}), not the ${exp.length} written (${shape(exp)})`);
+    } catch (err) {
+      note(step, `${name}: read failed: ${String(err)}`);
+    }
+  };
+  const attempt = (step: number, what: string, p: Promise<unknown>) => p.catch((err: unknown) => void note(step, `${what} failed: ${String(err)}`));
+  for (let step = 0; step < 200; step++) {
+    const writer = w2 !== undefined && rand(2) ? w2 : fh;
+    const op = rand(12);
+    if (op < 6) {
+      const pos = rand(model.length + 8 * KiB);
+      const data = bytes(1 + rand(48 * KiB));
+      const grown = Buffer.alloc(Math.max(model.length, pos + data.length));
+      model.copy(grown);
+      data.copy(grown, pos);
+      // A write while a duplicate of a descriptor is closed: it lands, and reads back after.
+      await Promise.all([attempt(step, 'write', h.vfs.write(writer, data, data.length, pos)), rand(2) ? attempt(step, 'flush', h.vfs.flush(fh)) : undefined]);
+      model = grown;
+    } else if (op < 7) {
+      const size = rand(model.length + 8 * KiB);
+      await Promise.all([attempt(step, 'ftruncate', h.vfs.ftruncate(writer, size)), rand(2) ? attempt(step, 'flush', h.vfs.flush(fh)) : undefined]);
+      const cut = Buffer.alloc(size);
+      model.copy(cut, 0, 0, Math.min(size, model.length));
+      model = cut;
+    } else if (op < 8) {
+      if (w2 === undefined) w2 = await h.vfs.open('/torture.bin', fsc.O_RDWR);
+      else {
+        await h.vfs.flush(w2);
+        await h.vfs.release(w2);
+        w2 = undefined;
+      }
+    } else {
+      const want = model;
+      const flushes = [h.vfs.flush(fh), ...(w2 !== undefined ? [h.vfs.flush(w2)] : [])];
+      await Promise.all([check(step, 'fd', fh, want), check(step, 'read-only fd', ro, want), ...flushes, check(step, 'fd', fh, want), ...(w2 !== undefined ? [check(step, 'second fd', w2, want)] : [])]);
+      // Every descriptor was closed once since the last write: all of it is queued (invariant 5).
+      const queued = await queuedBytes(h, '/torture.bin');
+      if (!queued?.equals(model)) note(step, `queued ${shape(queued)}, written ${shape(model)}`);
+    }
+  }
+  t.same(problems, [], 'every read answered exactly what was written before it; no call failed');
+  t.equal(shape(await readOnce(h, fh, model.length + 1, 0)), shape(model), 'the whole file reads back');
+  if (w2 !== undefined) await h.vfs.release(w2);
+  await h.vfs.release(fh);
+  await h.vfs.release(ro);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'torture.bin');
+  t.equal(shape((await serverBytes(user.client, node!.id)).bytes), shape(model), 'the server has the last content');
+  t.same(await stagingFiles(h), [], 'no staging file left behind');
+  t.equal(h.cache.stats().reservedBytes, 0, 'no cache room held');
+});
+
+t.test('two opens for writing, both closed before either RELEASE arrives: the second close queued everything (invariant 5)', async (t) => {
+  const { h, user } = await setup(t);
+  const a = await h.vfs.create('/two-opens.txt', 0o644);
+  const b = await h.vfs.open('/two-opens.txt', fsc.O_WRONLY);
+  await h.vfs.write(a, Buffer.from('written by a, '), 14, 0);
+  await h.vfs.write(b, Buffer.from('then by b'), 9, 14);
+  // close(a), close(b): two FLUSHes; the kernel sends RELEASE asynchronously, here after both returned.
+  await h.vfs.flush(a);
+  t.equal((await queuedBytes(h, '/two-opens.txt'))?.toString(), undefined, 'b is still open: nothing queued yet');
+  await h.vfs.flush(b);
+  t.equal((await queuedBytes(h, '/two-opens.txt'))?.toString(), 'written by a, then by b', 'both closes returned: everything written is queued');
+  await h.vfs.release(a);
+  await h.vfs.release(b);
+  await drained(h.queue);
+  const node = await serverChild(user.client, 'two-opens.txt');
+  t.equal((await serverBytes(user.client, node!.id)).bytes.toString(), 'written by a, then by b');
+  t.equal(node!.head_version, 1, 'one version');
+});
