@@ -17,6 +17,14 @@ import { blockPath, blocksRoot, scanBlocks, tempPath } from './layout.js';
  *
  * Event loop. FUSE callbacks run on the Node event loop, so everything is async except
  * `readSync` (open on first use, then `fs.readSync` on a kept descriptor).
+ *
+ * Integrity. A block file can go bad on disk behind the cache's back (a flipped bit, a truncation).
+ * The cache does not hash (that is CPU work for a worker, not for the event loop): it keeps, per
+ * block, whether its bytes were verified in this process. `put` takes bytes the caller verified;
+ * blocks found on disk at `open` are unverified. `readSync` serves verified blocks only, and one
+ * whose file turned out shorter than its size becomes unverified again. A caller reads an
+ * unverified block whole (`get`, or its file `fileOf` in a worker), hashes it, and then calls
+ * `markVerified` or `drop`.
  */
 
 export interface BlockCacheOptions {
@@ -37,12 +45,16 @@ export interface BlockCacheStats {
   hits: number;
   misses: number;
   evictions: number;
+  /** Blocks dropped as bad (see `drop`). */
+  dropped: number;
 }
 
 interface Entry {
   size: number;
   /** Read or written since open: its recency is written back to the file times at close. */
   touched: boolean;
+  /** Its bytes were put by a caller that verified them, or hashed right since open (`markVerified`). */
+  verified: boolean;
 }
 
 /** Descriptors kept open for readSync. */
@@ -79,6 +91,7 @@ export class BlockCache {
   private hits = 0;
   private misses = 0;
   private evictions = 0;
+  private dropped = 0;
   private closed = false;
   /** Newest file time seen at open: recency written at close must come after it. */
   private newestAtOpenMs = 0;
@@ -97,7 +110,7 @@ export class BlockCache {
     const found = await scanBlocks(cache.root);
     found.sort((x, y) => x.usedMs - y.usedMs || (x.hash < y.hash ? -1 : 1));
     for (const block of found) {
-      cache.index.set(block.hash, { size: block.size, touched: false });
+      cache.index.set(block.hash, { size: block.size, touched: false, verified: false });
       cache.bytes += block.size;
       cache.newestAtOpenMs = Math.max(cache.newestAtOpenMs, block.usedMs);
     }
@@ -111,6 +124,23 @@ export class BlockCache {
     return this.index.has(hash);
   }
 
+  /** The file of a cached block, for a caller that reads and checks it off the event loop; undefined when not cached. */
+  fileOf(hash: string): string | undefined {
+    checkHash(hash);
+    return !this.closed && this.index.has(hash) ? blockPath(this.root, hash) : undefined;
+  }
+
+  /** Cached and verified in this process: `readSync` would serve it. */
+  isVerified(hash: string): boolean {
+    checkHash(hash);
+    return this.index.peek(hash)?.verified === true;
+  }
+
+  /**
+   * Copies bytes of a verified block into `target`; returns the count (cut at the end of the
+   * block), or -1 when the block is not cached, not verified in this process, or its file is
+   * shorter than its size (it is then unverified again: the caller checks it with `get`).
+   */
   readSync(hash: string, target: Buffer, targetOffset: number, length: number, blockOffset: number): number {
     checkHash(hash);
     checkRange(target, targetOffset, length, blockOffset);
@@ -119,6 +149,7 @@ export class BlockCache {
       this.misses++;
       return -1;
     }
+    if (!entry.verified) return -1;
     const end = Math.min(entry.size, blockOffset + length);
     if (end <= blockOffset) {
       this.hits++;
@@ -139,7 +170,11 @@ export class BlockCache {
     let done = 0;
     while (blockOffset + done < end) {
       const n = fs.readSync(fd, target, targetOffset + done, end - blockOffset - done, blockOffset + done);
-      if (n === 0) break;
+      if (n === 0) {
+        // Shorter than the block: changed on disk since it was verified.
+        entry.verified = false;
+        return -1;
+      }
       done += n;
     }
     entry.touched = true;
@@ -147,6 +182,7 @@ export class BlockCache {
     return done;
   }
 
+  /** The block's file as it is on disk, verified or not (see Integrity above); undefined when not cached. */
   async get(hash: string): Promise<Buffer | undefined> {
     checkHash(hash);
     const entry = this.closed ? undefined : this.index.get(hash);
@@ -168,6 +204,32 @@ export class BlockCache {
     }
   }
 
+  /**
+   * Marks the cached block verified (and used) after its caller hashed its bytes right, if it is
+   * still cached with that size. Returns whether `readSync` now serves it.
+   */
+  markVerified(hash: string, size: number): boolean {
+    checkHash(hash);
+    const entry = this.closed ? undefined : this.index.peek(hash);
+    if (!entry || entry.size !== size) return false;
+    this.index.get(hash); // most recently used
+    entry.verified = true;
+    entry.touched = true;
+    return true;
+  }
+
+  /**
+   * Drops a block found bad: it leaves the index at once (pinned or not) and the promise resolves
+   * once its file is gone. A put of the same hash meanwhile writes its file after that deletion.
+   */
+  async drop(hash: string): Promise<void> {
+    checkHash(hash);
+    if (!this.index.has(hash)) return;
+    this.dropped++;
+    await this.deleteBlock(hash);
+  }
+
+  /** Stores `bytes` as block `hash`; the caller vouches that they are (a hash it checked, or the server's acceptance). */
   async put(hash: string, bytes: Uint8Array): Promise<void> {
     checkHash(hash);
     this.checkOpen();
@@ -227,6 +289,7 @@ export class BlockCache {
       hits: this.hits,
       misses: this.misses,
       evictions: this.evictions,
+      dropped: this.dropped,
     };
   }
 
@@ -258,7 +321,7 @@ export class BlockCache {
         this.writingBytes -= size;
       }
       // Same tick as giving back the claim: the bytes move from "writing" to "cached".
-      this.index.set(hash, { size, touched: true });
+      this.index.set(hash, { size, touched: true, verified: true });
       this.bytes += size;
       if (this.pins.has(hash)) this.pinnedBytes += size;
     } finally {
@@ -329,8 +392,13 @@ export class BlockCache {
   }
 
   private evictBlock(hash: string): void {
-    const fd = this.forget(hash);
     this.evictions++;
+    void this.deleteBlock(hash);
+  }
+
+  /** Out of the index now; the returned deletion (descriptor closed, file unlinked) is one every later claim and write waits for. */
+  private deleteBlock(hash: string): Promise<void> {
+    const fd = this.forget(hash);
     const file = blockPath(this.root, hash);
     const deletion = Promise.all([
       fd === undefined ? undefined : closeFd(fd),
@@ -338,6 +406,7 @@ export class BlockCache {
     ]).then(noop);
     this.deletions.add(deletion);
     void deletion.finally(() => this.deletions.delete(deletion));
+    return deletion;
   }
 
   /** Drops a block from the index and the accounting; returns its open descriptor, now the caller's to close. */

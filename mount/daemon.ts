@@ -174,7 +174,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     // Online, the drive shows current state from its first listing; offline, it catches up later.
     if (!startedOffline) await syncer.pullNow().catch(() => undefined);
 
-    const source = new BlockSource(client, cache, pool);
+    const source = new BlockSource(client, cache, pool, { log });
     tree.device = device;
     const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device, store, online: () => syncer.online });
     const fuse = await mountFuse(mountpoint, fuseOps(vfs, log), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout });

@@ -9,8 +9,8 @@
  * - Workers start on demand, up to `threads`, and are unref'd while idle (a forgotten pool does
  *   not keep the process alive; a pending task does).
  * - chunkFile: at most one per worker at a time; more wait in a FIFO queue.
- * - hash: sent at once to the least-busy worker (preferring one that is not chunking; starting
- *   one if allowed). A worker busy chunking answers it between two reads (~1 ms).
+ * - hash, hashFile: sent at once to the least-busy worker (preferring one that is not chunking;
+ *   starting one if allowed). A worker busy chunking answers it between two reads (~1 ms).
  * - A task's error rejects its promise with an Error carrying the worker's message, name, code,
  *   errno, syscall and path (e.g. ENOENT for a missing file).
  * - A worker that dies rejects the tasks it had and is replaced: the next task starts a fresh
@@ -21,7 +21,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BlockRef, ChunkingParams } from '../../protocol/types.js';
-import type { SerializedError, WorkerRequest, WorkerResponse } from './worker.js';
+import type { HashedFile, SerializedError, WorkerRequest, WorkerResponse } from './worker.js';
 
 export type ChunkRef = BlockRef & { offset: number };
 
@@ -139,6 +139,18 @@ export class ChunkerPool {
     return this.submit('hash', { type: 'hash', bytes: ab }, [ab]).then((r) => {
       const { hash, bytes: back } = r as { hash: string; bytes: ArrayBuffer };
       return { hash, bytes: Buffer.from(back) };
+    });
+  }
+
+  /**
+   * Reads the file at `path` whole and hashes it, both in a worker (the calling thread pays a
+   * message round trip, not the read nor the hash). When the file is not `size` bytes long it is
+   * not read: `hash` is '' and `size` is what was found. Rejects like fs does (ENOENT…).
+   */
+  hashFile(path: string, size: number): Promise<{ size: number; hash: string; bytes: Buffer }> {
+    return this.submit('hash', { type: 'hashFile', path, size }, []).then((r) => {
+      const { size: found, hash, bytes } = r as HashedFile;
+      return { size: found, hash, bytes: Buffer.from(bytes) };
     });
   }
 

@@ -4,10 +4,12 @@
  *
  * Messages in:  { id, type: 'chunkFile', path, start, params }
  *               { id, type: 'hash', bytes: ArrayBuffer }           (transferred in)
+ *               { id, type: 'hashFile', path, size }
  *               { id, type: 'crash' }                              (test hook: uncaught error)
  * Messages out: { id, ok: true, result } | { id, ok: false, error: SerializedError }
  *   chunkFile result: ChunkRef[] ({hash, size, offset}, offsets absolute in the file)
  *   hash result:      { hash, bytes }                               (bytes transferred back)
+ *   hashFile result:  { size, hash, bytes }                         (bytes transferred back)
  *
  * The worker handles messages concurrently: chunkFile awaits each file read, so a `hash` message
  * that arrives meanwhile is answered between two reads instead of waiting for a whole file.
@@ -32,6 +34,7 @@ export interface ChunkRef {
 export type WorkerRequest =
   | { id: number; type: 'chunkFile'; path: string; start: number; params: ChunkingParams }
   | { id: number; type: 'hash'; bytes: ArrayBuffer }
+  | { id: number; type: 'hashFile'; path: string; size: number }
   | { id: number; type: 'crash' };
 
 export interface SerializedError {
@@ -44,8 +47,15 @@ export interface SerializedError {
   stack?: string;
 }
 
+/** A file read and hashed whole; `hash` is '' (and `bytes` empty) when the file is not of the size asked for. */
+export interface HashedFile {
+  size: number;
+  hash: string;
+  bytes: ArrayBuffer;
+}
+
 export type WorkerResponse =
-  | { id: number; ok: true; result: ChunkRef[] | { hash: string; bytes: ArrayBuffer } }
+  | { id: number; ok: true; result: ChunkRef[] | { hash: string; bytes: ArrayBuffer } | HashedFile }
   | { id: number; ok: false; error: SerializedError };
 
 /** Size of one file read. Two such buffers per running chunkFile. */
@@ -108,6 +118,29 @@ export async function chunkFile(path: string, start: number, params: ChunkingPar
   }
 }
 
+/**
+ * Reads a whole file of `size` bytes into memory this worker owns and hashes it, so the thread
+ * that asked pays neither the read nor the hash. A file of another size is not read.
+ */
+export async function hashFile(path: string, size: number): Promise<HashedFile> {
+  if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`size must be a non-negative integer, got ${size}`);
+  const fh = await open(path, 'r');
+  try {
+    const found = (await fh.stat()).size;
+    if (found !== size) return { size: found, hash: '', bytes: new ArrayBuffer(0) };
+    const buf = Buffer.allocUnsafeSlow(size); // its own ArrayBuffer: transferable, never shared
+    let done = 0;
+    while (done < size) {
+      const { bytesRead } = await fh.read(buf, done, size - done, done);
+      if (bytesRead === 0) return { size: done, hash: '', bytes: new ArrayBuffer(0) }; // shrank meanwhile
+      done += bytesRead;
+    }
+    return { size, hash: createHash().update(buf).digest().toString('hex'), bytes: buf.buffer as ArrayBuffer };
+  } finally {
+    await fh.close();
+  }
+}
+
 export function hashBytes(bytes: ArrayBuffer): string {
   return createHash().update(new Uint8Array(bytes)).digest().toString('hex');
 }
@@ -138,6 +171,11 @@ async function handle(msg: WorkerRequest): Promise<void> {
       case 'hash': {
         const hash = hashBytes(msg.bytes);
         port.postMessage({ id: msg.id, ok: true, result: { hash, bytes: msg.bytes } } satisfies WorkerResponse, [msg.bytes]);
+        return;
+      }
+      case 'hashFile': {
+        const result = await hashFile(msg.path, msg.size);
+        port.postMessage({ id: msg.id, ok: true, result } satisfies WorkerResponse, [result.bytes]);
         return;
       }
       case 'crash':

@@ -9,19 +9,32 @@ export interface BlockSourceOptions {
   /** Blocks fetched at once across the mount (reads and read-ahead). */
   maxParallel?: number;
   attempts?: number;
+  /** Told once about each cached block found bad. */
+  log?: (msg: string) => void;
 }
 
 /**
  * Where block bytes come from: the disk cache, else the server — one fetch per block however many
  * readers want it, hash verified (in a worker) before anything uses the bytes.
+ *
+ * Cached bytes are trusted only once verified (cache/block-cache.ts, Integrity). The hot path, a
+ * read of a block verified in this process, is the cache's `readSync` alone. Any other read takes
+ * the whole block (`load`): from the cache file, read and hashed by a chunker-pool worker (the
+ * event loop pays one message round trip) — so on a block's first use after the mount started,
+ * after its file shrank, and on every `get` (which fills staging files: what goes back to the
+ * server is never unchecked) — or, when the cached copy is missing or bad, from the server. A bad
+ * copy is dropped from the cache and logged.
  */
 export class BlockSource {
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Whole-block loads (cache check, else fetch) under way: one per block. */
+  private readonly loading = new Map<string, Promise<Buffer>>();
   private readonly waiting: (() => void)[] = [];
   private running = 0;
   /** Until then the server is taken as silent (see isSilence): fetches fail at once. */
   private silentUntil = 0;
-  readonly stats = { fetches: 0, fetchedBytes: 0, verifyFailures: 0 };
+  /** cacheChecks: cached blocks hashed; cacheCorrupt: of those, found bad (dropped and fetched again). */
+  readonly stats = { fetches: 0, fetchedBytes: 0, verifyFailures: 0, cacheChecks: 0, cacheCorrupt: 0 };
 
   constructor(
     private readonly client: StratusClient,
@@ -31,30 +44,33 @@ export class BlockSource {
   ) {}
 
   /**
-   * Copies `length` bytes of block `hash` from `blockOffset` into `target`. A cached block is read
-   * synchronously (the one sync call that pays); otherwise it is fetched first.
+   * Copies `length` bytes of block `hash` from `blockOffset` into `target`. A verified cached block
+   * is read synchronously (the one sync call that pays); otherwise the whole block is loaded first.
    */
   async readInto(hash: string, size: number, target: Buffer, targetOffset: number, blockOffset: number, length: number): Promise<number> {
     const n = this.cache.readSync(hash, target, targetOffset, length, blockOffset);
     if (n >= 0) return n;
     this.cache.pin(hash);
     try {
-      const bytes = await this.fetch(hash, size);
+      const bytes = await this.load(hash, size);
       return bytes.copy(target, targetOffset, blockOffset, Math.min(blockOffset + length, bytes.length));
     } finally {
       this.cache.unpin(hash);
     }
   }
 
-  /** The whole block (from the cache or the server). */
-  async get(hash: string, size: number): Promise<Buffer> {
-    return (await this.cache.get(hash)) ?? this.fetch(hash, size);
+  /** The whole block, its bytes hashed right now (from the cache or the server). */
+  get(hash: string, size: number): Promise<Buffer> {
+    return this.load(hash, size);
   }
 
-  /** Starts fetching a block that will probably be read soon; failures are left to the real read. */
+  /**
+   * Starts loading a block that will probably be read soon (checking a cached copy not verified yet,
+   * else fetching it); failures are left to the real read.
+   */
   prefetch(hash: string, size: number): void {
-    if (this.cache.has(hash) || this.inflight.has(hash)) return;
-    this.fetch(hash, size).catch(() => undefined);
+    if (this.cache.isVerified(hash) || this.loading.has(hash) || this.inflight.has(hash)) return;
+    this.load(hash, size).catch(() => undefined);
   }
 
   isFetching(hash: string): boolean {
@@ -69,6 +85,48 @@ export class BlockSource {
       this.inflight.set(hash, p);
     }
     return p;
+  }
+
+  /** The whole block, verified: the cached copy if it hashes right, else fetched. One load per block at a time. */
+  private load(hash: string, size: number): Promise<Buffer> {
+    let p = this.loading.get(hash);
+    if (!p) {
+      p = this.loadOnce(hash, size).finally(() => this.loading.delete(hash));
+      this.loading.set(hash, p);
+    }
+    return p;
+  }
+
+  private async loadOnce(hash: string, size: number): Promise<Buffer> {
+    return (await this.fromCache(hash, size)) ?? this.fetch(hash, size);
+  }
+
+  /**
+   * The cached copy, read and hashed in a worker; when right the cache serves it with `readSync`
+   * from now on, when wrong (or unreadable) it is dropped and undefined returned: fetch it.
+   */
+  private async fromCache(hash: string, size: number): Promise<Buffer | undefined> {
+    const file = this.cache.fileOf(hash);
+    if (file === undefined) return undefined;
+    this.stats.cacheChecks++;
+    let why: string;
+    try {
+      const checked = await this.pool.hashFile(file, size);
+      if (checked.size === size && checked.hash === hash) {
+        this.cache.markVerified(hash, size);
+        return checked.bytes;
+      }
+      why = checked.size === size ? `its ${size} bytes hash to ${checked.hash}` : `${checked.size} bytes, not ${size}`;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.syscall === undefined) throw err; // the pool, not the file (a worker died…): the reader gets EIO
+      if (e.code === 'ENOENT' && this.cache.fileOf(hash) === undefined) return undefined; // evicted meanwhile
+      why = e.code === 'ENOENT' ? 'its file is gone' : `its file cannot be read (${e.code ?? e.message})`;
+    }
+    this.stats.cacheCorrupt++;
+    this.opts.log?.(`cached block ${hash} is bad (${why}): dropped, fetching it again`);
+    await this.cache.drop(hash);
+    return undefined;
   }
 
   private async fetchVerified(hash: string, size: number): Promise<Buffer> {

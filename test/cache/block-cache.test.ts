@@ -6,6 +6,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { BlockCache, CacheFullError } from '../../cache/block-cache.js';
 import { blake3Hex } from '../../protocol/hash.js';
+import { cachedBlockFile as blockFile, damageFile } from '../helpers/corrupt.js';
 
 /** Unit tests of the mount's LRU disk block cache (DESIGN §7), on a temp folder. */
 
@@ -53,10 +54,6 @@ async function bytesOnDisk(dir: string): Promise<number> {
   let total = 0;
   for (const size of (await filesUnder(dir)).values()) total += size;
   return total;
-}
-
-function blockFile(dir: string, hash: string): string {
-  return path.join(dir, 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash);
 }
 
 t.test('put, has, readSync (with offsets) and get return the stored bytes; absent blocks miss', async (t) => {
@@ -264,9 +261,7 @@ t.test('restart: a reopened cache has the same blocks, keeps LRU order, and evic
   const second = await open(1_000);
   t.match(second.stats(), { blocks: 3, bytes: 900, evictions: 0 }, 'same blocks after reopening');
   for (const x of [a, b, c]) t.ok(second.has(x.hash));
-  const target = Buffer.alloc(300);
-  t.equal(second.readSync(c.hash, target, 0, 300, 0), 300); // touches C: order B, A, C
-  t.same(target, c.bytes, 'same bytes after reopening');
+  t.same(await second.get(c.hash), c.bytes, 'same bytes after reopening'); // touches C: order B, A, C
   await second.close();
 
   const third = await open(650);
@@ -356,4 +351,53 @@ t.test('a key that is not a block hash is rejected with a clear error', async (t
   t.throws(() => cache.readSync('', Buffer.alloc(1), 0, 1, 0), bad);
   t.throws(() => cache.pin('x'.repeat(64)), bad);
   t.throws(() => cache.unpin('0'.repeat(63)), bad);
+});
+
+t.test('integrity: blocks found at open are not served by readSync until verified; drop removes a bad one (index and file)', async (t) => {
+  const { dir, open } = await setup(t);
+  const [a, b] = [block(1_000), block(1_000)] as const;
+  const first = await open(10_000);
+  for (const x of [a, b]) await first.put(x.hash, x.bytes);
+  t.ok(first.isVerified(a.hash), 'a put block is verified (its caller vouches for it)');
+  await first.close();
+
+  const cache = await open(10_000);
+  const target = Buffer.alloc(100);
+  t.notOk(cache.isVerified(a.hash), 'found on disk: not verified in this process');
+  t.equal(cache.readSync(a.hash, target, 0, 100, 0), -1, 'so readSync does not serve it');
+  t.same(target, Buffer.alloc(100), 'and copies nothing');
+  t.same(await cache.get(a.hash), a.bytes, 'get returns the file for the caller to check');
+  t.equal(cache.markVerified(a.hash, 999), false, 'markVerified with another size does nothing');
+  t.equal(cache.markVerified(a.hash, 1_000), true);
+  t.equal(cache.readSync(a.hash, target, 0, 100, 0), 100, 'verified: served');
+  t.same(target, a.bytes.subarray(0, 100));
+
+  cache.pin(b.hash);
+  await cache.drop(b.hash);
+  t.equal(cache.has(b.hash), false, 'a dropped block leaves the index (also when pinned)');
+  t.notOk(fs.existsSync(blockFile(dir, b.hash)), 'its file is gone when drop resolves');
+  t.match(cache.stats(), { blocks: 1, bytes: 1_000, dropped: 1, evictions: 0 }, 'accounting follows');
+  await cache.put(b.hash, b.bytes);
+  t.ok(cache.isVerified(b.hash), 'put again: cached and verified');
+  cache.unpin(b.hash);
+  t.equal(cache.readSync(b.hash, target, 0, 100, 0), 100);
+  await cache.drop(block(10).hash); // not cached: nothing to do
+  t.equal(cache.stats().dropped, 1);
+});
+
+t.test('integrity: a verified block whose file got shorter is not served past its end and needs checking again', async (t) => {
+  const { dir, open } = await setup(t);
+  const a = block(10_000);
+  const cache = await open(100_000);
+  await cache.put(a.hash, a.bytes);
+  const target = Buffer.alloc(10_000);
+  t.equal(cache.readSync(a.hash, target, 0, 10_000, 0), 10_000, 'served while whole');
+  await damageFile(blockFile(dir, a.hash), 'truncate'); // the descriptor kept for readSync sees it
+
+  t.equal(cache.readSync(a.hash, target, 0, 100, 100), 100, 'a read before the cut still reads (those bytes are the verified ones)');
+  t.same(target.subarray(0, 100), a.bytes.subarray(100, 200));
+  t.equal(cache.readSync(a.hash, target, 0, 1_000, 4_500), -1, 'a read across the cut is -1, not short');
+  t.notOk(cache.isVerified(a.hash), 'and the block is unverified again');
+  t.equal(cache.readSync(a.hash, target, 0, 100, 0), -1, 'so nothing of it is served until it is checked');
+  t.equal((await cache.get(a.hash))?.length, 5_000, 'get shows the caller what is on disk');
 });

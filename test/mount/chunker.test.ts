@@ -233,6 +233,20 @@ t.test('ChunkerPool', async (t) => {
     t.equal((await pool.hash(Buffer.alloc(0))).hash, blake3Hex(Buffer.alloc(0)), 'empty input');
   });
 
+  t.test('hashFile reads and hashes a file in the worker; a file of another size is not read', async (t) => {
+    const bytes = crypto.randomBytes(MiB + 3);
+    const file = path.join(tmpDir, 'hash-file.bin');
+    await fs.writeFile(file, bytes);
+    const r = await pool.hashFile(file, bytes.length);
+    t.same({ size: r.size, hash: r.hash }, { size: bytes.length, hash: blake3Hex(bytes) });
+    t.ok(r.bytes.equals(bytes), 'its bytes come back');
+    t.same({ ...(await pool.hashFile(file, bytes.length + 1)), bytes: undefined }, { size: bytes.length, hash: '', bytes: undefined }, 'larger than asked: not read, its size told');
+    t.equal((await pool.hashFile(file, 10)).bytes.length, 0, 'smaller than asked: no bytes');
+    await fs.writeFile(file, '');
+    t.equal((await pool.hashFile(file, 0)).hash, blake3Hex(Buffer.alloc(0)), 'an empty file');
+    await t.rejects(pool.hashFile(path.join(tmpDir, 'missing.bin'), 1), { code: 'ENOENT', syscall: 'open' }, 'a missing file rejects like fs');
+  });
+
   t.test('errors reject the promise', async (t) => {
     await t.rejects(pool.chunkFile(path.join(tmpDir, 'missing.bin'), DEFAULT_CHUNKING), { code: 'ENOENT' }, 'missing file');
     await t.rejects(pool.chunkFile(path.join(tmpDir), DEFAULT_CHUNKING), { code: 'EISDIR' }, 'a directory');
