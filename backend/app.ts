@@ -45,7 +45,7 @@ export function createApp(backend: Backend, log: Logger): Koa {
   app.use(utf8QueryMiddleware());
 
   const open = publicRoutes(backend);
-  const auth = authMiddleware(backend.db);
+  const auth = authMiddleware(backend);
   app.use((ctx, next) => (open.match(ctx.path, ctx.method).route ? next() : auth(ctx, next)));
   app.use(open.routes());
   app.use(open.allowedMethods());

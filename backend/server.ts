@@ -13,6 +13,7 @@ import { MemoryBus } from './notify/memory-bus.js';
 import { PgBus } from './notify/pg-bus.js';
 import { forgetDevice } from './services/accounts.js';
 import { onCommitted } from './services/journal.js';
+import { RateLimits } from './services/rate-limits.js';
 import { defaultSettings, type ServerSettings } from './settings.js';
 
 export interface ServeOptions {
@@ -71,7 +72,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     bus.subscribe((event) => {
       if (event.kind === 'revoke') forgetDevice(event.deviceId);
     });
-    const backend = { db, store, settings };
+    const backend = { db, store, settings, rates: new RateLimits(settings.rate) };
     const app = createApp(backend, log);
     const limits = settings.http;
     const server = http.createServer(

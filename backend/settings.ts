@@ -32,15 +32,15 @@ export interface HttpSettings {
 }
 
 /**
- * Per-user limits (backend/middleware/rate-limit.ts): token buckets refilled continuously, each
- * holding `burst` seconds' worth. Past them a request is answered 429 with Retry-After. The
- * defaults are far above what a drive does (a bench creates ~400 nodes/s and reads ~500 MB/s).
+ * Per-user limits (services/rate-limits.ts): each user may spend rate × window_s in every window
+ * of window_s seconds; past that a request is answered 429 with Retry-After. The defaults are far
+ * above what a drive does (a bench creates ~400 nodes/s and reads ~500 MB/s).
  */
 export interface RateSettings {
   requests_per_s: number;
   upload_bytes_per_s: number;
   download_bytes_per_s: number;
-  burst_s: number;
+  window_s: number;
 }
 
 /** Server-wide settings; clients read `chunking` and `limits` from GET /v1/config. */
@@ -79,7 +79,7 @@ export const defaultSettings: ServerSettings = {
     requests_per_s: 2_000,
     upload_bytes_per_s: 1024 * MiB,
     download_bytes_per_s: 2048 * MiB,
-    burst_s: 10,
+    window_s: 10,
   },
 };
 

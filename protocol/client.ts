@@ -61,7 +61,7 @@ export class StratusClient {
     });
     const text = await res.body.text();
     const parsed: unknown = text ? JSON.parse(text) : undefined;
-    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed);
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed, res.headers);
     return parsed as T;
   }
 
@@ -144,7 +144,7 @@ export class StratusClient {
     });
     const text = await res.body.text();
     const parsed: unknown = text ? JSON.parse(text) : undefined;
-    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed);
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed, res.headers);
     return parsed as BlockRef;
   }
   /** A block, or `length` bytes of it from `offset` (fewer at the end of the block). */
@@ -165,7 +165,7 @@ export class StratusClient {
       },
     });
     const bytes = Buffer.from(await res.body.arrayBuffer());
-    if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(bytes));
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(bytes), res.headers);
     // A server (or proxy) may ignore Range and send the whole block with 200: cut the range out.
     if (range && res.statusCode === 200) return bytes.subarray(range.offset, range.offset + range.length);
     return bytes;
@@ -187,12 +187,21 @@ function safeJson(bytes: Buffer): unknown {
   }
 }
 
-function toApiError(status: number, body: unknown): ApiError {
+/**
+ * The ApiError of a failed response. A Retry-After header (seconds; 429, 503, 507) lands in
+ * `extra.retry_after_s` unless the body already says it, also when a proxy answered without the
+ * API's error body.
+ */
+function toApiError(status: number, body: unknown, headers: Record<string, string | string[] | undefined> = {}): ApiError {
+  const header = headers['retry-after'];
+  const retryAfterS = typeof header === 'string' && /^\d{1,9}$/.test(header.trim()) ? Number(header.trim()) : undefined;
+  const retry = retryAfterS === undefined ? {} : { retry_after_s: retryAfterS };
   if (isErrorBody(body)) {
     const { code, message, ...extra } = body.error;
-    return new ApiError(code as ErrorCode, message, extra, status);
+    return new ApiError(code as ErrorCode, message, { ...retry, ...extra }, status);
   }
-  return new ApiError(status >= 500 ? 'internal' : 'bad_request', `HTTP ${status}`, {}, status);
+  const code: ErrorCode = status === 429 ? 'too_many_requests' : status === 507 ? 'insufficient_storage' : status >= 500 ? 'internal' : 'bad_request';
+  return new ApiError(code, `HTTP ${status}`, retry, status);
 }
 
 /** The change-hint WebSocket of a server: http→ws, https→wss, path /v1/events (DESIGN §5). */

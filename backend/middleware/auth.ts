@@ -2,7 +2,7 @@ import type Koa from 'koa';
 import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
 import { authenticate } from '../services/accounts.js';
-import type { Actor } from '../services/context.js';
+import type { Actor, Backend } from '../services/context.js';
 
 /** The actor an `Authorization: Bearer <device token>` header names; 401 otherwise (HTTP routes and the WebSocket upgrade). */
 export async function actorFromHeader(db: Knex, header: string | undefined): Promise<Actor> {
@@ -13,10 +13,12 @@ export async function actorFromHeader(db: Knex, header: string | undefined): Pro
   return actor;
 }
 
-/** Resolves the bearer token to an actor in `ctx.state.actor`; 401 otherwise. */
-export function authMiddleware(db: Knex): Koa.Middleware {
+/** Resolves the bearer token to an actor in `ctx.state.actor` (401 otherwise) and counts the request against the user's rate limit (429). */
+export function authMiddleware(backend: Backend): Koa.Middleware {
   return async (ctx, next) => {
-    ctx.state.actor = await actorFromHeader(db, ctx.get('Authorization') || undefined);
+    const actor = await actorFromHeader(backend.db, ctx.get('Authorization') || undefined);
+    await backend.rates.request(actor.userId);
+    ctx.state.actor = actor;
     await next();
   };
 }

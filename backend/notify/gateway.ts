@@ -69,6 +69,7 @@ export class EventsGateway {
     // Every upgrade is authenticated first, whatever its path: only then is the path compared,
     // exactly as written (no case folding, no decoding), with the one WebSocket route.
     const actor = await this.authenticate(req.headers.authorization);
+    await this.backend.rates.request(actor.userId);
     const pathname = (req.url ?? '/').split('?', 1)[0];
     if (pathname !== EVENTS_PATH) throw new ApiError('not_found', `no route for ${req.method} ${pathname}`);
     if (this.closed) throw new ApiError('unavailable', 'server is shutting down');
@@ -236,6 +237,7 @@ function refuse(socket: Duplex, err: ApiError): void {
     `Content-Length: ${Buffer.byteLength(body)}`,
     'Connection: close',
     ...(err.status === 401 ? ['WWW-Authenticate: Bearer realm="stratus"'] : []),
+    ...(typeof err.extra.retry_after_s === 'number' ? [`Retry-After: ${err.extra.retry_after_s}`] : []),
   ];
   socket.once('finish', () => socket.destroy());
   socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);

@@ -15,11 +15,20 @@ export function blockRoutes(backend: Backend): Router {
   });
   router.put('/v1/blocks/:hash', async (ctx) => {
     const length = ctx.get('Content-Length');
-    ctx.body = await putBlock(backend, actorOf(ctx), ctx.params.hash!, ctx.req, length === '' ? undefined : Number(length));
+    const declared = length === '' ? undefined : Number(length);
+    const actor = actorOf(ctx);
+    await backend.rates.upload(actor.userId, declared ?? backend.settings.limits.max_block_size);
+    ctx.body = await putBlock(backend, actor, ctx.params.hash!, ctx.req, declared);
     ctx.status = 201;
   });
   router.get('/v1/blocks/:hash', async (ctx) => {
-    const download = await getBlock(backend, actorOf(ctx), ctx.params.hash!, ctx.get('Range') || undefined);
+    const actor = actorOf(ctx);
+    const download = await getBlock(backend, actor, ctx.params.hash!, ctx.get('Range') || undefined);
+    const bytes = download.range ? download.range.end - download.range.start + 1 : download.size;
+    await backend.rates.download(actor.userId, bytes).catch((err: unknown) => {
+      download.body.destroy();
+      throw err;
+    });
     ctx.set('Accept-Ranges', 'bytes');
     ctx.set('ETag', `"${ctx.params.hash}"`);
     ctx.set('Cache-Control', 'private, max-age=31536000, immutable');

@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import type { BlockStore } from '../blockstore/blockstore.js';
 import type { ServerSettings } from '../settings.js';
+import type { RateLimits } from './rate-limits.js';
 
 /** Who is asking: resolved from the bearer token by the auth middleware. */
 export interface Actor {
@@ -19,4 +20,5 @@ export interface Backend {
   db: Knex;
   store: BlockStore;
   settings: ServerSettings;
+  rates: RateLimits;
 }

@@ -6,7 +6,7 @@ import type { StratusClient } from '../../protocol/client.js';
 import type { BlockRef, Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import type { PendingCommit, PendingCreate, PendingOp, StateStore } from '../state/store.js';
-import { isTransient } from '../vfs/errors.js';
+import { isTransient, retryAfterMs } from '../vfs/errors.js';
 import { isLocalId, type Tree } from '../vfs/tree.js';
 import { conflictedCopyName } from './conflict-name.js';
 
@@ -410,7 +410,9 @@ export class CommitQueue extends EventEmitter {
       }
       const n = (this.failures.get(entry.id) ?? 0) + 1;
       this.failures.set(entry.id, n);
-      const delay = Math.min(30_000, (this.opts.retryMs ?? 500) * 2 ** (n - 1)) * (0.75 + Math.random() * 0.5);
+      const backoff = Math.min(30_000, (this.opts.retryMs ?? 500) * 2 ** (n - 1)) * (0.75 + Math.random() * 0.5);
+      // A server that says when to come back (429 rate limit, 507 full disk) is not asked sooner.
+      const delay = Math.max(backoff, retryAfterMs(err));
       this.retryAt.set(entry.id, Date.now() + delay);
       const refused = isTransient(err) ? '' : ' (refused by the server; its bytes stay queued)';
       this.opts.log?.(`commit of ${entry.nodeId} failed: ${(err as Error).message}${refused}; retrying in ${Math.round(delay)} ms`);

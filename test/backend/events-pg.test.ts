@@ -8,6 +8,7 @@ import type { BusEvent } from '../../backend/notify/bus.js';
 import { PgBus } from '../../backend/notify/pg-bus.js';
 import { authenticate } from '../../backend/services/accounts.js';
 import { createNode } from '../../backend/services/nodes.js';
+import { RateLimits } from '../../backend/services/rate-limits.js';
 import { defaultSettings } from '../../backend/settings.js';
 import { StratusClient } from '../../protocol/client.js';
 import { connectEvents, createPgDatabase, within, type EventStream } from '../helpers/backend.js';
@@ -256,7 +257,7 @@ if (!adminUrl) {
       t.teardown(() => db.destroy());
       const me = await authenticate(db, alice1);
       if (!me) throw new Error("alice's token does not authenticate");
-      await createNode({ db, store: undefined as never, settings: defaultSettings }, me, { parent_id: root.id, name: 'silent', kind: 'file' });
+      await createNode({ db, store: undefined as never, settings: defaultSettings, rates: new RateLimits(defaultSettings.rate) }, me, { parent_id: root.id, name: 'silent', kind: 'file' });
       const silentSeq = (await aliceVia1.changesHead()).cursor;
       t.ok(silentSeq > head, 'the change committed');
       t.ok(events.seqs.every((s) => s < silentSeq), 'and no hint announced it');

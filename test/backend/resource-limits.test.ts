@@ -105,3 +105,47 @@ for (const engine of testEngines()) {
     t.same(await user.client.putBlock(block.hash, block.bytes), { hash: block.hash, size: block.bytes.length }, 'once there is room the same upload is stored');
   });
 }
+
+for (const engine of testEngines()) {
+  t.test(`per-user rate limits [${engine}]`, async (t) => {
+    const backend = await startTestBackend(engine, { rate: { requests_per_s: 5, upload_bytes_per_s: 50 * KiB, download_bytes_per_s: 50 * KiB, window_s: 2 } });
+    t.teardown(() => backend.close());
+
+    t.test('requests past the limit are 429 with Retry-After and change nothing; other users are not affected', async (t) => {
+      const alice = await backend.addUser('alice');
+      const bob = await backend.addUser('bob');
+      const root = await alice.client.root(); // request 1 of alice's 10 in this window
+      const statuses: number[] = [];
+      for (let i = 0; i < 12; i++) statuses.push((await raw(backend, 'GET', '/v1/whoami', { token: alice.token })).status);
+      t.ok(statuses.includes(429), `past 10 requests per 2 s: ${statuses.join(' ')}`);
+      const before = await backend.snapshot();
+      const refused = await raw(backend, 'POST', '/v1/nodes', { token: alice.token, body: JSON.stringify({ parent_id: root.id, name: 'x', kind: 'file' }), headers: { 'content-type': 'application/json' } });
+      t.equal(refused.status, 429, 'a refused create');
+      t.equal(errorCode(refused), 'too_many_requests');
+      const retry = Number(refused.headers.get('retry-after'));
+      t.ok(retry >= 1 && retry <= 2, `Retry-After: ${retry} s (the rest of the window)`);
+      t.equal(await backend.snapshot(), before, 'created nothing');
+      t.equal((await raw(backend, 'GET', '/v1/whoami', { token: bob.token })).status, 200, "bob's requests go through");
+    });
+
+    t.test('upload and download bytes past the limit are refused before any byte is stored or sent', async (t) => {
+      const carol = await backend.addUser('carol');
+      const first = randomBlock(60 * KiB);
+      const second = randomBlock(60 * KiB);
+      await carol.client.putBlock(first.hash, first.bytes);
+      const before = await backend.snapshot();
+      const up = await raw(backend, 'PUT', `/v1/blocks/${second.hash}`, { token: carol.token, body: second.bytes, headers: { 'content-type': 'application/octet-stream' } });
+      t.equal(up.status, 429, 'the second 60 KiB upload of a 100 KiB window is refused');
+      t.ok(Number(up.headers.get('retry-after')) >= 1, 'with Retry-After');
+      t.equal(await backend.snapshot(), before, 'nothing stored');
+      const dave = await backend.addUser('dave');
+      await dave.client.putBlock(second.hash, second.bytes);
+      const file = await dave.client.create({ parent_id: (await dave.client.root()).id, name: 'f', kind: 'file' });
+      await dave.client.commit(file.id, { base_version: 0, blocks: [{ hash: second.hash, size: second.bytes.length }], size: second.bytes.length });
+      t.ok((await dave.client.getBlock(second.hash)).equals(second.bytes), 'a download within the limit');
+      const down = await raw(backend, 'GET', `/v1/blocks/${second.hash}`, { token: dave.token });
+      t.equal(down.status, 429, 'the second (120 KiB of a 100 KiB window) is refused');
+      t.equal(errorCode(down), 'too_many_requests', 'with the error body, not block bytes');
+    });
+  });
+}

@@ -425,3 +425,19 @@ t.test('a commit that landed but whose reply was lost is not committed twice and
   t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), ['once.txt'], 'no conflicted copy');
   t.ok((await readAll(ref.h.vfs, '/once.txt')).equals(more), 'the mount shows it');
 });
+
+t.test('a server that says when to come back (429 Retry-After) is not asked sooner, and the bytes stay queued', async (t) => {
+  // A server whose users may upload 3000 KiB per 30 s window: a 4 MiB file runs into the limit.
+  const limited = await startTestBackend('sqlite', { chunking: CHUNKING, rate: { upload_bytes_per_s: 100 * KiB, window_s: 30 } });
+  t.teardown(() => limited.close());
+  const logs = logWatcher();
+  const { ref } = await setup(t, { log: logs.log, retryMs: 100 }, limited);
+  await writeAll(ref.h.vfs, '/big.bin', bytes(4096 * KiB), { create: true });
+  const line = await logs.until((l) => /commit of .* failed: too many upload bytes/.test(l));
+  const askedS = Number(/retry in (\d+) s/.exec(line)?.[1]);
+  const waitMs = Number(/retrying in (\d+) ms/.exec(line)?.[1]);
+  t.ok(askedS >= 1, `the server asked for ${askedS} s`);
+  t.ok(waitMs >= askedS * 1000, `the queue waits ${waitMs} ms, not its own 100 ms backoff`);
+  t.equal(ref.h.queue.list().length, 1, 'the save stays queued');
+  await ref.h.crash(); // stop here: the window would take 30 s to reopen
+});
