@@ -8,15 +8,34 @@ export function serveCommand(): Command {
     .option('--listen <host:port>', 'address to serve on', '127.0.0.1:7420')
     .option('--db <url>', 'metadata database: postgres://… (default: SQLite in the data folder)')
     .option('--blocks <url>', 'block store: a folder (default: DATA/blocks)')
-    .action(async (opts: { data: string; listen: string; db?: string; blocks?: string }) => {
+    .option(
+      '--until-stdin-closes',
+      'serve until stdin closes, ignoring SIGINT/SIGTERM: how `stratus up` keeps its server until its drive has drained, and takes it along however it ends',
+    )
+    .action(async (opts: { data: string; listen: string; db?: string; blocks?: string; untilStdinCloses?: boolean }) => {
       const server = await startServer({ dataDir: opts.data, listen: opts.listen, dbUrl: opts.db, blocksUrl: opts.blocks });
       process.stderr.write(`stratus: serving on ${server.url} (${opts.db ? 'PostgreSQL' : `data in ${opts.data}`})\n`);
-      const stop = async (signal: string) => {
-        process.stderr.write(`stratus: ${signal}, shutting down\n`);
+      let stopping = false;
+      const stop = async (why: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`stratus: ${why}, shutting down\n`);
         await server.close();
         process.exit(0);
       };
-      process.once('SIGINT', () => void stop('SIGINT'));
-      process.once('SIGTERM', () => void stop('SIGTERM'));
+      if (opts.untilStdinCloses) {
+        // Whoever reads our stderr may be gone already (it died): a failed write must not end the shutdown.
+        process.stderr.on('error', () => undefined);
+        process.stdin.on('error', () => void stop('stdin failed'));
+        process.stdin.on('end', () => void stop('stdin closed'));
+        process.stdin.on('close', () => void stop('stdin closed'));
+        process.stdin.resume();
+        for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+          process.on(signal, () => process.stderr.write(`stratus: ${signal} ignored: this server stops when its stdin closes\n`));
+        }
+      } else {
+        process.once('SIGINT', () => void stop('SIGINT'));
+        process.once('SIGTERM', () => void stop('SIGTERM'));
+      }
     });
 }
