@@ -58,6 +58,8 @@ export const defaultSettings: ServerSettings = {
     max_block_size: 4 * MiB,
     // 100k blocks: a 100 GiB file at the average block size, 400 GiB at the maximum.
     max_manifest_blocks: 100_000,
+    manifest_free_blocks: 64,
+    min_bytes_per_block: (256 * KiB) / 4,
     max_json_bytes: 16 * MiB,
     max_check_hashes: 10_000,
     max_page_size: 5_000,
@@ -86,9 +88,11 @@ export const defaultSettings: ServerSettings = {
 export type SettingsOverrides = { [K in keyof ServerSettings]?: Partial<ServerSettings[K]> };
 
 export function withSettings(overrides: SettingsOverrides = {}): ServerSettings {
+  const chunking = { ...defaultSettings.chunking, ...overrides.chunking };
   return {
-    chunking: { ...defaultSettings.chunking, ...overrides.chunking },
-    limits: { ...defaultSettings.limits, ...overrides.limits },
+    chunking,
+    // Blocks a client cuts are at least chunking.min (but the last): a quarter of it is the floor of a manifest's average.
+    limits: { ...defaultSettings.limits, min_bytes_per_block: Math.floor(chunking.min / 4), ...overrides.limits },
     events: { ...defaultSettings.events, ...overrides.events },
     http: { ...defaultSettings.http, ...overrides.http },
     rate: { ...defaultSettings.rate, ...overrides.rate },

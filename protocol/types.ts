@@ -46,6 +46,10 @@ export interface ChunkingParams {
 export interface ServerLimits {
   max_block_size: number;
   max_manifest_blocks: number;
+  /** A manifest of more than this many blocks… */
+  manifest_free_blocks: number;
+  /** …must have blocks of at least this many bytes on average (a quarter of the chunker's minimum). */
+  min_bytes_per_block: number;
   max_json_bytes: number;
   max_check_hashes: number;
   max_page_size: number;

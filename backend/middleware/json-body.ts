@@ -5,11 +5,10 @@ import { ApiError } from '../../protocol/errors.js';
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Reads a JSON request body with a byte limit: 413 past the limit (without buffering the rest),
- * 415 for another content type, 400 for bytes that are not UTF-8 (never replaced and stored) or
- * malformed JSON. An empty body reads as undefined.
+ * The bytes of a JSON request body, read with a byte limit: 413 past the limit (without buffering
+ * the rest), 415 for another content type. An empty body is undefined.
  */
-export async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
+export async function readJsonBytes(ctx: Koa.Context, limit: number): Promise<Buffer | undefined> {
   const type = ctx.get('Content-Type');
   const length = ctx.get('Content-Length');
   if (length !== '' && Number(length) > limit) throw tooLarge(limit);
@@ -20,18 +19,25 @@ export async function readJson(ctx: Koa.Context, limit: number): Promise<unknown
     if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(limit);
     throw new ApiError('bad_request', 'could not read the request body');
   }
-  let raw: string;
-  try {
-    raw = utf8.decode(bytes);
-  } catch {
-    throw new ApiError('malformed_json', 'the request body is not valid UTF-8');
-  }
-  if (raw.length === 0) return undefined;
+  if (bytes.length === 0) return undefined;
   if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
     throw new ApiError('unsupported_media_type', 'request body must be application/json');
   }
+  return bytes;
+}
+
+/** A JSON request body (see readJsonBytes), parsed: 400 for bytes that are not UTF-8 (never replaced and stored) or malformed JSON. */
+export async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
+  const bytes = await readJsonBytes(ctx, limit);
+  if (bytes === undefined) return undefined;
+  let text: string;
   try {
-    return JSON.parse(raw) as unknown;
+    text = utf8.decode(bytes);
+  } catch {
+    throw new ApiError('malformed_json', 'the request body is not valid UTF-8');
+  }
+  try {
+    return JSON.parse(text) as unknown;
   } catch (err) {
     throw new ApiError('malformed_json', `malformed JSON: ${(err as Error).message}`);
   }

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import { actorOf } from '../middleware/auth.js';
-import { readJson } from '../middleware/json-body.js';
+import { readJsonBytes } from '../middleware/json-body.js';
+import { parseCommitBodyOffLoop } from '../services/commit-body-pool.js';
 import type { Backend } from '../services/context.js';
 import { commitVersion, getManifest, listVersions, restoreVersion } from '../services/versions.js';
 import { newRouter } from './router.js';
@@ -14,12 +15,15 @@ export function versionRoutes(backend: Backend): Router {
     ctx.body = await getManifest(backend, actorOf(ctx), ctx.params.id!, ctx.params.v!);
   });
   router.post('/v1/nodes/:id/versions', async (ctx) => {
-    const body = await readJson(ctx, backend.settings.limits.max_json_bytes);
+    const bytes = await readJsonBytes(ctx, backend.settings.limits.max_json_bytes);
+    const body = await parseCommitBodyOffLoop(bytes ?? Buffer.alloc(0), backend.settings.limits);
     ctx.body = await commitVersion(backend, actorOf(ctx), ctx.params.id!, body);
+    ctx.type = 'application/json';
     ctx.status = 201;
   });
   router.post('/v1/nodes/:id/versions/:v/restore', async (ctx) => {
     ctx.body = await restoreVersion(backend, actorOf(ctx), ctx.params.id!, ctx.params.v!);
+    ctx.type = 'application/json';
     ctx.status = 201;
   });
   return router;

@@ -12,7 +12,7 @@ import { newNodeId } from './ids.js';
 import { pageLimit, parseWhole } from './params.js';
 import { journal, mutate } from './journal.js';
 import { parseBody } from './validate.js';
-import { appendVersion } from './versions.js';
+import { appendVersion, manifestOf } from './versions.js';
 
 const mtimeSchema = z.number().int().min(0).max(8.64e15);
 const modeSchema = z.number().int().min(0).max(0o7777);
@@ -211,9 +211,9 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
     const blocks = head ? manifest(head).blocks : [];
     const { node: replaced } = await appendVersion(trx, actor, target, {
       base_version: target.head_version,
-      blocks,
       size: source.size,
       mtime: attrs.mtime ?? source.mtime,
+      ...manifestOf(blocks),
     }, 'node.replace');
     const mode = attrs.mode ?? source.mode;
     await trx('nodes').where({ id: target.id }).update({ mode });

@@ -463,12 +463,25 @@ for (const engine of testEngines()) {
     });
 
     t.test('a manifest over max_manifest_blocks is refused with 413; exactly the limit is accepted', async (t) => {
+      // Blocks of a realistic size (the chunker's minimum): the limit on blocks per byte does not apply.
+      const [big] = await uploadBlocks(alice, [256 * KiB]);
       await unchanged(t, backend, 'oversized manifest', async () => {
-        const err = await apiError(t, alice.client.commit(id, commitOf(0, Array.from({ length: MAX_BLOCKS + 1 }, () => a!))));
+        const err = await apiError(t, alice.client.commit(id, commitOf(0, Array.from({ length: MAX_BLOCKS + 1 }, () => big!))));
         t.match(err, { status: 413, code: 'too_large', extra: { max_manifest_blocks: MAX_BLOCKS } });
       });
-      const m = await alice.client.commit(id, commitOf(0, Array.from({ length: MAX_BLOCKS }, () => a!)));
+      const m = await alice.client.commit(id, commitOf(0, Array.from({ length: MAX_BLOCKS }, () => big!)));
       t.equal(m.blocks.length, MAX_BLOCKS);
+    });
+
+    t.test('past manifest_free_blocks, a manifest of tiny blocks is refused (400 bad_manifest): no client cuts files so', async (t) => {
+      const { manifest_free_blocks: free, min_bytes_per_block: perBlock } = backend.settings.limits;
+      t.equal(perBlock, backend.settings.chunking.min / 4, 'the floor is a quarter of the chunker minimum');
+      const tiny = await newFile(alice, 'tiny.bin');
+      await unchanged(t, backend, 'a manifest of tiny blocks', async () => {
+        const err = await apiError(t, alice.client.commit(tiny, commitOf(0, Array.from({ length: free + 1 }, () => a!))));
+        t.match(err, { status: 400, code: 'bad_manifest', extra: { manifest_free_blocks: free, min_bytes_per_block: perBlock } });
+      });
+      t.equal((await alice.client.commit(tiny, commitOf(0, Array.from({ length: free }, () => a!)))).blocks.length, free, `${free} tiny blocks are fine`);
     });
   });
 }
