@@ -1,5 +1,6 @@
 import { apiRoutes, publicRoutes } from '../../backend/app.js';
 import type { Backend } from '../../backend/services/context.js';
+import { RateLimits } from '../../backend/services/rate-limits.js';
 
 /** One route of the app as its router declares it: a method and a path pattern such as `/v1/nodes/:id`. */
 export interface Route {
@@ -7,6 +8,13 @@ export interface Route {
   pattern: string;
   /** The names of its path parameters, in order. */
   params: string[];
+}
+
+type Served = Omit<Backend, 'rates'>;
+
+/** The routers are only read here, never called: their backend needs no rate limits of its own. */
+function withRates(backend: Served): Backend {
+  return { ...backend, rates: new RateLimits(backend.settings.rate) };
 }
 
 function table(router: ReturnType<typeof apiRoutes>): Route[] {
@@ -23,13 +31,13 @@ function table(router: ReturnType<typeof apiRoutes>): Route[] {
  * Every route that needs a token, read from the app's own router: a route added later is in
  * this list (and so in every test that walks it) without anyone writing it down.
  */
-export function authenticatedRoutes(backend: Backend): Route[] {
-  return table(apiRoutes(backend));
+export function authenticatedRoutes(backend: Served): Route[] {
+  return table(apiRoutes(withRates(backend)));
 }
 
 /** The routes listed as public (no token). */
-export function openRoutes(backend: Backend): Route[] {
-  return table(publicRoutes(backend));
+export function openRoutes(backend: Served): Route[] {
+  return table(publicRoutes(withRates(backend)));
 }
 
 /** The path of a route with each `:param` replaced by `values(name, route)`. */
