@@ -27,6 +27,7 @@ export const ErrorCodes = {
   unsupported_media_type: 415,
   too_many_requests: 429,
   internal: 500,
+  block_corrupt: 500,
   unavailable: 503,
   insufficient_storage: 507,
 } as const;

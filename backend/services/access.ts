@@ -46,25 +46,36 @@ export async function assertLive(db: Knex, node: NodeRow): Promise<void> {
   }
 }
 
+/** The `blocks` rows among `batch` the user may read: uploaded by them, or referenced by a version of a node they can see (invariant 4). */
+function readableRows(db: Knex, actor: Actor, batch: string[]): Knex.QueryBuilder {
+  const owned = db('block_owners').select('hash').where('user_id', actor.userId).whereIn('hash', batch);
+  const referenced = db('version_blocks as vb')
+    .join('nodes as n', 'n.id', 'vb.node_id')
+    .select('vb.hash')
+    .where('n.owner_id', actor.userId)
+    .whereIn('vb.hash', batch);
+  return db('blocks')
+    .select('hash', 'size', 'corrupt_at')
+    .whereIn('hash', batch)
+    .andWhere((q) => q.whereIn('hash', owned).orWhereIn('hash', referenced));
+}
+
 /**
- * The subset of `hashes` the user may read: blocks they uploaded, or that a version of a node
- * they can see references (invariant 4). Only blocks the store holds (a `blocks` row) count.
+ * The subset of `hashes` the user may use, with their sizes: blocks the store holds intact (a
+ * `blocks` row not marked corrupt) that the user may read. What `check` and commits go by: a
+ * corrupt block counts as missing, so a client that has its bytes sends them again.
  */
 export async function readableBlocks(db: Knex, actor: Actor, hashes: string[]): Promise<Map<string, number>> {
   const readable = new Map<string, number>();
   for (let i = 0; i < hashes.length; i += 500) {
-    const batch = hashes.slice(i, i + 500);
-    const owned = db('block_owners').select('hash').where('user_id', actor.userId).whereIn('hash', batch);
-    const referenced = db('version_blocks as vb')
-      .join('nodes as n', 'n.id', 'vb.node_id')
-      .select('vb.hash')
-      .where('n.owner_id', actor.userId)
-      .whereIn('vb.hash', batch);
-    const rows: Array<Record<string, unknown>> = await db('blocks')
-      .select('hash', 'size')
-      .whereIn('hash', batch)
-      .andWhere((q) => q.whereIn('hash', owned).orWhereIn('hash', referenced));
+    const rows: Array<Record<string, unknown>> = await readableRows(db, actor, hashes.slice(i, i + 500)).whereNull('corrupt_at');
     for (const row of rows) readable.set(String(row.hash), num(row.size));
   }
   return readable;
+}
+
+/** One block the user may read, also when it is marked corrupt (a download then says so); undefined otherwise. */
+export async function readableBlock(db: Knex, actor: Actor, hash: string): Promise<{ size: number; corrupt: boolean } | undefined> {
+  const row: Record<string, unknown> | undefined = await readableRows(db, actor, [hash]).first();
+  return row ? { size: num(row.size), corrupt: row.corrupt_at !== null } : undefined;
 }

@@ -1,8 +1,9 @@
-import { finished, type Readable } from 'node:stream';
+import { finished, Readable } from 'node:stream';
 import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
 import { BlockNotFoundError, type ByteRange } from '../blockstore/blockstore.js';
-import { readableBlocks } from './access.js';
+import { readableBlock, readableBlocks } from './access.js';
+import { corruptBlock, isIntact, readVerified } from './block-integrity.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
 import { assertHash } from './params.js';
@@ -56,7 +57,8 @@ export async function putBlock(backend: Backend, actor: Actor, hash: string, bod
   const size = verify.bytes;
   await mutate(backend.db, async (trx) => {
     const now = Date.now();
-    await trx('blocks').insert({ hash, size, created_at: now }).onConflict('hash').ignore();
+    // Verified bytes now stand under this id: a block marked corrupt is repaired.
+    await trx('blocks').insert({ hash, size, created_at: now }).onConflict('hash').merge({ corrupt_at: null });
     await trx('block_owners').insert({ user_id: actor.userId, hash, created_at: now }).onConflict(['user_id', 'hash']).ignore();
     await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'block.put', detail: { hash, size } });
   });
@@ -69,18 +71,29 @@ export interface BlockDownload {
   body: Readable;
 }
 
-/** GET /v1/blocks/:hash — 404 unless the caller may read the block (invariant 4). */
+/**
+ * GET /v1/blocks/:hash — 404 unless the caller may read the block (invariant 4); 500
+ * block_corrupt, never the wrong bytes, when the store's copy is damaged (block-integrity.ts).
+ */
 export async function getBlock(backend: Backend, actor: Actor, hash: string, rangeHeader: string | undefined): Promise<BlockDownload> {
   assertHash(hash);
-  const size = (await readableBlocks(backend.db, actor, [hash])).get(hash);
-  if (size === undefined) throw new ApiError('not_found', 'block not found');
+  const block = await readableBlock(backend.db, actor, hash);
+  if (block === undefined) throw new ApiError('not_found', 'block not found');
+  if (block.corrupt) throw corruptBlock(hash);
+  const size = block.size;
   const range = rangeHeader ? parseRange(rangeHeader, size) : null;
+  if (!isIntact(backend.store, hash)) {
+    // First read of this block in this process: check it whole, then serve from the checked bytes.
+    const bytes = await readVerified(backend.db, backend.store, hash, size);
+    return { size, range, body: Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]) };
+  }
   try {
     // The whole block is asked for as the range [0, size): the store then reads exactly the bytes
     // the Content-Length promises (and fails, rather than ends short, if the file has fewer).
     return { size, range, body: await backend.store.get(hash, range ?? { start: 0, end: size - 1 }) };
   } catch (err) {
-    if (err instanceof BlockNotFoundError) throw new ApiError('internal', 'block is recorded but missing from the store');
+    // Recorded but gone from the store since it was checked: marked corrupt like any damaged block (readVerified throws).
+    if (err instanceof BlockNotFoundError) await readVerified(backend.db, backend.store, hash, size);
     throw err;
   }
 }
