@@ -13,6 +13,8 @@ export interface EventSettings {
   coalesce_max_ms: number;
   /** A connection with more than this queued unsent is skipped; it gets the newest seq once it drains. */
   max_buffered_bytes: number;
+  /** Open connections per user (one per device is normal); more are refused with 429. */
+  max_connections_per_user: number;
 }
 
 /**
@@ -60,7 +62,10 @@ export const defaultSettings: ServerSettings = {
     max_manifest_blocks: 100_000,
     manifest_free_blocks: 64,
     min_bytes_per_block: (256 * KiB) / 4,
-    max_json_bytes: 16 * MiB,
+    // Small bodies are parsed on the event loop: 1 MiB holds a check of max_check_hashes.
+    max_json_bytes: 1 * MiB,
+    // Commits are parsed in a worker thread (services/commit-body-pool.ts).
+    max_commit_json_bytes: 16 * MiB,
     max_check_hashes: 10_000,
     max_page_size: 5_000,
   },
@@ -69,6 +74,7 @@ export const defaultSettings: ServerSettings = {
     coalesce_min_ms: 20,
     coalesce_max_ms: 1_000,
     max_buffered_bytes: 64 * KiB,
+    max_connections_per_user: 64,
   },
   http: {
     headers_timeout_ms: 20_000,

@@ -50,7 +50,10 @@ export interface ServerLimits {
   manifest_free_blocks: number;
   /** …must have blocks of at least this many bytes on average (a quarter of the chunker's minimum). */
   min_bytes_per_block: number;
+  /** A JSON request body, but a commit's. */
   max_json_bytes: number;
+  /** A commit's body (a manifest of up to max_manifest_blocks). */
+  max_commit_json_bytes: number;
   max_check_hashes: number;
   max_page_size: number;
 }

@@ -41,6 +41,14 @@ export function isRecycling(stream: Readable): stream is Readable & Recycling {
   return typeof (stream as Partial<Recycling>).recycle === 'function';
 }
 
+/** A block's stored bytes end before the range asked for: the store holds less than was recorded. */
+export class BlockTruncatedError extends Error {
+  constructor(readonly hash: string, readonly at: number) {
+    super(`block ${hash} ends at byte ${at}, before the range asked for`);
+    this.name = 'BlockTruncatedError';
+  }
+}
+
 export class BlockNotFoundError extends Error {
   constructor(readonly hash: string) {
     super(`block ${hash} not found`);

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { HASH_RE } from '../../protocol/hash.js';
-import { BlockNotFoundError, type BlockStore, type ByteRange, type Recycling } from './blockstore.js';
+import { BlockNotFoundError, BlockTruncatedError, type BlockStore, type ByteRange, type Recycling } from './blockstore.js';
 
 /** Bytes per read of a block file when serving it. */
 const READ_CHUNK = 1024 * 1024;
@@ -46,7 +46,7 @@ class BlockFileStream extends Readable implements Recycling {
   private afterRead: (() => void) | null = null;
 
   /** Reads [start, end] of `fd` (end inclusive; Infinity: to the end of the file), then closes it. */
-  constructor(private readonly fd: number, start: number, private readonly end: number) {
+  constructor(private readonly hash: string, private readonly fd: number, start: number, private readonly end: number) {
     super();
     this.pos = start;
   }
@@ -78,7 +78,7 @@ class BlockFileStream extends Readable implements Recycling {
         // The end of the file before the end of the range asked for: the file is not what the
         // caller recorded (it promised the client a length). Fail rather than end short as if whole.
         if (this.end === Infinity) this.push(null);
-        else this.destroy(new Error(`block file ends at byte ${this.pos}, before the ${this.end + 1} bytes asked for`));
+        else this.destroy(new BlockTruncatedError(this.hash, this.pos));
       } else {
         this.pos += bytesRead;
         this.push(bytesRead === READ_CHUNK ? buf : buf.subarray(0, bytesRead));
@@ -164,7 +164,19 @@ export class DiskBlockStore implements BlockStore {
     const fd = await new Promise<number>((resolve, reject) => {
       fs.open(file, 'r', (err, fd) => (err ? reject(err.code === 'ENOENT' ? new BlockNotFoundError(hash) : err) : resolve(fd)));
     });
-    return new BlockFileStream(fd, range?.start ?? 0, range?.end ?? Infinity);
+    // A file shorter than the range is known now, before a response starts (one fstat).
+    const end = range?.end ?? Infinity;
+    if (end !== Infinity) {
+      const size = await new Promise<number>((resolve, reject) => fs.fstat(fd, (err, st) => (err ? reject(err) : resolve(st.size)))).catch((err: unknown) => {
+        fs.close(fd, () => undefined);
+        throw err;
+      });
+      if (size <= end) {
+        fs.close(fd, () => undefined);
+        throw new BlockTruncatedError(hash, size);
+      }
+    }
+    return new BlockFileStream(hash, fd, range?.start ?? 0, end);
   }
 
   async delete(hash: string): Promise<void> {

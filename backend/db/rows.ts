@@ -1,4 +1,4 @@
-import type { BlockRef, ChangeEntry, DeviceInfo, Manifest, NodeInfo, VersionInfo } from '../../protocol/types.js';
+import type { ChangeEntry, DeviceInfo, NodeInfo, VersionInfo } from '../../protocol/types.js';
 
 /**
  * The one place where driver differences are normalized: pg returns bigint columns as strings
@@ -88,10 +88,6 @@ export function versionInfo(row: Row): VersionInfo {
   };
 }
 
-export function manifest(row: Row): Manifest {
-  const parsed: unknown = typeof row.manifest === 'string' ? JSON.parse(row.manifest) : row.manifest;
-  return { ...versionInfo(row), blocks: parsed as BlockRef[] };
-}
 
 export function deviceInfo(row: Row): DeviceInfo {
   return {

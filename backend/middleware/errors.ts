@@ -19,7 +19,12 @@ export function errorMiddleware(log: Logger): Koa.Middleware {
       else if (apiError.status >= 500) log.error({ err, method: ctx.method, path: ctx.path }, 'request failed');
       ctx.status = apiError.status;
       ctx.body = apiError.toBody();
-      if (apiError.status === 401) ctx.set('WWW-Authenticate', 'Bearer realm="stratus"');
+      if (apiError.status === 401) {
+        ctx.set('WWW-Authenticate', 'Bearer realm="stratus"');
+        // An unauthenticated client does not keep a connection: a few kept-alive ones sending a
+        // request now and then would otherwise hold the server's connection slots.
+        ctx.set('Connection', 'close');
+      }
       if (typeof apiError.extra.retry_after_s === 'number') ctx.set('Retry-After', String(apiError.extra.retry_after_s));
       if (apiError.status === 416 && typeof apiError.extra.size === 'number') ctx.set('Content-Range', `bytes */${apiError.extra.size}`);
       // A refused upload may leave bytes unread on the socket: close it rather than parse them as a request.

@@ -1,22 +1,21 @@
 import type Koa from 'koa';
 import getRawBody from 'raw-body';
 import { ApiError } from '../../protocol/errors.js';
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+import { parseJsonBody } from '../services/json-text.js';
 
 /**
  * The bytes of a JSON request body, read with a byte limit: 413 past the limit (without buffering
  * the rest), 415 for another content type. An empty body is undefined.
  */
-export async function readJsonBytes(ctx: Koa.Context, limit: number): Promise<Buffer | undefined> {
+export async function readJsonBytes(ctx: Koa.Context, limit: number, limitName = 'max_json_bytes'): Promise<Buffer | undefined> {
   const type = ctx.get('Content-Type');
   const length = ctx.get('Content-Length');
-  if (length !== '' && Number(length) > limit) throw tooLarge(limit);
+  if (length !== '' && Number(length) > limit) throw tooLarge(limit, limitName);
   let bytes: Buffer;
   try {
     bytes = await getRawBody(ctx.req, { limit });
   } catch (err) {
-    if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(limit);
+    if ((err as { type?: string }).type === 'entity.too.large') throw tooLarge(limit, limitName);
     throw new ApiError('bad_request', 'could not read the request body');
   }
   if (bytes.length === 0) return undefined;
@@ -26,23 +25,12 @@ export async function readJsonBytes(ctx: Koa.Context, limit: number): Promise<Bu
   return bytes;
 }
 
-/** A JSON request body (see readJsonBytes), parsed: 400 for bytes that are not UTF-8 (never replaced and stored) or malformed JSON. */
+/** A JSON request body (see readJsonBytes), parsed (services/json-text.ts: UTF-8, depth, syntax). */
 export async function readJson(ctx: Koa.Context, limit: number): Promise<unknown> {
   const bytes = await readJsonBytes(ctx, limit);
-  if (bytes === undefined) return undefined;
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new ApiError('malformed_json', 'the request body is not valid UTF-8');
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (err) {
-    throw new ApiError('malformed_json', `malformed JSON: ${(err as Error).message}`);
-  }
+  return bytes === undefined ? undefined : parseJsonBody(bytes);
 }
 
-function tooLarge(limit: number): ApiError {
-  return new ApiError('too_large', `request body exceeds ${limit} bytes`, { max_json_bytes: limit });
+function tooLarge(limit: number, limitName: string): ApiError {
+  return new ApiError('too_large', `request body exceeds ${limit} bytes`, { [limitName]: limit });
 }

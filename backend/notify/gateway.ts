@@ -73,6 +73,11 @@ export class EventsGateway {
     const pathname = (req.url ?? '/').split('?', 1)[0];
     if (pathname !== EVENTS_PATH) throw new ApiError('not_found', `no route for ${req.method} ${pathname}`);
     if (this.closed) throw new ApiError('unavailable', 'server is shutting down');
+    const max = this.backend.settings.events.max_connections_per_user;
+    if ((this.byUser.get(actor.userId)?.size ?? 0) >= max) {
+      // One user cannot take the server's connection slots from everyone else.
+      throw new ApiError('too_many_requests', `at most ${max} event connections per user`, { retry_after_s: 30 });
+    }
     if (socket.destroyed) return;
     // ws answers 400 itself to a request that is not a valid WebSocket handshake.
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, actor));

@@ -22,13 +22,7 @@ export function blockRoutes(backend: Backend): Router {
     ctx.status = 201;
   });
   router.get('/v1/blocks/:hash', async (ctx) => {
-    const actor = actorOf(ctx);
-    const download = await getBlock(backend, actor, ctx.params.hash!, ctx.get('Range') || undefined);
-    const bytes = download.range ? download.range.end - download.range.start + 1 : download.size;
-    await backend.rates.download(actor.userId, bytes).catch((err: unknown) => {
-      download.body.destroy();
-      throw err;
-    });
+    const download = await getBlock(backend, actorOf(ctx), ctx.params.hash!, ctx.get('Range') || undefined);
     ctx.set('Accept-Ranges', 'bytes');
     ctx.set('ETag', `"${ctx.params.hash}"`);
     ctx.set('Cache-Control', 'private, max-age=31536000, immutable');

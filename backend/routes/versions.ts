@@ -13,9 +13,10 @@ export function versionRoutes(backend: Backend): Router {
   });
   router.get('/v1/nodes/:id/versions/:v', async (ctx) => {
     ctx.body = await getManifest(backend, actorOf(ctx), ctx.params.id!, ctx.params.v!);
+    ctx.type = 'application/json';
   });
   router.post('/v1/nodes/:id/versions', async (ctx) => {
-    const bytes = await readJsonBytes(ctx, backend.settings.limits.max_json_bytes);
+    const bytes = await readJsonBytes(ctx, backend.settings.limits.max_commit_json_bytes, 'max_commit_json_bytes');
     const body = await parseCommitBodyOffLoop(bytes ?? Buffer.alloc(0), backend.settings.limits);
     ctx.body = await commitVersion(backend, actorOf(ctx), ctx.params.id!, body);
     ctx.type = 'application/json';

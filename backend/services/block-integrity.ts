@@ -2,20 +2,22 @@ import { LRUCache } from 'lru-cache';
 import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
 import { blake3Hex } from '../../protocol/hash.js';
-import type { BlockStore } from '../blockstore/blockstore.js';
+import { BlockNotFoundError, BlockTruncatedError, type BlockStore } from '../blockstore/blockstore.js';
 import { journal, mutate } from './journal.js';
 
 /**
- * Whether a stored block still holds the bytes of its id. A block's bytes are hashed the first
- * time this process serves it; from then on it is trusted for the life of the process, so a
- * download costs one BLAKE3 pass per block per process (~0.5 ms per 4 MiB), not one per request.
- * Damage done after that first read is found by the next server process (or by the drive, which
- * checks every block it fetches). A block that fails — short, missing, bytes of
- * another id — is marked corrupt: downloads answer 500 block_corrupt, and check and commits treat
- * it as missing until a client uploads the right bytes again (putBlock clears the mark).
+ * Whether a stored block still holds the bytes of its id. A block is known good for the life of
+ * this process once its bytes were checked: when a verified upload wrote them, or when this
+ * process first served it (the whole block read and hashed: ~0.5 ms per 4 MiB, once, not per
+ * request). A block whose stored bytes are definitely not the block — missing, shorter than
+ * recorded, or hashing to another id — is marked corrupt: check and commits treat it as missing
+ * (so a client that has its bytes sends them again, which repairs it), and downloads answer 500
+ * block_corrupt after looking again (a block put back in place heals itself). A read that fails
+ * for another reason (EMFILE, EIO) proves nothing: 503, nothing marked. Damage done after the
+ * check is found by the next server process, or by the drive, which checks every block it fetches.
  */
 
-/** Hashes verified in this process, per store (tests run several servers in one process). */
+/** Hashes known good in this process, per store (tests run several servers in one process). */
 const intact = new WeakMap<BlockStore, LRUCache<string, true>>();
 
 function intactSet(store: BlockStore): LRUCache<string, true> {
@@ -24,34 +26,46 @@ function intactSet(store: BlockStore): LRUCache<string, true> {
   return set;
 }
 
+/** The store holds these verified bytes under `hash` (a verified upload). */
+export function markIntact(store: BlockStore, hash: string): void {
+  intactSet(store).set(hash, true);
+}
+
 export function isIntact(store: BlockStore, hash: string): boolean {
   return intactSet(store).has(hash);
 }
 
-export function corruptBlock(hash: string): ApiError {
+function corruptBlock(hash: string): ApiError {
   return new ApiError('block_corrupt', `block ${hash} is damaged in the store; a client that has it can upload it again`);
 }
 
-/**
- * The whole block, read and checked against its id; marks it intact, or corrupt (and throws
- * block_corrupt) when the store's bytes are not the block's.
- */
-export async function readVerified(db: Knex, store: BlockStore, hash: string, size: number): Promise<Buffer> {
-  let bytes: Buffer | null = null;
+/** The whole block as stored, or null when the store definitely does not hold it whole (missing or short). */
+async function readStored(store: BlockStore, hash: string, size: number): Promise<Buffer | null> {
   try {
     const chunks: Buffer[] = [];
     for await (const chunk of await store.get(hash, { start: 0, end: size - 1 })) chunks.push(Buffer.from(chunk as Buffer));
-    bytes = Buffer.concat(chunks);
-  } catch {
-    // Missing or shorter than recorded: the same as wrong bytes.
+    return Buffer.concat(chunks);
+  } catch (err) {
+    if (err instanceof BlockNotFoundError || err instanceof BlockTruncatedError) return null;
+    throw new ApiError('unavailable', 'the block store could not be read; try again', { retry_after_s: 5 });
   }
-  if (bytes === null || bytes.length !== size || blake3Hex(bytes) !== hash) {
-    await mutate(db, async (trx) => {
-      await trx('blocks').where({ hash }).whereNull('corrupt_at').update({ corrupt_at: Date.now() });
-      await journal(trx, { userId: null, deviceId: null, action: 'block.corrupt', detail: { hash, size, read: bytes?.length ?? null } });
-    });
-    throw corruptBlock(hash);
+}
+
+/**
+ * The whole block, read and checked against its id. Good bytes mark it intact (and clear a
+ * corrupt mark: the block was put back or repaired); definitely wrong ones mark it corrupt and
+ * throw block_corrupt; a failed read throws 503.
+ */
+export async function readVerified(db: Knex, store: BlockStore, hash: string, size: number, markedCorrupt = false): Promise<Buffer> {
+  const bytes = await readStored(store, hash, size);
+  if (bytes !== null && bytes.length === size && blake3Hex(bytes) === hash) {
+    intactSet(store).set(hash, true);
+    if (markedCorrupt) await db('blocks').where({ hash }).update({ corrupt_at: null });
+    return bytes;
   }
-  intactSet(store).set(hash, true);
-  return bytes;
+  await mutate(db, async (trx) => {
+    const marked = await trx('blocks').where({ hash }).whereNull('corrupt_at').update({ corrupt_at: Date.now() });
+    if (marked > 0) await journal(trx, { userId: null, deviceId: null, action: 'block.corrupt', detail: { hash, size, read: bytes?.length ?? null } });
+  });
+  throw corruptBlock(hash);
 }

@@ -1,9 +1,9 @@
 import { finished, Readable } from 'node:stream';
 import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
-import { BlockNotFoundError, type ByteRange } from '../blockstore/blockstore.js';
+import { BlockNotFoundError, BlockTruncatedError, type ByteRange } from '../blockstore/blockstore.js';
 import { readableBlock, readableBlocks } from './access.js';
-import { corruptBlock, isIntact, readVerified } from './block-integrity.js';
+import { isIntact, markIntact, readVerified } from './block-integrity.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
 import { assertHash } from './params.js';
@@ -62,6 +62,9 @@ export async function putBlock(backend: Backend, actor: Actor, hash: string, bod
     await trx('block_owners').insert({ user_id: actor.userId, hash, created_at: now }).onConflict(['user_id', 'hash']).ignore();
     await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'block.put', detail: { hash, size } });
   });
+  // The bytes just stored were hashed on the way in: a download need not check them again (and
+  // its speed then tells nobody whether someone else had read the block before).
+  markIntact(backend.store, hash);
   return { hash, size };
 }
 
@@ -79,12 +82,14 @@ export async function getBlock(backend: Backend, actor: Actor, hash: string, ran
   assertHash(hash);
   const block = await readableBlock(backend.db, actor, hash);
   if (block === undefined) throw new ApiError('not_found', 'block not found');
-  if (block.corrupt) throw corruptBlock(hash);
   const size = block.size;
   const range = rangeHeader ? parseRange(rangeHeader, size) : null;
-  if (!isIntact(backend.store, hash)) {
-    // First read of this block in this process: check it whole, then serve from the checked bytes.
-    const bytes = await readVerified(backend.db, backend.store, hash, size);
+  // Counted before any byte is read: a refused download costs the server nothing.
+  await backend.rates.download(actor.userId, range ? range.end - range.start + 1 : size);
+  if (block.corrupt || !isIntact(backend.store, hash)) {
+    // First read of this block in this process, or a block marked damaged (looked at again: it
+    // may have been put back): check it whole, then serve from the checked bytes.
+    const bytes = await readVerified(backend.db, backend.store, hash, size, block.corrupt);
     return { size, range, body: Readable.from([range ? bytes.subarray(range.start, range.end + 1) : bytes]) };
   }
   try {
@@ -92,8 +97,8 @@ export async function getBlock(backend: Backend, actor: Actor, hash: string, ran
     // the Content-Length promises (and fails, rather than ends short, if the file has fewer).
     return { size, range, body: await backend.store.get(hash, range ?? { start: 0, end: size - 1 }) };
   } catch (err) {
-    // Recorded but gone from the store since it was checked: marked corrupt like any damaged block (readVerified throws).
-    if (err instanceof BlockNotFoundError) await readVerified(backend.db, backend.store, hash, size);
+    // Gone or shorter since it was checked: looked at whole, and marked corrupt like any damaged block (readVerified throws).
+    if (err instanceof BlockNotFoundError || err instanceof BlockTruncatedError) await readVerified(backend.db, backend.store, hash, size);
     throw err;
   }
 }

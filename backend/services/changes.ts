@@ -5,8 +5,9 @@ import { optionalWhole, pageLimit } from './params.js';
 
 /**
  * GET /v1/changes?since=SEQ — the current state of every node of the caller's that changed after
- * SEQ, once per node, in journal order, and the cursor to continue from. The cursor only ever
- * moves over the caller's own journal rows, so it reveals nothing of other users' activity.
+ * SEQ, once per node, in journal order, and the cursor to continue from. The cursor is a position
+ * in the one global sequence: its gaps count other users' changes (a leak issue 11's
+ * per-namespace journal removes; see the `todo` in test/backend/isolation.test.ts).
  */
 export async function listChanges(backend: Backend, actor: Actor, query: { since?: unknown; limit?: unknown }): Promise<ChangesPage> {
   const since = optionalWhole(query.since, 'since', 0);

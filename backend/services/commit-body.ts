@@ -1,6 +1,7 @@
 import { ApiError } from '../../protocol/errors.js';
 import { isBlockHash } from '../../protocol/hash.js';
 import type { ServerLimits } from '../../protocol/types.js';
+import { parseJsonBody } from './json-text.js';
 
 /** The limits a commit body is checked against (a subset of the server's, plain data so a worker thread can take it). */
 export type CommitLimits = Pick<ServerLimits, 'max_manifest_blocks' | 'max_block_size' | 'manifest_free_blocks' | 'min_bytes_per_block'>;
@@ -19,7 +20,6 @@ export interface CommitBody {
 }
 
 const MAX_MTIME = 8.64e15;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 function bad(message: string): ApiError {
   return new ApiError('bad_request', message);
@@ -42,18 +42,7 @@ function wholeNumber(value: unknown, field: string, min: number, max: number): n
  * bodies in a worker thread (commit-body-pool.ts) and the parse never holds up other requests.
  */
 export function parseCommitBody(bytes: Uint8Array, limits: CommitLimits): CommitBody {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new ApiError('malformed_json', 'the request body is not valid UTF-8');
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch (err) {
-    throw new ApiError('malformed_json', `malformed JSON: ${(err as Error).message}`);
-  }
+  const body = parseJsonBody(bytes);
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('the body must be a JSON object');
   const req = body as Record<string, unknown>;
   const baseVersion = wholeNumber(req.base_version, 'base_version', 0, Number.MAX_SAFE_INTEGER);

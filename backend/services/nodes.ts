@@ -5,14 +5,14 @@ import { assertValidName } from '../../protocol/names.js';
 import type { ChildrenPage, NodeInfo } from '../../protocol/types.js';
 import { dbClient } from '../db/connect.js';
 import { isUniqueViolation } from '../db/errors.js';
-import { manifest, nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
+import { nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
 import { assertLive, lineage, notFound, visibleNode } from './access.js';
 import type { Actor, Backend } from './context.js';
 import { newNodeId } from './ids.js';
 import { pageLimit, parseWhole } from './params.js';
 import { journal, mutate } from './journal.js';
 import { parseBody } from './validate.js';
-import { appendVersion, manifestOf } from './versions.js';
+import { appendVersion, storedManifest } from './versions.js';
 
 const mtimeSchema = z.number().int().min(0).max(8.64e15);
 const modeSchema = z.number().int().min(0).max(0o7777);
@@ -207,13 +207,11 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
   const who = { userId: actor.userId, deviceId: actor.deviceId };
   if (source.kind === 'file' && target.kind === 'file') {
     // The destination keeps its id and history and gains the source's content as a new version.
-    const head = source.head_version > 0 ? await trx('versions').where({ node_id: source.id, version: source.head_version }).first() : null;
-    const blocks = head ? manifest(head).blocks : [];
     const { node: replaced } = await appendVersion(trx, actor, target, {
       base_version: target.head_version,
       size: source.size,
       mtime: attrs.mtime ?? source.mtime,
-      ...manifestOf(blocks),
+      ...(await storedManifest(trx, source.id, source.head_version)),
     }, 'node.replace');
     const mode = attrs.mode ?? source.mode;
     await trx('nodes').where({ id: target.id }).update({ mode });

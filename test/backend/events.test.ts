@@ -259,6 +259,20 @@ for (const engine of testEngines()) {
       t.equal(other.ws.readyState, other.ws.OPEN, "the user's other device stays connected");
     });
 
+    t.test('one user cannot hold more than max_connections_per_user event connections: the next is refused with 429', async (t) => {
+      const capped = await startTestBackend(engine, { events: { max_connections_per_user: 3 } });
+      t.teardown(() => capped.close());
+      const greedy = await capped.addUser('greedy');
+      const other = await capped.addUser('other');
+      for (let i = 0; i < 3; i++) t.teardown((await connectEvents(capped.url, greedy.token)).close);
+      const refusedUpgrade = await refused(connectEvents(capped.url, greedy.token));
+      t.equal(refusedUpgrade.status, 429, 'the fourth: 429');
+      t.equal(refusedUpgrade.body?.error?.code, 'too_many_requests');
+      const fine = await connectEvents(capped.url, other.token);
+      t.teardown(fine.close);
+      t.equal(fine.ws.readyState, fine.ws.OPEN, 'another user still connects');
+    });
+
     t.test('keepalive: a connection that does not answer pings is terminated', async (t) => {
       const user = await newUser();
       const silent = await open(t, user.token, { autoPong: false });

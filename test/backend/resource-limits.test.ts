@@ -77,6 +77,31 @@ for (const engine of testEngines()) {
       t.match(answer, /^HTTP\/1\.1 201/, 'the steady upload is stored (201)');
     });
 
+    t.test('a request without a token does not keep its connection: a few kept-alive ones cannot hold the slots', async (t) => {
+      const { socket, closed } = await connect(backend);
+      socket.write('GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n');
+      const answer = await within(closed, 2_000, 'the server closing the unauthenticated connection');
+      t.match(answer, /^HTTP\/1\.1 401/, 'answered 401…');
+      t.match(answer, /\r\nConnection: close\r\n/i, '…and closed, keep-alive or not');
+    });
+
+    t.test('JSON bodies: small routes take at most max_json_bytes; deep nesting is refused before it is parsed', async (t) => {
+      const before = await backend.snapshot();
+      const json = { 'content-type': 'application/json' };
+      const max = backend.settings.limits.max_json_bytes;
+      const big = await raw(backend, 'POST', '/v1/blocks/check', { token: user.token, body: `{"hashes":["${'a'.repeat(max)}"]}`, headers: json });
+      t.equal(big.status, 413, `a check body over ${max} bytes: 413`);
+      t.match(big.json, { error: { code: 'too_large', max_json_bytes: max } });
+      const deep = '['.repeat(500_000) + ']'.repeat(500_000);
+      const nested = await within(raw(backend, 'POST', '/v1/blocks/check', { token: user.token, body: deep, headers: json }), 2_000, 'a deeply nested body refused');
+      t.equal(nested.status, 400, '500,000 levels of [: 400 before JSON.parse sees them');
+      t.match(nested.json, { error: { code: 'malformed_json', message: /nested deeper/ } });
+      const inString = await raw(backend, 'POST', '/v1/nodes', { token: user.token, body: JSON.stringify({ parent_id: 'x', name: '['.repeat(200), kind: 'file' }), headers: json });
+      t.equal(inString.status, 400, 'brackets inside a string are not nesting (refused for its bad parent id, not its depth)');
+      t.notMatch(inString.text, /nested deeper/);
+      t.equal(await backend.snapshot(), before, 'nothing changed');
+    });
+
     t.test('connections past the limit are refused at once; idle ones are closed and the server serves again', async (t) => {
       const idle = await Promise.all(Array.from({ length: 40 }, () => connect(backend).catch(() => null)));
       const extra = await connect(backend).catch(() => null);

@@ -434,13 +434,13 @@ for (const engine of testEngines()) {
   t.test(`versions under small limits [${engine}]`, async (t) => {
     const MAX_JSON = 16 * KiB;
     const MAX_BLOCKS = 100;
-    const backend = await startTestBackend(engine, { limits: { max_json_bytes: MAX_JSON, max_manifest_blocks: MAX_BLOCKS } });
+    const backend = await startTestBackend(engine, { limits: { max_commit_json_bytes: MAX_JSON, max_manifest_blocks: MAX_BLOCKS } });
     t.teardown(() => backend.close());
     const alice = await backend.addUser('alice');
     const id = await newFile(alice, 'limits.bin');
     const [a] = await uploadBlocks(alice, [10]);
 
-    t.test('a commit body over max_json_bytes is refused with 413, with a Content-Length and chunked', async (t) => {
+    t.test('a commit body over max_commit_json_bytes is refused with 413, with a Content-Length and chunked', async (t) => {
       const body = JSON.stringify({ ...commitOf(0, [a!]), padding: 'x'.repeat(MAX_JSON) });
       await unchanged(t, backend, 'oversized body', async () => {
         await expectError(t, await postCommit(backend, alice.token, id, body), 413, 'too_large');

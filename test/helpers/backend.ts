@@ -77,20 +77,36 @@ export interface TestBackend extends RunningServer {
   snapshot(): Promise<string>;
   /** Raw HTTP against the server, for malformed requests the client would never send. */
   fetch(pathname: string, init?: RequestInit & { token?: string }): Promise<Response>;
+  /**
+   * Stops this server process's part (keeping the database and the blocks) and serves the same
+   * data from a new one, as a server restart does; the returned backend is the one to close.
+   */
+  restart(): Promise<TestBackend>;
 }
 
 /** `blocksDir`: the block store's folder (default: `blocks/` in the data folder). */
 export async function startTestBackend(engine: EngineName, overrides: SettingsOverrides = {}, opts: { blocksDir?: string } = {}): Promise<TestBackend> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-test-'));
-  let dbUrl: string | undefined;
-  let dropDb: (() => Promise<void>) | undefined;
+  let data: TestData = { engine, dataDir, blocksDir: opts.blocksDir ?? path.join(dataDir, 'blocks'), settings: withSettings(overrides) };
   if (engine === 'postgres') {
     const created = await createPgDatabase();
-    dbUrl = created.url;
-    dropDb = created.drop;
+    data = { ...data, dbUrl: created.url, dropDb: created.drop };
   }
-  const settings: ServerSettings = withSettings(overrides);
-  const blocksDir = opts.blocksDir ?? path.join(dataDir, 'blocks');
+  return serveTestData(data);
+}
+
+/** Where a test backend keeps its data: what a restart serves again. */
+interface TestData {
+  engine: EngineName;
+  dataDir: string;
+  blocksDir: string;
+  settings: ServerSettings;
+  dbUrl?: string;
+  dropDb?: () => Promise<void>;
+}
+
+async function serveTestData(data: TestData): Promise<TestBackend> {
+  const { engine, dataDir, blocksDir, settings, dbUrl, dropDb } = data;
   const server = await startServer({ dataDir, listen: '127.0.0.1:0', dbUrl, blocksUrl: blocksDir, settings, log: pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'silent' }) });
   const clients: StratusClient[] = [];
   return {
@@ -127,6 +143,11 @@ export async function startTestBackend(engine: EngineName, overrides: SettingsOv
         ...rest,
         headers: { ...(token !== undefined && { authorization: `Bearer ${token}` }), ...(headers as Record<string, string>) },
       });
+    },
+    async restart() {
+      await Promise.all(clients.map((c) => c.close()));
+      await server.close();
+      return serveTestData(data);
     },
     async close() {
       await Promise.all(clients.map((c) => c.close()));
