@@ -54,7 +54,7 @@ for (const [rel, target] of Object.entries(links)) {
 for (const dir of ['node_modules/.bin', 'node_modules/pkg/bin', 'node_modules/pkg', 'node_modules', '.']) await shc(`touch -d @${(stamp += 3600)} '${dir}'`, proj);
 const projSnapshot = await snapshot(proj);
 
-t.test('ln -s makes a link readlink reads back as written; the kernel follows it to files and folders of the drive; ln -sf replaces it; rm removes only the link', async (t) => {
+t.test('ln -s makes a link readlink reads back as written; the kernel follows it to files and folders of the drive; ln -sf replaces it; rm removes only the link; targets that are not UTF-8 and hard links are refused', async (t) => {
   const m = a.mountpoint;
   await shc('mkdir -p lib/real && echo data > lib/real/file.txt', m);
   await shc('ln -s lib/real/file.txt to-file && ln -s lib/real to-dir && ln -s ../../outside/of/drive away', m);
@@ -69,6 +69,9 @@ t.test('ln -s makes a link readlink reads back as written; the kernel follows it
   await shc('rm to-dir to-file', m);
   t.equal(await shc('ls lib/real', m), 'file.txt\n', 'rm of links leaves what they pointed at');
   t.equal(await shc('ls', m), 'away\nlib\n');
+  await t.rejects(fs.link(a.p('lib', 'real', 'file.txt'), a.p('hard')), { code: 'EPERM' }, 'a hard link is refused with EPERM');
+  await t.rejects(fs.symlink(Buffer.from([0x61, 0xff, 0x62]), a.p('not-utf8')), { code: 'EILSEQ' }, 'a target that is not UTF-8 is refused, not stored changed');
+  await t.rejects(fs.lstat(a.p('not-utf8')), { code: 'ENOENT' });
   await sameOnB('lib');
   t.equal(await fs.readlink(b.p('away')).catch(() => undefined), '../../outside/of/drive', 'drive B reads the link too');
 });
