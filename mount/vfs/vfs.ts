@@ -176,12 +176,12 @@ export class Vfs {
    */
   private async makeNode(parent: LocalNode, name: string, kind: NodeKind, mode: number, target?: string): Promise<LocalNode> {
     const mtime = Date.now();
-    const what = target === undefined ? { mode } : { target };
+    const fields = target === undefined ? { mode } : { target };
     if (!isLocalId(parent.id) && this.online) {
       for (let attempt = 0; attempt < 20; attempt++) {
         const tryName = attempt === 0 ? name : conflictedCopyName(name, this.o.device ?? 'this device', new Date(mtime), attempt - 1);
         try {
-          const info = await this.o.client.create({ parent_id: parent.id, name: tryName, kind, mtime, ...what });
+          const info = await this.o.client.create({ parent_id: parent.id, name: tryName, kind, mtime, ...fields });
           this.o.tree.applyInfo(info);
           if (kind === 'dir') this.o.tree.patch(info.id, { listed: true });
           return this.o.tree.get(info.id) ?? (await this.lookupId(info.id));
@@ -404,8 +404,9 @@ export class Vfs {
       return;
     }
     const info = sent;
-    if (info.id === src.id && dst?.kind === 'file') {
-      // A link took the place of a file (which went to the trash): its writers write an unlinked file.
+    if (dst?.kind === 'file') {
+      // Writers of the replaced file write an unlinked file, whether its node took the source's
+      // content (file over file) or went to the trash (a link took its place).
       const replaced = this.dirty.get(dst.id);
       if (replaced) {
         replaced.unlinked = true;
@@ -413,15 +414,10 @@ export class Vfs {
       }
     }
     if (info.id !== src.id) {
-      // File over file: the destination node took the source's content as a new version (history kept).
+      // File over file: the destination node took the source's content as a new version (history
+      // kept); open descriptors of the source carry on as the destination node (their next write
+      // starts from the version just made).
       this.o.tree.removeSubtree(src.id);
-      // Writers of the replaced file write an unlinked file; open descriptors of the source carry
-      // on as the destination node (their next write starts from the version just made).
-      const replaced = this.dirty.get(info.id);
-      if (replaced) {
-        replaced.unlinked = true;
-        this.dirty.delete(info.id);
-      }
       for (const h of this.handles.values()) if (h.nodeId === src.id) h.nodeId = info.id;
       const d = this.dirty.get(src.id);
       if (d) {
