@@ -5,6 +5,7 @@
 export const ErrorCodes = {
   bad_request: 400,
   bad_name: 400,
+  bad_target: 400,
   bad_hash: 400,
   bad_id: 400,
   bad_manifest: 400,
@@ -18,6 +19,7 @@ export const ErrorCodes = {
   exists: 409,
   not_a_directory: 409,
   is_a_directory: 409,
+  not_a_file: 409,
   not_empty: 409,
   stale_version: 409,
   missing_blocks: 409,

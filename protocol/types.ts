@@ -1,6 +1,7 @@
 /** API shapes shared by the backend, the mount, the CLI and the tests (DESIGN §5). */
 
-export type NodeKind = 'file' | 'dir';
+/** A link is a symbolic link: it holds a target path, stored as written and never followed by the server. */
+export type NodeKind = 'file' | 'dir' | 'link';
 
 export interface NodeInfo {
   id: string;
@@ -15,6 +16,8 @@ export interface NodeInfo {
   mode: number;
   deleted_at: string | null;
   created_at: string;
+  /** A link's target exactly as written (links only; their `size` is its length in UTF-8 bytes). */
+  target?: string;
 }
 
 export interface BlockRef {
@@ -85,7 +88,10 @@ export interface CreateNodeRequest {
   name: string;
   kind: NodeKind;
   mtime?: number;
+  /** Files and folders only: a link's mode is always 0777. */
   mode?: number;
+  /** Links only, and required for them: 1–4095 bytes of UTF-8 without NUL (protocol/link-target.ts). */
+  target?: string;
 }
 
 export interface UpdateNodeRequest {
@@ -94,6 +100,7 @@ export interface UpdateNodeRequest {
   /** Allow replacing an existing node at the destination (editor "write temp, rename over"). */
   replace?: boolean;
   mtime?: number;
+  /** Not for links (their mode is always 0777). */
   mode?: number;
 }
 

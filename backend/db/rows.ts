@@ -1,4 +1,4 @@
-import type { ChangeEntry, DeviceInfo, NodeInfo, VersionInfo } from '../../protocol/types.js';
+import type { ChangeEntry, DeviceInfo, NodeInfo, NodeKind, VersionInfo } from '../../protocol/types.js';
 
 /**
  * The one place where driver differences are normalized: pg returns bigint columns as strings
@@ -31,13 +31,19 @@ export interface NodeRow {
   owner_id: number;
   parent_id: string | null;
   name: string;
-  kind: 'file' | 'dir';
+  kind: NodeKind;
   head_version: number;
   size: number;
   mtime: number;
   mode: number;
   deleted_at: number | null;
   created_at: number;
+  /** A link's target as written; null for files and folders. */
+  target: string | null;
+}
+
+function nodeKind(kind: unknown): NodeKind {
+  return kind === 'dir' || kind === 'link' ? kind : 'file';
 }
 
 export function nodeRow(row: Row): NodeRow {
@@ -46,13 +52,14 @@ export function nodeRow(row: Row): NodeRow {
     owner_id: num(row.owner_id),
     parent_id: row.parent_id === null || row.parent_id === undefined ? null : String(row.parent_id),
     name: String(row.name),
-    kind: row.kind === 'dir' ? 'dir' : 'file',
+    kind: nodeKind(row.kind),
     head_version: num(row.head_version),
     size: num(row.size),
     mtime: num(row.mtime),
     mode: num(row.mode),
     deleted_at: numOrNull(row.deleted_at),
     created_at: num(row.created_at),
+    target: row.target === null || row.target === undefined ? null : String(row.target),
   };
 }
 
@@ -68,6 +75,7 @@ export function nodeInfo(node: NodeRow): NodeInfo {
     mode: node.mode,
     deleted_at: isoOrNull(node.deleted_at),
     created_at: iso(node.created_at),
+    ...(node.kind === 'link' && { target: node.target ?? '' }),
   };
 }
 

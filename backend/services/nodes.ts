@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
+import { LINK_MODE, assertValidTarget } from '../../protocol/link-target.js';
 import { assertValidName } from '../../protocol/names.js';
 import type { ChildrenPage, NodeInfo } from '../../protocol/types.js';
 import { dbClient } from '../db/connect.js';
@@ -20,9 +21,10 @@ const modeSchema = z.number().int().min(0).max(0o7777);
 const createSchema = z.object({
   parent_id: z.string(),
   name: z.unknown(),
-  kind: z.enum(['file', 'dir']),
+  kind: z.enum(['file', 'dir', 'link']),
   mtime: mtimeSchema.optional(),
   mode: modeSchema.optional(),
+  target: z.unknown().optional(),
 });
 
 const updateSchema = z
@@ -76,8 +78,8 @@ async function childrenRequest(backend: Backend, actor: Actor, id: string, query
  * the page as one JSON value from SQLite, sent as is, costs about half of the whole.
  * Each object has exactly the fields, order and values of `nodeInfo` (kind normalized as in
  * `nodeRow`, `created_at` as toISOString's UTC millisecond form for the server-clock timestamps it
- * holds, `deleted_at` null: the page holds live nodes only). One statement, so the page and its
- * `next` come from one snapshot. Needs SQLite ≥ 3.44 (ORDER BY inside an aggregate; node-sqlite3
+ * holds, `deleted_at` null: the page holds live nodes only; a link's `target` patched in last).
+ * One statement, so the page and its `next` come from one snapshot. Needs SQLite ≥ 3.44 (ORDER BY inside an aggregate; node-sqlite3
  * bundles a newer one).
  */
 export async function listChildrenJson(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<string> {
@@ -86,15 +88,15 @@ export async function listChildrenJson(backend: Backend, actor: Actor, id: strin
   const { dir, limit, after } = await childrenRequest(backend, actor, id, query);
   const rows: Array<{ children: string; next: string | null }> = await db.raw(
     `WITH page AS MATERIALIZED (
-       SELECT id, parent_id, name, kind, head_version, size, mtime, mode, created_at FROM nodes
+       SELECT id, parent_id, name, kind, head_version, size, mtime, mode, created_at, target FROM nodes
        WHERE parent_id = ? AND deleted_at IS NULL AND name > ? ORDER BY name LIMIT ?
      ), last AS MATERIALIZED (SELECT max(name) AS name FROM page)
      SELECT
-       (SELECT json_group_array(json_object(
-          'id', id, 'parent_id', parent_id, 'name', name, 'kind', CASE kind WHEN 'dir' THEN 'dir' ELSE 'file' END,
+       (SELECT json_group_array(json_patch(json_object(
+          'id', id, 'parent_id', parent_id, 'name', name, 'kind', CASE kind WHEN 'dir' THEN 'dir' WHEN 'link' THEN 'link' ELSE 'file' END,
           'head_version', head_version, 'size', size, 'mtime', mtime, 'mode', mode, 'deleted_at', NULL,
           'created_at', strftime('%Y-%m-%dT%H:%M:%S', created_at / 1000, 'unixepoch') || printf('.%03dZ', created_at % 1000)
-        ) ORDER BY name) FROM page) AS children,
+        ), CASE kind WHEN 'link' THEN json_object('target', target) ELSE '{}' END) ORDER BY name) FROM page) AS children,
        (SELECT name FROM last WHERE EXISTS (
           SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_at IS NULL AND name > last.name
         )) AS next`,
@@ -122,10 +124,23 @@ function exists(name: string, existing: NodeRow): ApiError {
   return new ApiError('exists', `"${name}" already exists in this folder`, { node_id: existing.id, kind: existing.kind });
 }
 
+/** What a new node of this kind holds besides its name: a link its target (and the fixed link mode), a file or folder its mode. */
+function contentOf(req: z.infer<typeof createSchema>): Pick<NodeRow, 'mode' | 'size' | 'target'> {
+  if (req.kind !== 'link') {
+    if (req.target !== undefined) throw new ApiError('bad_request', 'only a link has a target');
+    return { mode: req.mode ?? (req.kind === 'dir' ? 0o755 : 0o644), size: 0, target: null };
+  }
+  if (req.mode !== undefined) throw new ApiError('bad_request', 'a link has no mode of its own (it is always 0777)');
+  assertValidTarget(req.target);
+  // Stored exactly as written and never resolved: it may point anywhere, or nowhere.
+  return { mode: LINK_MODE, size: Buffer.byteLength(req.target, 'utf8'), target: req.target };
+}
+
 export async function createNode(backend: Backend, actor: Actor, body: unknown): Promise<NodeInfo> {
   const req = parseBody(createSchema, body);
   assertValidName(req.name);
   const name = req.name;
+  const content = contentOf(req);
   try {
     return await mutate(backend.db, async (trx) => {
       const parent = await targetDir(trx, actor, req.parent_id);
@@ -139,9 +154,8 @@ export async function createNode(backend: Backend, actor: Actor, body: unknown):
         name,
         kind: req.kind,
         head_version: 0,
-        size: 0,
         mtime: req.mtime ?? now,
-        mode: req.mode ?? (req.kind === 'dir' ? 0o755 : 0o644),
+        ...content,
         deleted_at: null,
         created_at: now,
       };
@@ -160,7 +174,10 @@ export async function createNode(backend: Backend, actor: Actor, body: unknown):
  * Rename, move, and attribute changes, atomically. With `replace`, an existing node at the
  * destination gives way: a file over a file becomes a new version of the destination file (its
  * history is kept: the editor pattern "write temp, rename over"), the moved file goes to the
- * trash, and the destination node is returned; a folder may replace only an empty folder.
+ * trash, and the destination node is returned. Any other replace moves the source into the place
+ * of the destination, which goes to the trash (and can be restored from there): a link over a
+ * file or a link, a file over a link, a folder over an empty folder. A folder replaces only a
+ * folder, and only a folder replaces a folder (rename(2)'s ENOTDIR and EISDIR).
  */
 export async function updateNode(backend: Backend, actor: Actor, id: string, body: unknown): Promise<NodeInfo> {
   const req = parseBody(updateSchema, body);
@@ -170,6 +187,7 @@ export async function updateNode(backend: Backend, actor: Actor, id: string, bod
     return await mutate(backend.db, async (trx) => {
       const node = await visibleNode(trx, actor, id);
       await assertLive(trx, node);
+      if (node.kind === 'link' && req.mode !== undefined) throw new ApiError('bad_request', 'a link has no mode of its own (it is always 0777)');
       const moving = req.parent_id !== undefined || newName !== undefined;
       if (moving && node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be renamed or moved');
       const parent = req.parent_id !== undefined ? await targetDir(trx, actor, req.parent_id) : null;
@@ -203,35 +221,39 @@ export async function updateNode(backend: Backend, actor: Actor, id: string, bod
   }
 }
 
-async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow, target: NodeRow, attrs: { mtime?: number; mode?: number }, now: number): Promise<NodeRow> {
+async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow, dest: NodeRow, attrs: { mtime?: number; mode?: number }, now: number): Promise<NodeRow> {
   const who = { userId: actor.userId, deviceId: actor.deviceId };
-  if (source.kind === 'file' && target.kind === 'file') {
+  if (source.kind === 'file' && dest.kind === 'file') {
     // The destination keeps its id and history and gains the source's content as a new version.
-    const { node: replaced } = await appendVersion(trx, actor, target, {
-      base_version: target.head_version,
+    const { node: replaced } = await appendVersion(trx, actor, dest, {
+      base_version: dest.head_version,
       size: source.size,
       mtime: attrs.mtime ?? source.mtime,
       ...(await storedManifest(trx, source.id, source.head_version)),
     }, 'node.replace');
     const mode = attrs.mode ?? source.mode;
-    await trx('nodes').where({ id: target.id }).update({ mode });
+    await trx('nodes').where({ id: dest.id }).update({ mode });
     await trx('nodes').where({ id: source.id }).update({ deleted_at: now });
-    await journal(trx, { ...who, action: 'node.delete', node: source, detail: { replaced_into: target.id } });
+    await journal(trx, { ...who, action: 'node.delete', node: source, detail: { replaced_into: dest.id } });
     return { ...replaced, mode };
   }
-  if (source.kind === 'dir' && target.kind === 'dir') {
-    const child = await trx('nodes').where({ parent_id: target.id }).whereNull('deleted_at').first();
-    if (child) throw new ApiError('not_empty', `"${target.name}" is not empty`);
-    await trx('nodes').where({ id: target.id }).update({ deleted_at: now });
-    await journal(trx, { ...who, action: 'node.delete', node: target, detail: { replaced_by: source.id } });
-    const moved: NodeRow = { ...source, parent_id: target.parent_id, name: target.name, ...attrs };
-    await trx('nodes').where({ id: source.id }).update({ parent_id: moved.parent_id, name: moved.name, ...attrs });
-    await journal(trx, { ...who, action: 'node.move', node: moved, detail: { replaced: target.id } });
-    return moved;
+  if (source.kind === 'dir' && dest.kind !== 'dir') {
+    throw new ApiError('not_a_directory', `"${dest.name}" is not a folder; a folder cannot replace it`);
   }
-  throw target.kind === 'dir'
-    ? new ApiError('is_a_directory', `"${target.name}" is a folder; a file cannot replace it`)
-    : new ApiError('not_a_directory', `"${target.name}" is a file; a folder cannot replace it`);
+  if (source.kind !== 'dir' && dest.kind === 'dir') {
+    throw new ApiError('is_a_directory', `"${dest.name}" is a folder; a ${source.kind} cannot replace it`);
+  }
+  if (dest.kind === 'dir') {
+    const child = await trx('nodes').where({ parent_id: dest.id }).whereNull('deleted_at').first();
+    if (child) throw new ApiError('not_empty', `"${dest.name}" is not empty`);
+  }
+  // The destination goes to the trash; the source takes its place and keeps its own id.
+  await trx('nodes').where({ id: dest.id }).update({ deleted_at: now });
+  await journal(trx, { ...who, action: 'node.delete', node: dest, detail: { replaced_by: source.id } });
+  const moved: NodeRow = { ...source, parent_id: dest.parent_id, name: dest.name, ...attrs };
+  await trx('nodes').where({ id: source.id }).update({ parent_id: moved.parent_id, name: moved.name, ...attrs });
+  await journal(trx, { ...who, action: 'node.move', node: moved, detail: { replaced: dest.id } });
+  return moved;
 }
 
 /**

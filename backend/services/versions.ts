@@ -58,7 +58,8 @@ function versionRows(db: Knex): Knex.QueryBuilder {
 
 async function fileNode(db: Knex, actor: Actor, id: string): Promise<NodeRow> {
   const node = await visibleNode(db, actor, id);
-  if (node.kind !== 'file') throw new ApiError('is_a_directory', `"${node.name}" is a folder; only files have versions`);
+  if (node.kind === 'dir') throw new ApiError('is_a_directory', `"${node.name}" is a folder; only files have versions`);
+  if (node.kind !== 'file') throw new ApiError('not_a_file', `"${node.name}" is a link; only files have versions`);
   return node;
 }
 

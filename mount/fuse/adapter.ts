@@ -43,6 +43,9 @@ export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (
     chmod: (path: string, mode: number, cb: Cb) => run(cb, 'chmod', vfs.chmod(path, mode), none),
     chown: (_path: string, _uid: number, _gid: number, cb: Cb) => cb(0),
     mkdir: (path: string, mode: number, cb: Cb) => run(cb, 'mkdir', vfs.mkdir(path, mode), none),
+    // libfuse's symlink(linkname, path): the target comes first. On failure fuse-native answers readlink with its default ''.
+    symlink: (target: string, path: string, cb: Cb) => run(cb, 'symlink', vfs.symlink(target, path), none),
+    readlink: (path: string, cb: Cb) => run(cb, 'readlink', vfs.readlink(path), (target) => [target]),
     rmdir: (path: string, cb: Cb) => run(cb, 'rmdir', vfs.rmdir(path), none),
     unlink: (path: string, cb: Cb) => run(cb, 'unlink', vfs.unlink(path), none),
     rename: (src: string, dest: string, cb: Cb) => run(cb, 'rename', vfs.rename(src, dest), none),

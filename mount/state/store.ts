@@ -15,6 +15,8 @@ export interface LocalNode {
   mode: number;
   /** A folder whose children have been fetched (and are kept fresh). */
   listed: boolean;
+  /** A link's target as written (links only). */
+  target?: string;
 }
 
 /** A closed file waiting to become a version on the server (invariant 5: on disk before `release` returns). */
@@ -45,6 +47,8 @@ export interface PendingCreate {
   name: string;
   kind: NodeKind;
   mode: number;
+  /** A link's target. */
+  target?: string;
 }
 
 interface NodeRow {
@@ -57,6 +61,7 @@ interface NodeRow {
   mtime: number;
   mode: number;
   listed: number;
+  target: string | null;
 }
 
 interface PendingRow {
@@ -113,6 +118,7 @@ export class StateStore {
         t.bigInteger('mtime').notNullable();
         t.integer('mode').notNullable();
         t.integer('listed').notNullable().defaultTo(0);
+        t.text('target').nullable();
       });
     }
     if (!(await db.schema.hasTable('meta'))) {
@@ -142,10 +148,11 @@ export class StateStore {
         t.text('op_json').nullable();
       });
     }
-    // A cache folder from before offline creates / operations.
+    // A cache folder from before offline creates / operations, and from before links.
     for (const column of ['create_json', 'op_json']) {
       if (!(await db.schema.hasColumn('pending', column))) await db.schema.alterTable('pending', (t) => t.text(column).nullable());
     }
+    if (!(await db.schema.hasColumn('nodes', 'target'))) await db.schema.alterTable('nodes', (t) => t.text('target').nullable());
   }
 
   async close(): Promise<void> {
@@ -263,6 +270,7 @@ function fromNodeRow(r: NodeRow): LocalNode {
     mtime: Number(r.mtime),
     mode: Number(r.mode),
     listed: Number(r.listed) === 1,
+    ...(r.target !== null && r.target !== undefined && { target: r.target }),
   };
 }
 
@@ -277,6 +285,7 @@ function toNodeRow(n: LocalNode): NodeRow {
     mtime: n.mtime,
     mode: n.mode,
     listed: n.listed ? 1 : 0,
+    target: n.target ?? null,
   };
 }
 

@@ -3,9 +3,9 @@ import { open, rm } from 'node:fs/promises';
 import type { BlockCache } from '../../cache/block-cache.js';
 import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
-import type { BlockRef, Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
+import type { BlockRef, CreateNodeRequest, Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
 import type { ChunkerPool } from '../chunker/pool.js';
-import type { PendingCommit, PendingCreate, PendingOp, StateStore } from '../state/store.js';
+import type { LocalNode, PendingCommit, PendingCreate, PendingOp, StateStore } from '../state/store.js';
 import { isTransient, retryAfterMs } from '../vfs/errors.js';
 import { isLocalId, type Tree } from '../vfs/tree.js';
 import { conflictedCopyName } from './conflict-name.js';
@@ -187,8 +187,8 @@ export class CommitQueue extends EventEmitter {
     return added;
   }
 
-  /** Queues the creation of a folder made offline (no content: its entry has no staging file). */
-  async enqueueFolder(nodeId: string, create: PendingCreate, mtime: number): Promise<void> {
+  /** Queues the creation of a folder or link made offline (no content: its entry has no staging file). */
+  async enqueueCreate(nodeId: string, create: PendingCreate, mtime: number): Promise<void> {
     const added = await this.opts.store.addPending({ nodeId, baseVersion: 0, staging: '', size: 0, mtime, createdAt: Date.now(), create });
     this.entries.push(added);
     this.reindex();
@@ -398,7 +398,7 @@ export class CommitQueue extends EventEmitter {
         return;
       }
       if (!entry.staging) {
-        // A folder made offline: created now, nothing more to send.
+        // A folder or link made offline: created now, nothing more to send.
         await this.remove(entry);
         return;
       }
@@ -561,7 +561,8 @@ export class CommitQueue extends EventEmitter {
    * Creates a node made offline on the server and gives it its server id everywhere. A name taken
    * meanwhile: a folder of that name is joined (folders merge), an empty file of that name whose
    * content is still on its way is taken over (its writer's commit then becomes the conflicted
-   * copy), anything else keeps ours under a conflicted-copy name — both are kept.
+   * copy), a link with the same target is the same link; anything else keeps ours under a
+   * conflicted-copy name — both are kept.
    */
   private async createOnServer(entry: PendingCommit): Promise<void> {
     const { client, tree } = this.opts;
@@ -575,12 +576,12 @@ export class CommitQueue extends EventEmitter {
     for (let attempt = 0; !info; attempt++) {
       try {
         const tryName = attempt === 0 ? name : conflictedCopyName(name, this.opts.device, new Date(entry.createdAt), attempt - 1);
-        info = await client.create({ parent_id: parentId, name: tryName, kind: create.kind, mode: local?.mode ?? create.mode, mtime: entry.mtime });
+        info = await client.create({ parent_id: parentId, name: tryName, ...createFields(create, local, entry.mtime) });
       } catch (err) {
         if (!(err instanceof ApiError && err.code === 'exists') || attempt >= 20) throw err;
         if (attempt > 0) continue;
         const existing = typeof err.extra.node_id === 'string' ? await client.node(err.extra.node_id).catch(() => undefined) : undefined;
-        if (existing && existing.deleted_at === null && existing.kind === create.kind && (create.kind === 'dir' || existing.head_version === 0)) {
+        if (existing && existing.deleted_at === null && existing.kind === create.kind && joinable(create, existing)) {
           info = existing;
           joined = true;
         }
@@ -724,6 +725,24 @@ export class CommitQueue extends EventEmitter {
     if (this.stagingUsers.has(path)) this.orphanStaging.add(path);
     else await rm(path, { force: true });
   }
+}
+
+/** What the server needs besides parent and name: a link its target, a file or folder its mode (the tree's current one when known). */
+function createFields(create: PendingCreate, local: LocalNode | undefined, mtime: number): Pick<CreateNodeRequest, 'kind' | 'mode' | 'target' | 'mtime'> {
+  if (create.kind !== 'link') return { kind: create.kind, mode: local?.mode ?? create.mode, mtime };
+  // A link's only content is its target; its mtime is the tree's (lutimes, `cp -a`, `tar x` set it after the symlink).
+  return { kind: 'link', target: create.target ?? '', mtime: local?.mtime ?? mtime };
+}
+
+/**
+ * Whether a node made offline may become the node of its name the server has already: folders
+ * merge; an empty file whose content is on its way is taken over; a link with the same target is
+ * the same link (also a create of ours that landed with its reply lost).
+ */
+function joinable(create: PendingCreate, existing: NodeInfo): boolean {
+  if (create.kind === 'dir') return true;
+  if (create.kind === 'link') return existing.target === create.target;
+  return existing.head_version === 0;
 }
 
 function sameBlocks(a: BlockRef[], b: BlockRef[]): boolean {

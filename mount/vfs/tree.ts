@@ -341,5 +341,6 @@ export function fromInfo(info: NodeInfo, listed: boolean): LocalNode {
     mtime: info.mtime,
     mode: info.mode,
     listed: info.kind === 'dir' ? listed : false,
+    ...(info.target !== undefined && { target: info.target }),
   };
 }

@@ -7,6 +7,7 @@ import type { BlockCache } from '../../cache/block-cache.js';
 import { ApiError } from '../../protocol/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { LocalNode, PendingCreate, StateStore } from '../state/store.js';
+import { LINK_MODE, MAX_TARGET_BYTES, targetProblem } from '../../protocol/link-target.js';
 import { nameProblem } from '../../protocol/names.js';
 import { conflictedCopyName } from '../sync/conflict-name.js';
 import type { CommitQueue } from '../sync/commit-queue.js';
@@ -15,7 +16,7 @@ import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
 import { isLocalId, newLocalId, type Tree } from './tree.js';
-import type { NodeInfo } from '../../protocol/types.js';
+import type { NodeInfo, NodeKind } from '../../protocol/types.js';
 
 export interface Stat {
   mode: number;
@@ -123,6 +124,7 @@ const ZEROS = Buffer.alloc(4 * 1024 * 1024);
 /** Chunk size when copying queued content into a new staging file. */
 const COPY_CHUNK = 1024 * 1024;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
 
 /**
  * The file system the mount shows, in plain async methods over paths: the FUSE adapter only
@@ -169,15 +171,17 @@ export class Vfs {
   /**
    * Makes a node on the server, or — with the server unreachable, or inside a folder made offline —
    * only here, for the commit queue to create later. A name taken on the server by a node this
-   * mount had not seen yet: ours is kept under a conflicted-copy name (both kept).
+   * mount had not seen yet: ours is kept under a conflicted-copy name (both kept). A link has its
+   * `target` and no mode of its own.
    */
-  private async makeNode(parent: LocalNode, name: string, kind: 'file' | 'dir', mode: number): Promise<LocalNode> {
+  private async makeNode(parent: LocalNode, name: string, kind: NodeKind, mode: number, target?: string): Promise<LocalNode> {
     const mtime = Date.now();
+    const fields = target === undefined ? { mode } : { target };
     if (!isLocalId(parent.id) && this.online) {
       for (let attempt = 0; attempt < 20; attempt++) {
         const tryName = attempt === 0 ? name : conflictedCopyName(name, this.o.device ?? 'this device', new Date(mtime), attempt - 1);
         try {
-          const info = await this.o.client.create({ parent_id: parent.id, name: tryName, kind, mode, mtime });
+          const info = await this.o.client.create({ parent_id: parent.id, name: tryName, kind, mtime, ...fields });
           this.o.tree.applyInfo(info);
           if (kind === 'dir') this.o.tree.patch(info.id, { listed: true });
           return this.o.tree.get(info.id) ?? (await this.lookupId(info.id));
@@ -191,9 +195,11 @@ export class Vfs {
         }
       }
     }
-    const node: LocalNode = { id: newLocalId(), parentId: parent.id, name, kind, headVersion: 0, size: 0, mtime, mode, listed: kind === 'dir' };
+    const size = target === undefined ? 0 : Buffer.byteLength(target, 'utf8');
+    const node: LocalNode = { id: newLocalId(), parentId: parent.id, name, kind, headVersion: 0, size, mtime, mode, listed: kind === 'dir', ...(target !== undefined && { target }) };
     this.o.tree.addLocal(node);
-    if (kind === 'dir') await this.o.queue.enqueueFolder(node.id, { parentId: parent.id, name, kind, mode }, mtime);
+    // A file's creation is queued with its content, when it is closed.
+    if (kind !== 'file') await this.o.queue.enqueueCreate(node.id, { parentId: parent.id, name, kind, mode, ...(target !== undefined && { target }) }, mtime);
     return node;
   }
 
@@ -241,6 +247,23 @@ export class Vfs {
     const { parent, name } = await this.parentOf(path);
     if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
     await this.makeNode(parent, name, 'dir', mode & 0o7777);
+  }
+
+  /**
+   * symlink(2): a link at `path` holding `target` exactly as written. The kernel follows links
+   * (it asks readlink and walks the target itself); the drive and the server never do.
+   */
+  async symlink(target: string, path: string): Promise<void> {
+    assertTarget(target);
+    const { parent, name } = await this.parentOf(path);
+    if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
+    await this.makeNode(parent, name, 'link', LINK_MODE, target);
+  }
+
+  async readlink(path: string): Promise<string> {
+    const node = await this.lookup(path);
+    if (node.kind !== 'link' || node.target === undefined) throw new FsError('EINVAL');
+    return node.target;
   }
 
   async rmdir(path: string): Promise<void> {
@@ -381,16 +404,20 @@ export class Vfs {
       return;
     }
     const info = sent;
-    if (info.id !== src.id) {
-      // File over file: the destination node took the source's content as a new version (history kept).
-      this.o.tree.removeSubtree(src.id);
-      // Writers of the replaced file write an unlinked file; open descriptors of the source carry
-      // on as the destination node (their next write starts from the version just made).
-      const replaced = this.dirty.get(info.id);
+    if (dst?.kind === 'file') {
+      // Writers of the replaced file write an unlinked file, whether its node took the source's
+      // content (file over file) or went to the trash (a link took its place).
+      const replaced = this.dirty.get(dst.id);
       if (replaced) {
         replaced.unlinked = true;
-        this.dirty.delete(info.id);
+        this.dirty.delete(dst.id);
       }
+    }
+    if (info.id !== src.id) {
+      // File over file: the destination node took the source's content as a new version (history
+      // kept); open descriptors of the source carry on as the destination node (their next write
+      // starts from the version just made).
+      this.o.tree.removeSubtree(src.id);
       for (const h of this.handles.values()) if (h.nodeId === src.id) h.nodeId = info.id;
       const d = this.dirty.get(src.id);
       if (d) {
@@ -409,6 +436,8 @@ export class Vfs {
 
   async chmod(path: string, mode: number): Promise<void> {
     const node = await this.lookup(path);
+    // As on Linux's own file systems: a link's mode is always 0777 (chmod follows links; only fchmodat's AT_SYMLINK_NOFOLLOW gets here).
+    if (node.kind === 'link') throw new FsError('EOPNOTSUPP');
     if (isLocalId(node.id)) {
       this.o.tree.patch(node.id, { mode: mode & 0o7777 });
       return;
@@ -476,6 +505,8 @@ export class Vfs {
   async open(path: string, flags: number): Promise<number> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
+    // The kernel follows links before it opens; a link itself opens only as O_NOFOLLOW would: ELOOP.
+    if (node.kind === 'link') throw new FsError('ELOOP');
     const access = flags & O_ACCMODE;
     if (access !== fsc.O_RDONLY) return this.addSessionHandle(await this.startDirty(node, (flags & fsc.O_TRUNC) !== 0), true);
     // Being written here: the reader sees the writes as they happen, as on a local disk.
@@ -768,7 +799,7 @@ export class Vfs {
     else if (q) ({ size, mtime } = q);
     const isDir = node.kind === 'dir';
     return {
-      mode: (isDir ? S_IFDIR : S_IFREG) | (node.mode & 0o7777),
+      mode: (isDir ? S_IFDIR : node.kind === 'link' ? S_IFLNK : S_IFREG) | (node.mode & 0o7777),
       uid: this.uid,
       gid: this.gid,
       size: isDir ? 4096 : size,
@@ -1029,6 +1060,18 @@ export class Vfs {
     await this.o.tree.ensureListed(parent);
     return { parent, name };
   }
+}
+
+/**
+ * A target symlink(2) may store: what the server takes (protocol/link-target.ts). A U+FFFD is
+ * refused too: the binding hands over a target's bytes as UTF-8 text and turns bytes that are
+ * not UTF-8 into U+FFFD, so storing it could change what was written.
+ */
+function assertTarget(target: string): void {
+  if (Buffer.byteLength(target, 'utf8') > MAX_TARGET_BYTES) throw new FsError('ENAMETOOLONG');
+  if (target.includes('\uFFFD')) throw new FsError('EILSEQ', 'a link target must be valid UTF-8');
+  const problem = targetProblem(target);
+  if (problem) throw new FsError('EINVAL', problem);
 }
 
 async function writeFully(fh: FileHandle, bytes: Buffer, position: number): Promise<void> {

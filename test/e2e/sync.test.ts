@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import t, { type Test } from 'tap';
 import { MiB, prng } from '../helpers/bigdata.js';
-import { canonical, eventually, mountDrive, remoteNode, sh, startServerProcess, treeOf, treeValue, type Drive } from '../helpers/drive.js';
+import { canonical, eventually, mountDrive, remoteNode, sh, startServerProcess, treeLink, treeOf, treeValue, type Drive } from '../helpers/drive.js';
 import { startProxy } from '../helpers/proxy.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { blake3Hex } from '../../protocol/hash.js';
@@ -364,6 +364,31 @@ t.test('conflict: both create the same name: both are kept, one as a conflicted 
   t.comment(`x.txt holds ${JSON.stringify(tree['x.txt'])}; "${copy}" holds ${JSON.stringify(tree[copy])}`);
   const loser = tree[copy] === 'created on A\n' ? 'devA' : 'devB';
   t.match(copy, conflictRe('x', '.txt', loser), `the copy is named after the device whose bytes it holds (${loser})`);
+});
+
+t.test('conflict: both make a link of one name: both are kept, the later one as a conflicted copy, on both drives', async (t) => {
+  const dir = 'both-link';
+  await fs.mkdir(a.p(dir));
+  await converge(t, [a, b], dir, {}, 'the empty folder');
+
+  await withBOffline(async () => {
+    await fs.symlink('from/A', a.p(dir, 'ln'));
+    await eventually("the server to have A's link", () => remoteNode(alice.client, `${dir}/ln`), (n) => n?.target === 'from/A');
+    await fs.symlink('from/B/offline', b.p(dir, 'ln'));
+    t.equal(await fs.readlink(b.p(dir, 'ln')), 'from/B/offline', 'offline, B reads its new link');
+  });
+
+  const re = conflictRe('ln', '', 'devB');
+  const tree = await settle(
+    t,
+    [a, b],
+    dir,
+    (tr) => Object.keys(tr).length === 2 && tr.ln === treeLink('from/A') && Object.keys(tr).some((k) => re.test(k)),
+    'A and B converge',
+  );
+  if (!tree) return;
+  const copy = Object.keys(tree).find((k) => re.test(k))!;
+  t.equal(tree[copy], treeLink('from/B/offline'), `B's link is kept as "${copy}", with its target`);
 });
 
 t.test('conflict: a folder deleted on A while B adds a file in it: the file survives, on both drives', async (t) => {

@@ -2,9 +2,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Knex } from 'knex';
 import pg from 'pg';
 import { pino } from 'pino';
 import { WebSocket } from 'ws';
+import { knexConfig } from '../../backend/db/connect.js';
 import { startServer, type RunningServer } from '../../backend/server.js';
 import { createUser } from '../../backend/services/accounts.js';
 import { withSettings, type ServerSettings, type SettingsOverrides } from '../../backend/settings.js';
@@ -84,14 +86,23 @@ export interface TestBackend extends RunningServer {
   restart(): Promise<TestBackend>;
 }
 
-/** `blocksDir`: the block store's folder (default: `blocks/` in the data folder). */
-export async function startTestBackend(engine: EngineName, overrides: SettingsOverrides = {}, opts: { blocksDir?: string } = {}): Promise<TestBackend> {
+/**
+ * `blocksDir`: the block store's folder (default: `blocks/` in the data folder). `before`: runs
+ * with the Knex config of the server's database before the server opens (and migrates) it, e.g.
+ * to build an older schema with rows in it.
+ */
+export async function startTestBackend(
+  engine: EngineName,
+  overrides: SettingsOverrides = {},
+  opts: { blocksDir?: string; before?: (config: Knex.Config) => Promise<void> } = {},
+): Promise<TestBackend> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-test-'));
   let data: TestData = { engine, dataDir, blocksDir: opts.blocksDir ?? path.join(dataDir, 'blocks'), settings: withSettings(overrides) };
   if (engine === 'postgres') {
     const created = await createPgDatabase();
     data = { ...data, dbUrl: created.url, dropDb: created.drop };
   }
+  await opts.before?.(knexConfig(data.dbUrl, dataDir));
   return serveTestData(data);
 }
 

@@ -226,6 +226,18 @@ export async function sh(cmd: string, cwd: string, env: NodeJS.ProcessEnv = {}):
   return stdout;
 }
 
+/**
+ * Every path under `dir` (relative, sorted) with type, size, mode, mtime in seconds and, for a
+ * symbolic link, its target (a link's own size, mode and time: nothing is followed); then a
+ * sha256 of each file. Folder sizes are left out (they differ between file systems).
+ */
+export async function snapshot(dir: string): Promise<string> {
+  const env = { LC_ALL: 'C', TZ: 'UTC' };
+  const list = await sh(`find . -printf '%y %s %m %TY-%Tm-%Td_%TH:%TM:%TS %p %l\\n' | sed -E 's/^d [0-9]+/d -/; s/(_[0-9:]+)\\.[0-9]+/\\1/' | sort -k5`, dir, env);
+  const sums = await sh(`find . -type f -print0 | sort -z | xargs -0 -r sha256sum`, dir, env);
+  return list + sums;
+}
+
 /** What `stratus status MOUNTPOINT --json` says about the drive (connected, pending commits and bytes, cursor…). */
 export type DriveStatus = MountStatus;
 
@@ -256,9 +268,10 @@ export async function eventually<T>(what: string, probe: () => Promise<T>, ok: (
 }
 
 /**
- * The tree under `dir` as { relative path: what it holds }: folders as "<dir>", files up to 256
- * bytes as their UTF-8 text, bigger ones as "sha256:HEX SIZE". Every file is read with a fresh
- * open, as a user would. Throws if `dir` does not exist (or something vanishes while walked).
+ * The tree under `dir` as { relative path: what it holds }: folders as "<dir>", symbolic links as
+ * "<link> TARGET" (never followed), files up to 256 bytes as their UTF-8 text, bigger ones as
+ * "sha256:HEX SIZE". Every file is read with a fresh open, as a user would. Throws if `dir` does
+ * not exist (or something vanishes while walked).
  */
 export async function treeOf(dir: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -269,6 +282,8 @@ export async function treeOf(dir: string): Promise<Record<string, string>> {
       if (e.isDirectory()) {
         out[`${r}/`] = '<dir>';
         await walk(r);
+      } else if (e.isSymbolicLink()) {
+        out[r] = treeLink(await fs.readlink(path.join(dir, r)));
       } else {
         const bytes = await fs.readFile(path.join(dir, r));
         out[r] = bytes.length <= 256 ? bytes.toString('utf8') : `sha256:${createHash('sha256').update(bytes).digest('hex')} ${bytes.length}`;
@@ -277,6 +292,11 @@ export async function treeOf(dir: string): Promise<Record<string, string>> {
   };
   await walk('');
   return out;
+}
+
+/** The value treeOf shows for a symbolic link to `target`. */
+export function treeLink(target: string): string {
+  return `<link> ${target}`;
 }
 
 /** The value treeOf shows for these bytes. */

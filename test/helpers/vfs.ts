@@ -1,6 +1,6 @@
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
+import os, { constants } from 'node:os';
 import path from 'node:path';
 import { BlockCache } from '../../cache/block-cache.js';
 import { ChunkerPool } from '../../mount/chunker/pool.js';
@@ -8,6 +8,7 @@ import { StateStore } from '../../mount/state/store.js';
 import { CommitQueue, type CommitResult } from '../../mount/sync/commit-queue.js';
 import { Syncer } from '../../mount/sync/syncer.js';
 import { BlockSource, type BlockSourceOptions } from '../../mount/vfs/block-source.js';
+import { FsError, toErrno, type Errno } from '../../mount/vfs/errors.js';
 import { Tree } from '../../mount/vfs/tree.js';
 import { Vfs } from '../../mount/vfs/vfs.js';
 import { StratusClient } from '../../protocol/client.js';
@@ -300,7 +301,67 @@ export function logWatcher(): { log: (msg: string) => void; lines: string[]; unt
   };
 }
 
+// --- a device whose network can be cut -----------------------------------------------------------
+
+/** Every client call the mount makes: a device that is down fails them all with a network error. */
+const CLIENT_CALLS = ['getBlock', 'putBlock', 'checkBlocks', 'commit', 'manifest', 'create', 'update', 'remove', 'node', 'children', 'allChildren', 'changes', 'changesHead', 'root'];
+
+/** A mount (`h`, replaced by a restart) with a network switch. */
+export interface Device {
+  h: VfsHarness;
+  faults: Faults;
+  /** Cuts the network: every client call fails, and the mount believes the server away. */
+  down(): void;
+  up(): void;
+}
+
+/**
+ * A mount of `token`'s drive on a fresh cache folder, named `name` in conflicted copies, retrying
+ * fast, with its root folder listed (as a mount in use has it: an unlisted folder is EIO offline).
+ * Closed and removed at teardown.
+ */
+export async function switchableDevice(t: { teardown(fn: () => unknown): void }, url: string, token: string, name: string): Promise<Device> {
+  const faults = new Faults();
+  let online = true;
+  const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-offline-'));
+  const dev: Device = {
+    h: await assembleVfs({ url, token, cacheDir, device: name, wrapClient: faults.wrap, retryMs: 20, online: () => online }),
+    faults,
+    down() {
+      online = false;
+      for (const c of CLIENT_CALLS) faults.offline.add(c);
+    },
+    up() {
+      online = true;
+      faults.offline.clear();
+    },
+  };
+  await dev.h.vfs.readdir('/');
+  t.teardown(async () => {
+    dev.up();
+    await dev.h.close();
+    await fs.rm(cacheDir, { recursive: true, force: true });
+  });
+  return dev;
+}
+
 // --- file helpers over a Vfs ---------------------------------------------------------------------
+
+/** The subset of tap's Test `fails` uses (keeps this module free of tap's types). */
+interface Asserts {
+  fail(message: string): unknown;
+  equal(found: unknown, wanted: unknown, message: string): unknown;
+}
+
+/** Asserts that `p` fails with errno `code` (as the FUSE adapter would answer it). */
+export async function fails(t: Asserts, p: Promise<unknown>, code: Errno, what: string): Promise<void> {
+  try {
+    await p;
+    t.fail(`${what}: expected ${code}, but it succeeded`);
+  } catch (err) {
+    t.equal(toErrno(err), constants.errno[code], `${what} → ${code}${err instanceof FsError ? '' : ` (${String(err)})`}`);
+  }
+}
 
 /** Writes `bytes` as the whole content of `path` (create or O_TRUNC), in `pieces` writes, and closes it. */
 export async function writeAll(vfs: Vfs, p: string, bytes: Buffer, opts: { create?: boolean; pieces?: number } = {}): Promise<void> {

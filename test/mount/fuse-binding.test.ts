@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { access, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, readdir, readlink, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -36,13 +36,16 @@ interface Node {
   atime: number;
   mtime: number;
   ctime: number;
+  /** A symbolic link's target (its data holds the same bytes, so its size is their length). */
+  target?: string;
 }
 
-/** A tiny in-memory file system that records what reaches utimens and write. */
+/** A tiny in-memory file system that records what reaches utimens, write and symlink. */
 class MemFs {
   readonly nodes = new Map<string, Node>();
   readonly utimens: Array<{ path: string; atime: number | null; mtime: number | null }> = [];
   readonly writes: number[] = [];
+  readonly symlinks: Array<{ target: string; path: string }> = [];
   private nextFd = 10;
 
   constructor() {
@@ -146,6 +149,18 @@ class MemFs {
         cb(0);
       },
       chown: (_p, _uid, _gid, cb) => cb(0),
+      symlink: (target, p, cb) => {
+        this.symlinks.push({ target, path: p });
+        if (this.nodes.has(p)) return cb(Errno.EEXIST);
+        this.nodes.set(p, { ...this.node(false, 0o777), mode: 0o120777, data: Buffer.from(target), target });
+        cb(0);
+      },
+      readlink: (p, cb) => {
+        const n = get(p);
+        if (!n) return cb(Errno.ENOENT);
+        if (n.target === undefined) return cb(Errno.EINVAL);
+        cb(0, n.target);
+      },
       mkdir: (p, mode, cb) => {
         this.nodes.set(p, this.node(true, mode));
         cb(0);
@@ -267,6 +282,28 @@ t.test('utimens receives atime and mtime, and null for the one left unchanged', 
   await run('cp', ['--preserve=timestamps', src, path.join(mnt, 'copy')]);
   const copied = await run('stat', ['-c', '%X %Y %s', path.join(mnt, 'copy')]);
   t.equal(copied.stdout.trim(), `${Date.parse('2004-05-06T07:08:09Z') / 1000} ${Date.parse('2005-06-07T08:09:10Z') / 1000} 6`);
+});
+
+t.test('symlink and readlink cross the patched binding: the target comes first and whole (up to 4095 bytes, multibyte too), and a failing readlink answers its errno', { skip }, async (t) => {
+  const { fs, mnt } = await mountMem(t);
+  await run('ln', ['-s', '../x/y', path.join(mnt, 'rel')]);
+  t.same(fs.symlinks, [{ target: '../x/y', path: '/rel' }], 'symlink(target, path): the target first, as written');
+  t.equal((await run('readlink', [path.join(mnt, 'rel')])).stdout, '../x/y\n', 'readlink(1) reads it back');
+  const st = await lstat(path.join(mnt, 'rel'));
+  t.ok(st.isSymbolicLink(), 'lstat: a symbolic link');
+  t.equal(st.size, 6, 'lstat: size is the target length');
+
+  // The longest target Linux takes, in 2-byte characters: fuse-native copies it through a fixed C buffer.
+  const longest = 'é'.repeat(2047) + 'x';
+  t.equal(Buffer.byteLength(longest), 4095);
+  await symlink(longest, path.join(mnt, 'long'));
+  t.equal(fs.symlinks.at(-1)?.target, longest, 'a 4095-byte target arrives whole');
+  t.equal(await readlink(path.join(mnt, 'long')), longest, 'and reads back byte for byte');
+  t.equal((await lstat(path.join(mnt, 'long'))).size, 4095);
+
+  await writeFile(path.join(mnt, 'file'), 'x');
+  await t.rejects(readlink(path.join(mnt, 'file')), { code: 'EINVAL' }, 'readlink of a file: EINVAL, no hang');
+  await t.rejects(symlink('t', path.join(mnt, 'rel')), { code: 'EEXIST' }, 'symlink onto a taken name: its errno');
 });
 
 t.test('big_writes: a 1 MiB write arrives as 128 KiB requests', { skip }, async (t) => {

@@ -1,13 +1,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import t, { type Test } from 'tap';
 import { toErrno } from '../../mount/vfs/errors.js';
 import { isLocalId } from '../../mount/vfs/tree.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
-import { assembleVfs, drained, Faults, readAll, restartVfs, serverBytes, serverChild, writeAll, type VfsHarness } from '../helpers/vfs.js';
+import { drained, readAll, restartVfs, serverBytes, serverChild, switchableDevice, writeAll, type Device, type VfsHarness } from '../helpers/vfs.js';
 
 /**
  * Working offline without FUSE (issue 4): with the server unreachable the mount makes files and
@@ -26,40 +25,8 @@ t.before(async () => {
 });
 t.teardown(() => backend?.close());
 
-/** Every client call the mount makes, failed with a network error while `down`. */
-const CALLS = ['getBlock', 'putBlock', 'checkBlocks', 'commit', 'manifest', 'create', 'update', 'remove', 'node', 'children', 'allChildren', 'changes', 'changesHead', 'root'];
-
-interface Device {
-  h: VfsHarness;
-  faults: Faults;
-  down(): void;
-  up(): void;
-}
-
-async function device(t: Test, user: TestUser, name: string): Promise<Device> {
-  const faults = new Faults();
-  let online = true;
-  const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-offline-'));
-  const dev: Device = {
-    h: await assembleVfs({ url: backend.url, token: user.token, cacheDir, device: name, wrapClient: faults.wrap, retryMs: 20, online: () => online }),
-    faults,
-    down() {
-      online = false;
-      for (const c of CALLS) faults.offline.add(c);
-    },
-    up() {
-      online = true;
-      faults.offline.clear();
-    },
-  };
-  // A mount in use has listed its top folder before the network goes (an unlisted folder is EIO offline).
-  await dev.h.vfs.readdir('/');
-  t.teardown(async () => {
-    dev.up();
-    await dev.h.close();
-    await fs.rm(cacheDir, { recursive: true, force: true });
-  });
-  return dev;
+function device(t: Test, user: TestUser, name: string): Promise<Device> {
+  return switchableDevice(t, backend.url, user.token, name);
 }
 
 async function newUser(): Promise<TestUser> {

@@ -5,11 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { BlockSource } from '../../mount/vfs/block-source.js';
-import { FsError, toErrno, type Errno } from '../../mount/vfs/errors.js';
+import type { Errno } from '../../mount/vfs/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
-import { constants } from 'node:os';
 import { commitRandomBlocks, randomBlock, startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
-import { assembleVfs, drained, Faults, logWatcher, readAll, readFh, serverBytes, serverChild, writeAll, type VfsHarness, type VfsOptions } from '../helpers/vfs.js';
+import { assembleVfs, drained, fails, Faults, logWatcher, readAll, readFh, serverBytes, serverChild, writeAll, type VfsHarness, type VfsOptions } from '../helpers/vfs.js';
 
 /**
  * The mount's file system without FUSE (DESIGN §6): the Vfs over a real in-process server, with
@@ -48,16 +47,6 @@ async function setup(t: Test, opts: Partial<VfsOptions> = {}, on: TestBackend = 
 }
 
 const bytes = (n: number) => crypto.randomBytes(n);
-
-/** Asserts that `p` fails with errno `code` (as the FUSE adapter would answer it). */
-async function fails(t: Test, p: Promise<unknown>, code: Errno, what: string): Promise<void> {
-  try {
-    await p;
-    t.fail(`${what}: expected ${code}, but it succeeded`);
-  } catch (err) {
-    t.equal(toErrno(err), constants.errno[code], `${what} → ${code}${err instanceof FsError ? '' : ` (${String(err)})`}`);
-  }
-}
 
 async function stagingFiles(h: VfsHarness): Promise<string[]> {
   return fs.readdir(h.stagingDir);

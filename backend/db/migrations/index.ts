@@ -2,6 +2,7 @@ import type { Knex } from 'knex';
 import * as init from './001_init.js';
 import * as publicIds from './002_public_ids.js';
 import * as blockIntegrity from './003_block_integrity.js';
+import * as links from './004_links.js';
 
 /**
  * Migrations listed in code rather than scanned from a folder, so the same set runs from the
@@ -11,6 +12,7 @@ const migrations: Record<string, Knex.Migration> = {
   '001_init': init,
   '002_public_ids': publicIds,
   '003_block_integrity': blockIntegrity,
+  '004_links': links,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
