@@ -510,6 +510,8 @@ export class Vfs {
     const h = this.handle(fh);
     const d = h.session;
     if (!d || !h.writable) throw new FsError('EBADF');
+    // Nothing to write changes nothing (no size, no mtime, no new version), as write(2) of 0 bytes.
+    if (length === 0) return 0;
     h.flushed = false;
     return this.change(d, async (f) => {
       // Room for the bytes written, not for a hole before them (a sparse file costs what is written).
