@@ -14,6 +14,7 @@ import type { BlockSource } from './block-source.js';
 import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
+import { checkNameLength, lookupFailure } from './posix.js';
 import { isLocalId, newLocalId, type Tree } from './tree.js';
 import type { NodeInfo } from '../../protocol/types.js';
 
@@ -1015,19 +1016,21 @@ export class Vfs {
 
   private async lookup(path: string): Promise<LocalNode> {
     const node = await this.o.tree.resolve(path);
-    if (!node) throw new FsError('ENOENT');
+    if (!node) throw await lookupFailure(this.o.tree, path);
     return node;
   }
 
+  /** The folder a new name goes in, and the name; the folder is resolved first, as Linux does. */
   private async parentOf(path: string): Promise<{ parent: LocalNode; name: string }> {
     const i = path.lastIndexOf('/');
     const name = path.slice(i + 1);
     if (!name) throw new FsError('EINVAL');
+    const parent = await this.lookup(path.slice(0, i) || '/');
+    if (parent.kind !== 'dir') throw new FsError('ENOTDIR');
+    checkNameLength(name);
     // Refused here, as the server would: a name made offline must be one the server will take later.
     const problem = nameProblem(name);
     if (problem) throw new FsError('EINVAL', problem);
-    const parent = await this.lookup(path.slice(0, i) || '/');
-    if (parent.kind !== 'dir') throw new FsError('ENOTDIR');
     await this.o.tree.ensureListed(parent);
     return { parent, name };
   }

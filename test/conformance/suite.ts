@@ -3,6 +3,7 @@ import type { Driver } from './driver.js';
 import { cases as errors } from './cases/errors.js';
 import { cases as listing } from './cases/listing.js';
 import { cases as modes } from './cases/modes.js';
+import { cases as names } from './cases/names.js';
 import { cases as open } from './cases/open.js';
 import { cases as readWrite } from './cases/read-write.js';
 import { cases as remove } from './cases/remove.js';
@@ -22,7 +23,7 @@ export interface Case {
   run(t: Test, fs: Driver): Promise<void>;
 }
 
-export const suite: Record<string, Case[]> = { open, 'read-write': readWrite, truncate, rename, remove, listing, times, modes, errors };
+export const suite: Record<string, Case[]> = { open, 'read-write': readWrite, truncate, rename, remove, listing, times, modes, errors, names };
 
 /** Runs every case as a subtest, each in a fresh folder `/NN-group` of the drive. */
 export async function runSuite(t: Test, fs: Driver, opts: { only?: RegExp } = {}): Promise<void> {

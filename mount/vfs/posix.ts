@@ -1,0 +1,41 @@
+import { MAX_NAME_BYTES } from '../../protocol/names.js';
+import { FsError } from './errors.js';
+import type { Tree } from './tree.js';
+
+/**
+ * POSIX rules the drive applies on top of its tree, in one place: how long a name may be, why a
+ * path does not resolve.
+ */
+
+/** NAME_MAX: the longest name, in bytes of UTF-8 (the server's limit too). */
+export const NAME_MAX = MAX_NAME_BYTES;
+
+function tooLong(name: string): boolean {
+  // Only strings that could be over the limit are measured (a character is at most 3 bytes per UTF-16 unit).
+  return name.length * 3 > NAME_MAX && Buffer.byteLength(name, 'utf8') > NAME_MAX;
+}
+
+/** ENAMETOOLONG for a name over NAME_MAX bytes (as ext4 answers, not EINVAL). */
+export function checkNameLength(name: string): void {
+  if (tooLong(name)) throw new FsError('ENAMETOOLONG', `a name is at most ${NAME_MAX} bytes`);
+}
+
+/**
+ * Why `path` does not resolve, as Linux walks it component by component: the first that fails
+ * decides — ENOTDIR when walking through a file, ENAMETOOLONG for a name over NAME_MAX bytes,
+ * ENOENT for a missing one. Only called once a lookup failed, so the common path pays nothing.
+ */
+export async function lookupFailure(tree: Tree, path: string): Promise<FsError> {
+  let node = tree.root();
+  for (const part of path.split('/')) {
+    if (part === '') continue;
+    if (node.kind !== 'dir') return new FsError('ENOTDIR');
+    if (tooLong(part)) return new FsError('ENAMETOOLONG', `a name is at most ${NAME_MAX} bytes`);
+    await tree.ensureListed(node);
+    const next = tree.child(node.id, part);
+    if (!next) return new FsError('ENOENT');
+    node = next;
+  }
+  // It resolves now (made meanwhile): the lookup that failed saw it missing.
+  return new FsError('ENOENT');
+}
