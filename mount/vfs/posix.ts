@@ -1,10 +1,11 @@
 import { MAX_NAME_BYTES } from '../../protocol/names.js';
+import type { ServerConfig } from '../../protocol/types.js';
 import { FsError } from './errors.js';
 import type { Tree } from './tree.js';
 
 /**
  * POSIX rules the drive applies on top of its tree, in one place: how long a name may be, why a
- * path does not resolve.
+ * path does not resolve, how large a file may grow.
  */
 
 /** NAME_MAX: the longest name, in bytes of UTF-8 (the server's limit too). */
@@ -38,4 +39,19 @@ export async function lookupFailure(tree: Tree, path: string): Promise<FsError> 
   }
   // It resolves now (made meanwhile): the lookup that failed saw it missing.
   return new FsError('ENOENT');
+}
+
+/**
+ * The largest file the server can take as one version: a manifest of `max_manifest_blocks`
+ * blocks of the chunker's maximum size (400 GiB with the defaults). Past it a write or truncate
+ * gets EFBIG at once, as a disk answers past its largest file, instead of content that could
+ * never be committed.
+ */
+export function fileSizeLimit(config: ServerConfig): number {
+  return config.limits.max_manifest_blocks * config.chunking.max;
+}
+
+/** EFBIG for a file size over `limit`. */
+export function checkFileSize(size: number, limit: number): void {
+  if (size > limit) throw new FsError('EFBIG', `a file is at most ${limit} bytes here (what the server takes as one version)`);
 }

@@ -14,7 +14,7 @@ import type { BlockSource } from './block-source.js';
 import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
-import { checkNameLength, lookupFailure } from './posix.js';
+import { checkFileSize, checkNameLength, lookupFailure } from './posix.js';
 import { isLocalId, newLocalId, type Tree } from './tree.js';
 import type { NodeInfo } from '../../protocol/types.js';
 
@@ -46,6 +46,8 @@ export interface VfsOptions {
   device?: string;
   /** Where manifests read are kept for offline restarts. */
   store?: StateStore;
+  /** The largest file size (posix.ts fileSizeLimit of the server's config): past it, EFBIG. */
+  maxFileSize?: number;
 }
 
 /** A staging file: bytes written on this mount that the server does not have yet. */
@@ -142,8 +144,10 @@ export class Vfs {
   private readonly manifests = new LRUCache<string, PinnedManifest>({ max: 512 });
   private readonly uid: number;
   private readonly gid: number;
+  private readonly maxFileSize: number;
 
   constructor(private readonly o: VfsOptions) {
+    this.maxFileSize = o.maxFileSize ?? Number.MAX_SAFE_INTEGER;
     this.uid = o.uid ?? process.getuid?.() ?? 0;
     this.gid = o.gid ?? process.getgid?.() ?? 0;
     o.queue.on('removed', (size: number) => o.cache.release(size));
@@ -513,6 +517,11 @@ export class Vfs {
     if (!d || !h.writable) throw new FsError('EBADF');
     // Nothing to write changes nothing (no size, no mtime, no new version), as write(2) of 0 bytes.
     if (length === 0) return 0;
+    // As a disk does at its largest file: what fits is written, a write starting past it is EFBIG.
+    if (position + length > this.maxFileSize) {
+      checkFileSize(position + 1, this.maxFileSize);
+      length = this.maxFileSize - position;
+    }
     h.flushed = false;
     return this.change(d, async (f) => {
       // Room for the bytes written, not for a hole before them (a sparse file costs what is written).
@@ -529,6 +538,7 @@ export class Vfs {
   async truncate(path: string, size: number): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
+    checkFileSize(size, this.maxFileSize);
     const fh = await this.open(path, size === 0 ? fsc.O_WRONLY | fsc.O_TRUNC : fsc.O_WRONLY);
     this.handle(fh).internal = true;
     try {
@@ -542,6 +552,7 @@ export class Vfs {
     const h = this.handle(fh);
     const d = h.session;
     if (!d || !h.writable) throw new FsError('EBADF');
+    checkFileSize(size, this.maxFileSize);
     h.flushed = false;
     await this.change(d, (f) => this.cut(d, f, size));
   }

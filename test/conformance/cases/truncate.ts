@@ -1,6 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { O_CREAT, O_RDWR, readFile, readToEnd, writeFile } from '../driver.js';
+import { O_CREAT, O_RDWR, O_WRONLY, readFile, readToEnd, writeFile, type Driver } from '../driver.js';
 import type { Case } from '../suite.js';
+import { errorsFixture, refusals } from './errors.js';
+
+/** Far past any file the drive can commit (and past ext4's largest file). */
+const HUGE = 999_999_999_999_999;
+
+/** Runs `fn` on a descriptor of /file open for writing, closing it after. */
+async function withWriter<T>(fs: Driver, fn: (fd: number) => Promise<T>): Promise<T> {
+  const fd = await fs.open('/file', O_WRONLY);
+  try {
+    return await fn(fd);
+  } finally {
+    await fs.close(fd);
+  }
+}
 
 /** truncate(2) and ftruncate(2): down, up (a hole of zeros), to the same size, to 0. */
 export const cases: Case[] = [
@@ -47,6 +61,18 @@ export const cases: Case[] = [
       await fs.truncate('/f', 0);
       t.equal((await fs.stat('/f')).size, 0, 'to 0');
       t.same(await readFile(fs, '/f'), Buffer.alloc(0), 'empty');
+    },
+  },
+  {
+    name: 'a size the drive could never commit gives EFBIG (truncate, ftruncate, a write that far), and nothing changes',
+    async run(t, fs) {
+      await errorsFixture(fs);
+      await refusals(t, fs, [
+        ['truncate to 999999999999999 bytes', (fs) => fs.truncate('/file', HUGE), 'EFBIG'],
+        ['ftruncate to 999999999999999 bytes', (fs) => withWriter(fs, (fd) => fs.ftruncate(fd, HUGE)), 'EFBIG'],
+        ['a write at offset 999999999999999', (fs) => withWriter(fs, (fd) => fs.write(fd, Buffer.from('x'), HUGE)), 'EFBIG'],
+      ]);
+      t.equal((await fs.stat('/file')).size, 4, 'the size is as it was');
     },
   },
 ];
