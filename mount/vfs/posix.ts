@@ -55,3 +55,28 @@ export function fileSizeLimit(config: ServerConfig): number {
 export function checkFileSize(size: number, limit: number): void {
   if (size > limit) throw new FsError('EFBIG', `a file is at most ${limit} bytes here (what the server takes as one version)`);
 }
+
+/** chown's "leave this id as it is" (-1, as a uid_t crosses the FUSE binding). */
+const KEEP_ID = 0xffffffff;
+
+/**
+ * The drive is a single-owner file system: every node belongs to the mounting user. chown to
+ * that user and group (or -1) succeeds; to anyone else it is EPERM, as on a file system that
+ * cannot store another owner (vfat, or a FUSE drive of one cloud account).
+ */
+export function checkOwnerChange(uid: number, gid: number, owner: { uid: number; gid: number }): void {
+  const kept = (id: number, own: number) => id === -1 || id === KEEP_ID || id === own;
+  if (!kept(uid, owner.uid) || !kept(gid, owner.gid)) throw new FsError('EPERM', 'every file here belongs to the mounting user');
+}
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+/**
+ * mknod of anything but a regular file (FIFOs, sockets, character and block devices) is EPERM,
+ * what mknod(2) answers where "the file system does not support the type of node requested".
+ */
+export function checkNodeType(mode: number): void {
+  const type = mode & S_IFMT;
+  if (type !== 0 && type !== S_IFREG) throw new FsError('EPERM', 'FIFOs, sockets and device nodes are not supported');
+}

@@ -14,7 +14,7 @@ import type { BlockSource } from './block-source.js';
 import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
-import { checkFileSize, checkNameLength, lookupFailure } from './posix.js';
+import { checkFileSize, checkNameLength, checkNodeType, checkOwnerChange, lookupFailure } from './posix.js';
 import { isLocalId, newLocalId, type Tree } from './tree.js';
 import type { NodeInfo } from '../../protocol/types.js';
 
@@ -420,6 +420,20 @@ export class Vfs {
     }
     const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
     this.o.tree.patch(node.id, { mode: info.mode });
+  }
+
+  /** Only to the mounting user and group: a single-owner file system (posix.ts). */
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.lookup(path);
+    checkOwnerChange(uid, gid, { uid: this.uid, gid: this.gid });
+  }
+
+  /** A regular file (as create, closed at once); FIFOs, sockets and devices are EPERM (posix.ts). */
+  async mknod(path: string, mode: number): Promise<void> {
+    const { parent, name } = await this.parentOf(path);
+    if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
+    checkNodeType(mode);
+    await this.release(await this.create(path, mode));
   }
 
   /**

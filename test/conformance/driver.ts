@@ -53,8 +53,15 @@ export interface Driver {
   rename(from: string, to: string): Promise<void>;
   truncate(path: string, size: number): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;
+  /** -1 leaves that id unchanged. */
+  chown(path: string, uid: number, gid: number): Promise<void>;
   /** utimensat(2): null leaves that time unchanged (UTIME_OMIT). */
   utimes(path: string, atimeMs: number | null, mtimeMs: number | null): Promise<void>;
+
+  /** mknod(2) (mkfifo, devices); S_IFREG makes an empty file. */
+  mknod(path: string, mode: number, dev?: number): Promise<void>;
+  /** bind(2) of a Unix socket at `path` (closed at once if it succeeds). */
+  bindSocket(path: string): Promise<void>;
 
   /** Waits until every commit the drive has queued is on the server. */
   settle(): Promise<void>;
@@ -71,6 +78,7 @@ export const S_IFDIR = fsc.S_IFDIR;
 export const S_IFREG = fsc.S_IFREG;
 export const S_IFIFO = fsc.S_IFIFO;
 export const S_IFCHR = fsc.S_IFCHR;
+export const S_IFSOCK = fsc.S_IFSOCK;
 
 /** A longest legal name is 255 bytes (NAME_MAX): this one is 256. */
 export const NAME_256 = 'n'.repeat(256);

@@ -1,4 +1,5 @@
 import fs, { type FileHandle } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import type { StratusClient } from '../../protocol/client.js';
 import { readStatus } from '../../mount/registry.js';
@@ -71,6 +72,18 @@ export class MountDriver implements Driver {
   async utimes(rel: string, atimeMs: number | null, mtimeMs: number | null): Promise<void> {
     if (atimeMs !== null && mtimeMs !== null) return fs.utimes(this.p(rel), atimeMs / 1000, mtimeMs / 1000);
     await posixCall('utimensat', this.p(rel), atimeMs === null ? 'omit' : String(atimeMs), mtimeMs === null ? 'omit' : String(mtimeMs));
+  }
+
+  chown = (rel: string, uid: number, gid: number): Promise<void> => fs.chown(this.p(rel), uid, gid);
+  mknod = (rel: string, mode: number, dev = 0): Promise<void> => posixCall('mknod', this.p(rel), mode.toString(8), String(dev));
+
+  async bindSocket(rel: string): Promise<void> {
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.p(rel), () => resolve());
+    });
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   /**

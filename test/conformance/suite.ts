@@ -63,7 +63,10 @@ export function scoped(fs: Driver, dir: string): Driver {
     rename: (from, to) => fs.rename(p(from), p(to)),
     truncate: (rel, size) => fs.truncate(p(rel), size),
     chmod: (rel, mode) => fs.chmod(p(rel), mode),
+    chown: (rel, uid, gid) => fs.chown(p(rel), uid, gid),
     utimes: (rel, atime, mtime) => fs.utimes(p(rel), atime, mtime),
+    mknod: (rel, mode, dev) => fs.mknod(p(rel), mode, dev),
+    bindSocket: (rel) => fs.bindSocket(p(rel)),
     settle: () => fs.settle(),
     serverState: () => fs.serverState(),
   };

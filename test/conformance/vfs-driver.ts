@@ -2,7 +2,7 @@ import { toErrno } from '../../mount/vfs/errors.js';
 import type { Stat as VfsStat, Vfs } from '../../mount/vfs/vfs.js';
 import { constants } from 'node:os';
 import { drained, type VfsHarness } from '../helpers/vfs.js';
-import { errnoError, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, type Driver, type Stat } from './driver.js';
+import { errnoError, errnoOf, O_ACCMODE, O_APPEND, O_CREAT, O_DIRECTORY, O_EXCL, O_RDONLY, O_TRUNC, O_WRONLY, S_IFDIR, S_IFMT, S_IFSOCK, type Driver, type Stat } from './driver.js';
 
 const errnoNames = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
@@ -159,6 +159,14 @@ export class VfsDriver implements Driver {
   rename = (from: string, to: string): Promise<void> => this.call(`rename ${from} ${to}`, () => this.vfs.rename(from, to));
   truncate = (path: string, size: number): Promise<void> => this.call(`truncate ${path}`, () => this.vfs.truncate(path, size));
   chmod = (path: string, mode: number): Promise<void> => this.call(`chmod ${path}`, () => this.vfs.chmod(path, mode));
+  chown = (path: string, uid: number, gid: number): Promise<void> => this.call(`chown ${path}`, () => this.vfs.chown(path, uid, gid));
+  /** As the kernel: a lookup first (EEXIST without asking the file system), then MKNOD. */
+  mknod = async (path: string, mode: number): Promise<void> => {
+    if ((await errnoOf(this.vfs.getattr(path))) === 'OK') throw errnoError('EEXIST', `mknod ${path}`);
+    await this.call(`mknod ${path}`, () => this.vfs.mknod(path, mode));
+  };
+  /** bind(2) of a Unix socket is a MKNOD of S_IFSOCK for the file system. */
+  bindSocket = (path: string): Promise<void> => this.mknod(path, S_IFSOCK | 0o755);
   utimes = (path: string, atimeMs: number | null, mtimeMs: number | null): Promise<void> =>
     this.call(`utimes ${path}`, () => this.vfs.utimens(path, atimeMs, mtimeMs));
 

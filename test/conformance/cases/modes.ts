@@ -1,5 +1,6 @@
-import { isDir, O_CREAT, O_WRONLY, S_IFDIR, S_IFMT, S_IFREG, writeFile } from '../driver.js';
+import { isDir, isFile, names, O_CREAT, O_WRONLY, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, writeFile } from '../driver.js';
 import type { Case } from '../suite.js';
+import { errorsFixture, refusals } from './errors.js';
 
 /** Permission bits and owners. Modes are within 0755 so the caller's umask (022) leaves them alone. */
 export const cases: Case[] = [
@@ -50,6 +51,42 @@ export const cases: Case[] = [
         const s = await fs.stat(p);
         t.same({ uid: s.uid, gid: s.gid }, fs.owner, `${p}: owner and group`);
       }
+    },
+  },
+  {
+    name: 'chown to another owner or group is EPERM (a single-owner file system); to the owner, or -1, succeeds',
+    async run(t, fs) {
+      await errorsFixture(fs);
+      const { uid, gid } = fs.owner;
+      await refusals(t, fs, [
+        ['chown of a file to another user', (fs) => fs.chown('/file', uid + 1000, -1), 'EPERM'],
+        ['chown of a file to another group', (fs) => fs.chown('/file', -1, gid + 1000), 'EPERM'],
+        ['chown of a folder to another user and group', (fs) => fs.chown('/full', uid + 1000, gid + 1000), 'EPERM'],
+        ['chown of a missing file', (fs) => fs.chown('/missing', uid, gid), 'ENOENT'],
+      ]);
+      await fs.chown('/file', uid, gid);
+      await fs.chown('/file', -1, -1);
+      await fs.chown('/full', uid, -1);
+      const s = await fs.stat('/file');
+      t.same({ uid: s.uid, gid: s.gid }, fs.owner, 'the owner is what it was');
+    },
+  },
+  {
+    name: 'FIFOs, sockets and device nodes are refused with EPERM; mknod of a regular file makes an empty file',
+    async run(t, fs) {
+      await errorsFixture(fs);
+      await refusals(t, fs, [
+        ['mkfifo', (fs) => fs.mknod('/fifo', S_IFIFO | 0o644), 'EPERM'],
+        ['bind of a Unix socket', (fs) => fs.bindSocket('/socket'), 'EPERM'],
+        ['mknod of a character device', (fs) => fs.mknod('/null', S_IFCHR | 0o644, (1 << 8) | 3), 'EPERM'],
+        ['mkfifo over an existing name', (fs) => fs.mknod('/file', S_IFIFO | 0o644), 'EEXIST'],
+      ]);
+      await fs.mknod('/regular', S_IFREG | 0o640);
+      const st = await fs.stat('/regular');
+      t.ok(isFile(st), 'mknod S_IFREG: a regular file');
+      t.equal(st.size, 0, 'empty');
+      t.equal(st.mode & 0o7777, 0o640, 'with its mode');
+      t.same(await names(fs, '/'), ['empty', 'file', 'full', 'regular'], 'nothing else was made');
     },
   },
 ];
