@@ -800,7 +800,7 @@ export class Vfs {
       uid: this.uid,
       gid: this.gid,
       size: isDir ? 4096 : size,
-      nlink: isDir ? 2 : 1,
+      nlink: isDir ? this.o.tree.dirLinks(node) : 1,
       blksize: 4096,
       blocks: Math.ceil((isDir ? 4096 : size) / 512),
       mtime,

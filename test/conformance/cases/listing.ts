@@ -65,4 +65,29 @@ export const cases: Case[] = [
       t.same(await names(fs, '/d'), []);
     },
   },
+  {
+    name: "a folder's link count is 2 plus its sub-folders, as they are made, removed and moved; a file's is 1",
+    async run(t, fs) {
+      const links = async (p: string) => (await fs.stat(p)).nlink;
+      await fs.mkdir('/d', 0o755);
+      t.equal(await links('/d'), 2, 'an empty folder: 2');
+      await fs.mkdir('/d/a', 0o755);
+      await fs.mkdir('/d/b', 0o755);
+      await writeFile(fs, '/d/f', 'a file does not count');
+      t.equal(await links('/d'), 4, 'two sub-folders and a file: 4');
+      t.equal(await links('/d/f'), 1, 'a file: 1');
+      await fs.rmdir('/d/a');
+      t.equal(await links('/d'), 3, 'one sub-folder removed: 3');
+      await fs.mkdir('/e', 0o755);
+      await fs.rename('/d/b', '/e/b');
+      t.equal(await links('/d'), 2, 'its last sub-folder moved out: 2');
+      t.equal(await links('/e'), 3, 'moved in: 3');
+      await fs.mkdir('/e/c', 0o755);
+      await fs.rename('/e/b', '/e/c');
+      t.equal(await links('/e'), 3, 'a sub-folder renamed over an empty one: still 3');
+      t.equal(await links('/'), 4, 'the case folder holds d and e: 4');
+      await fs.settle();
+      t.same([await links('/'), await links('/d'), await links('/e')], [4, 2, 3], 'the same once committed');
+    },
+  },
 ];
