@@ -14,6 +14,7 @@ import type { BlockSource } from './block-source.js';
 import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
+import { LocalTimes } from './times.js';
 import { checkFileSize, checkNameLength, checkNodeType, checkOwnerChange, lookupFailure } from './posix.js';
 import { isLocalId, newLocalId, type Tree } from './tree.js';
 import type { NodeInfo } from '../../protocol/types.js';
@@ -145,6 +146,8 @@ export class Vfs {
   private readonly uid: number;
   private readonly gid: number;
   private readonly maxFileSize: number;
+  /** atime, ctime and folders' entry-change mtimes, which the server does not keep (times.ts). */
+  private readonly times = new LocalTimes();
 
   constructor(private readonly o: VfsOptions) {
     this.maxFileSize = o.maxFileSize ?? Number.MAX_SAFE_INTEGER;
@@ -156,6 +159,7 @@ export class Vfs {
 
   /** A file made offline got its server id: open sessions and descriptors follow it. */
   private remapped(localId: string, id: string): void {
+    this.times.moved(localId, id);
     const d = this.dirty.get(localId);
     if (d) {
       this.dirty.delete(localId);
@@ -246,9 +250,15 @@ export class Vfs {
     const { parent, name } = await this.parentOf(path);
     if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
     await this.makeNode(parent, name, 'dir', mode & 0o7777);
+    this.entriesChanged(parent.id);
   }
 
   async rmdir(path: string): Promise<void> {
+    await this.removeDir(path);
+    await this.entriesChangedAt(parentPath(path));
+  }
+
+  private async removeDir(path: string): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind !== 'dir') throw new FsError('ENOTDIR');
     if (node.parentId === null) throw new FsError('EBUSY');
@@ -267,9 +277,15 @@ export class Vfs {
       }
     }
     this.o.tree.removeSubtree(node.id);
+    this.times.forget(node.id);
   }
 
   async unlink(path: string): Promise<void> {
+    await this.removeFile(path);
+    await this.entriesChangedAt(parentPath(path));
+  }
+
+  private async removeFile(path: string): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     const d = this.dirty.get(node.id);
@@ -317,6 +333,18 @@ export class Vfs {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    const src = await this.lookup(from);
+    // Onto itself: nothing changes, not even a time.
+    if ((await this.o.tree.resolve(to))?.id === src.id) return;
+    await this.move(from, to);
+    // The moved node's status changed, and so did the entries of both folders.
+    const moved = await this.o.tree.resolve(to);
+    if (moved) this.times.changed(moved.id, this.ownMtime(moved));
+    await this.entriesChangedAt(parentPath(from));
+    await this.entriesChangedAt(parentPath(to));
+  }
+
+  private async move(from: string, to: string): Promise<void> {
     let src = await this.lookup(from);
     if (src.parentId === null) throw new FsError('EBUSY');
     let { parent, name } = await this.parentOf(to);
@@ -414,18 +442,19 @@ export class Vfs {
 
   async chmod(path: string, mode: number): Promise<void> {
     const node = await this.lookup(path);
-    if (isLocalId(node.id)) {
-      this.o.tree.patch(node.id, { mode: mode & 0o7777 });
-      return;
+    if (isLocalId(node.id)) this.o.tree.patch(node.id, { mode: mode & 0o7777 });
+    else {
+      const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
+      this.o.tree.patch(node.id, { mode: info.mode });
     }
-    const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
-    this.o.tree.patch(node.id, { mode: info.mode });
+    this.times.changed(node.id, this.ownMtime(node));
   }
 
   /** Only to the mounting user and group: a single-owner file system (posix.ts). */
   async chown(path: string, uid: number, gid: number): Promise<void> {
-    await this.lookup(path);
+    const node = await this.lookup(path);
     checkOwnerChange(uid, gid, { uid: this.uid, gid: this.gid });
+    this.times.changed(node.id, this.ownMtime(node));
   }
 
   /** A regular file (as create, closed at once); FIFOs, sockets and devices are EPERM (posix.ts). */
@@ -448,14 +477,24 @@ export class Vfs {
   /** The mount's own touches in flight, by mount path. */
   private readonly touches = new Map<string, { id: string; mtime: number }>();
 
-  /** Times in ms since the epoch, null = leave unchanged (UTIME_OMIT); only mtime is kept (atime is not tracked). */
-  async utimens(path: string, _atime: number | null, mtime: number | null): Promise<void> {
+  /**
+   * Times in ms since the epoch, null = leave unchanged (UTIME_OMIT). The mtime goes to the
+   * server (with the content it dates); the atime is kept by the drive (times.ts); ctime is now.
+   */
+  async utimens(path: string, atime: number | null, mtime: number | null): Promise<void> {
     const node = await this.lookup(path);
-    if (mtime === null) return;
-    const ms = Math.round(mtime);
-    // Ours — also when another node took the path meanwhile (a rename here): it must not get that mtime.
-    const touch = this.touches.get(path);
-    if (touch && (touch.id !== node.id || Math.abs(touch.mtime - ms) <= 1)) return;
+    if (mtime !== null) {
+      const ms = Math.round(mtime);
+      // Ours — also when another node took the path meanwhile (a rename here): it must not get that mtime.
+      const touch = this.touches.get(path);
+      if (touch && (touch.id !== node.id || Math.abs(touch.mtime - ms) <= 1)) return;
+      await this.setMtime(node, ms);
+    }
+    const now = this.o.tree.get(node.id) ?? node;
+    this.times.set(node.id, atime === null ? null : Math.round(atime), mtime !== null, this.ownMtime(now));
+  }
+
+  private async setMtime(node: LocalNode, ms: number): Promise<void> {
     const d = this.dirty.get(node.id);
     if (d) {
       await d.snapshotting?.catch(() => undefined);
@@ -487,6 +526,7 @@ export class Vfs {
     // The kernel thought the name free (a stale negative entry): open what is there, as O_CREAT does.
     if (existing) return this.open(path, fsc.O_RDWR);
     const node = await this.makeNode(parent, name, 'file', mode & 0o7777);
+    this.entriesChanged(parent.id);
     const dirty = await this.startDirty(node, true);
     if (isLocalId(node.id)) dirty.create = { parentId: node.parentId!, name: node.name, kind: 'file', mode: node.mode };
     return this.addSessionHandle(dirty, true);
@@ -786,6 +826,22 @@ export class Vfs {
     return this.addHandle(h);
   }
 
+  /** A node's own mtime: its open writers', else its queued save's, else the server's. */
+  private ownMtime(node: LocalNode): number {
+    return this.dirty.get(node.id)?.mtime ?? this.o.queue.latest(node.id)?.mtime ?? node.mtime;
+  }
+
+  /** Entries of the folder changed here now: its mtime and ctime move (times.ts). */
+  private entriesChanged(dirId: string): void {
+    const dir = this.o.tree.get(dirId);
+    if (dir) this.times.entriesChanged(dir.id, this.ownMtime(dir));
+  }
+
+  private async entriesChangedAt(dirPath: string): Promise<void> {
+    const dir = await this.o.tree.resolve(dirPath);
+    if (dir) this.entriesChanged(dir.id);
+  }
+
   /** Sizes and times as the mount shows them: open writers first, then queued content, then the server's. */
   private stat(node: LocalNode): Stat {
     let size = node.size;
@@ -794,6 +850,7 @@ export class Vfs {
     const q = d ? undefined : this.o.queue.latest(node.id);
     if (d) ({ size, mtime } = d);
     else if (q) ({ size, mtime } = q);
+    const times = this.times.shown(node.id, mtime);
     const isDir = node.kind === 'dir';
     return {
       mode: (isDir ? S_IFDIR : S_IFREG) | (node.mode & 0o7777),
@@ -803,9 +860,7 @@ export class Vfs {
       nlink: isDir ? this.o.tree.dirLinks(node) : 1,
       blksize: 4096,
       blocks: Math.ceil((isDir ? 4096 : size) / 512),
-      mtime,
-      atime: mtime,
-      ctime: mtime,
+      ...times,
     };
   }
 
@@ -1074,4 +1129,9 @@ async function readFully(fh: FileHandle, buf: Buffer, length: number, position: 
     total += bytesRead;
   }
   return total;
+}
+
+/** The folder part of a mount path ("/a/b" → "/a", "/a" → "/"). */
+function parentPath(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
 }
