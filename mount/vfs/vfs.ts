@@ -334,11 +334,11 @@ export class Vfs {
 
   async rename(from: string, to: string): Promise<void> {
     const src = await this.lookup(from);
-    // Onto itself: nothing changes, not even a time.
-    if ((await this.o.tree.resolve(to))?.id === src.id) return;
+    // Onto itself: nothing changes, not even a time (move() answers the errors of any other case).
+    if ((await this.o.tree.resolve(to).catch(() => undefined))?.id === src.id) return;
     await this.move(from, to);
     // The moved node's status changed, and so did the entries of both folders.
-    const moved = await this.o.tree.resolve(to);
+    const moved = await this.o.tree.resolve(to).catch(() => undefined);
     if (moved) this.times.changed(moved.id, this.ownMtime(moved));
     await this.entriesChangedAt(parentPath(from));
     await this.entriesChangedAt(parentPath(to));
@@ -837,8 +837,9 @@ export class Vfs {
     if (dir) this.times.entriesChanged(dir.id, this.ownMtime(dir));
   }
 
+  /** The same for the folder at a path; a folder gone meanwhile (or not resolvable offline) is skipped: the change is done. */
   private async entriesChangedAt(dirPath: string): Promise<void> {
-    const dir = await this.o.tree.resolve(dirPath);
+    const dir = await this.o.tree.resolve(dirPath).catch(() => undefined);
     if (dir) this.entriesChanged(dir.id);
   }
 
