@@ -18,6 +18,7 @@ import { KernelRefresher } from './sync/kernel-refresh.js';
 import { Syncer } from './sync/syncer.js';
 import { BlockSource } from './vfs/block-source.js';
 import { Tree } from './vfs/tree.js';
+import { fileSizeLimit } from './vfs/posix.js';
 import { Vfs } from './vfs/vfs.js';
 
 export interface MountOptions {
@@ -176,7 +177,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
 
     const source = new BlockSource(client, cache, pool, { log });
     tree.device = device;
-    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device, store, online: () => syncer.online });
+    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device, store, online: () => syncer.online, maxFileSize: fileSizeLimit(config) });
     const fuse = await mountFuse(mountpoint, fuseOps(vfs, log), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout });
     let mounted = true;
     const unmountOnce = async () => {

@@ -41,7 +41,8 @@ export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (
     ftruncate: (_path: string, fd: number, size: number, cb: Cb) => run(cb, 'ftruncate', vfs.ftruncate(fd, size), none),
     utimens: (path: string, atime: number | null, mtime: number | null, cb: Cb) => run(cb, 'utimens', vfs.utimens(path, atime, mtime), none),
     chmod: (path: string, mode: number, cb: Cb) => run(cb, 'chmod', vfs.chmod(path, mode), none),
-    chown: (_path: string, _uid: number, _gid: number, cb: Cb) => cb(0),
+    chown: (path: string, uid: number, gid: number, cb: Cb) => run(cb, 'chown', vfs.chown(path, uid, gid), none),
+    mknod: (path: string, mode: number, _dev: number, cb: Cb) => run(cb, 'mknod', vfs.mknod(path, mode), none),
     mkdir: (path: string, mode: number, cb: Cb) => run(cb, 'mkdir', vfs.mkdir(path, mode), none),
     // libfuse's symlink(linkname, path): the target comes first. On failure fuse-native answers readlink with its default ''.
     symlink: (target: string, path: string, cb: Cb) => run(cb, 'symlink', vfs.symlink(target, path), none),

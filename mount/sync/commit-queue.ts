@@ -426,9 +426,13 @@ export class CommitQueue extends EventEmitter {
     }
     // An mtime set (touch, cp -p) while this commit was on the wire: set it now that it landed,
     // before the entry leaves the queue (a drain that resolves means the server has it). A later
-    // entry of the node carries the mtime itself. Loops: utimens may come again meanwhile.
+    // entry of the node carries the mtime itself (and its own, newer one if written since: the late
+    // mtime is forgotten, else it would be set over that entry's once it lands). Loops: utimens may
+    // come again meanwhile.
+    const later = () => this.entries.some((e) => e.id !== entry.id && e.nodeId === entry.nodeId);
+    if (later()) this.lateMtime.delete(entry.nodeId);
     let late: number | undefined;
-    while (result && (late = this.lateMtime.get(entry.nodeId)) !== undefined && !this.entries.some((e) => e.id !== entry.id && e.nodeId === entry.nodeId)) {
+    while (result && (late = this.lateMtime.get(entry.nodeId)) !== undefined && !later()) {
       this.lateMtime.delete(entry.nodeId);
       try {
         const info = await this.opts.client.update(result.nodeId, { mtime: late });

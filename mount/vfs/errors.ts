@@ -36,7 +36,8 @@ export function toErrno(err: unknown): number {
   if (err instanceof FsError) return err.errno;
   if (err instanceof ApiError) return constants.errno[apiToErrno[err.code] ?? 'EIO'];
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC') return constants.errno.ENOSPC;
+  // The local disk's own limits (staging files), as the disk answered them.
+  if (code === 'ENOSPC' || code === 'EFBIG' || code === 'EDQUOT') return constants.errno[code];
   return constants.errno.EIO;
 }
 

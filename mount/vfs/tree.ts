@@ -25,6 +25,8 @@ export function isLocalId(id: string): boolean {
 export class Tree {
   private readonly byId = new Map<string, LocalNode>();
   private readonly kids = new Map<string, Map<string, string>>();
+  /** Per folder, how many of its children are folders (its link count is 2 + that). */
+  private readonly subdirs = new Map<string, number>();
   private readonly listing = new Map<string, Promise<void>>();
   private dirtyIds = new Set<string>();
   private deletedIds = new Set<string>();
@@ -58,6 +60,7 @@ export class Tree {
     await this.store.resetTree();
     this.byId.clear();
     this.kids.clear();
+    this.subdirs.clear();
     // Take the cursor before reading anything, so the catch-up covers whatever changes during the first listings.
     const { cursor: head } = await this.client.changesHead();
     const info = await this.client.root();
@@ -92,6 +95,15 @@ export class Tree {
       if (n) out.push(n);
     }
     return out;
+  }
+
+  /**
+   * A folder's link count as POSIX file systems keep it: 2 (its name and its `.`) plus one per
+   * sub-folder (their `..`); 1 — "not known", as btrfs and iso9660 answer — while its children
+   * have not been listed here (finding out would cost a listing per stat).
+   */
+  dirLinks(dir: LocalNode): number {
+    return dir.listed ? 2 + (this.subdirs.get(dir.id) ?? 0) : 1;
   }
 
   /** Fetches a folder's children once (concurrent callers share the one listing). */
@@ -223,6 +235,7 @@ export class Tree {
       this.detach(old);
       this.byId.delete(localId);
       this.kids.delete(localId);
+      this.subdirs.delete(localId);
       this.dirtyIds.delete(localId);
       this.deletedIds.add(localId);
     }
@@ -242,6 +255,7 @@ export class Tree {
     this.stampLocal(id);
     for (const childId of [...(this.kids.get(id)?.values() ?? [])]) this.removeSubtree(childId);
     this.kids.delete(id);
+    this.subdirs.delete(id);
     this.detach(n);
     this.byId.delete(id);
     this.dirtyIds.delete(id);
@@ -289,14 +303,18 @@ export class Tree {
         m = this.kids.get(node.parentId) ?? new Map();
         this.kids.set(node.parentId, m);
       }
+      const counted = m.get(node.name) === node.id;
       m.set(node.name, node.id);
+      if (node.kind === 'dir' && !counted) this.subdirs.set(node.parentId, (this.subdirs.get(node.parentId) ?? 0) + 1);
     }
   }
 
   private detach(node: LocalNode): void {
     if (node.parentId === null) return;
     const m = this.kids.get(node.parentId);
-    if (m?.get(node.name) === node.id) m.delete(node.name);
+    if (m?.get(node.name) !== node.id) return;
+    m.delete(node.name);
+    if (node.kind === 'dir') this.subdirs.set(node.parentId, (this.subdirs.get(node.parentId) ?? 1) - 1);
   }
 
   private scheduleFlush(): void {

@@ -15,6 +15,8 @@ import type { BlockSource } from './block-source.js';
 import { FsError, isTransient } from './errors.js';
 import { Extents } from './extents.js';
 import { ManifestReader, PinnedManifest } from './manifest-reader.js';
+import { LocalTimes } from './times.js';
+import { checkFileSize, checkNameLength, checkNodeType, checkOwnerChange, lookupFailure } from './posix.js';
 import { isLocalId, newLocalId, type Tree } from './tree.js';
 import type { NodeInfo, NodeKind } from '../../protocol/types.js';
 
@@ -46,6 +48,8 @@ export interface VfsOptions {
   device?: string;
   /** Where manifests read are kept for offline restarts. */
   store?: StateStore;
+  /** The largest file size (posix.ts fileSizeLimit of the server's config): past it, EFBIG. */
+  maxFileSize?: number;
 }
 
 /** A staging file: bytes written on this mount that the server does not have yet. */
@@ -143,8 +147,12 @@ export class Vfs {
   private readonly manifests = new LRUCache<string, PinnedManifest>({ max: 512 });
   private readonly uid: number;
   private readonly gid: number;
+  private readonly maxFileSize: number;
+  /** atime, ctime and folders' entry-change mtimes, which the server does not keep (times.ts). */
+  private readonly times = new LocalTimes();
 
   constructor(private readonly o: VfsOptions) {
+    this.maxFileSize = o.maxFileSize ?? Number.MAX_SAFE_INTEGER;
     this.uid = o.uid ?? process.getuid?.() ?? 0;
     this.gid = o.gid ?? process.getgid?.() ?? 0;
     o.queue.on('removed', (size: number) => o.cache.release(size));
@@ -153,6 +161,7 @@ export class Vfs {
 
   /** A file made offline got its server id: open sessions and descriptors follow it. */
   private remapped(localId: string, id: string): void {
+    this.times.moved(localId, id);
     const d = this.dirty.get(localId);
     if (d) {
       this.dirty.delete(localId);
@@ -247,6 +256,7 @@ export class Vfs {
     const { parent, name } = await this.parentOf(path);
     if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
     await this.makeNode(parent, name, 'dir', mode & 0o7777);
+    this.entriesChanged(parent.id);
   }
 
   /**
@@ -258,6 +268,7 @@ export class Vfs {
     const { parent, name } = await this.parentOf(path);
     if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
     await this.makeNode(parent, name, 'link', LINK_MODE, target);
+    this.entriesChanged(parent.id);
   }
 
   async readlink(path: string): Promise<string> {
@@ -267,6 +278,11 @@ export class Vfs {
   }
 
   async rmdir(path: string): Promise<void> {
+    await this.removeDir(path);
+    await this.entriesChangedAt(parentPath(path));
+  }
+
+  private async removeDir(path: string): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind !== 'dir') throw new FsError('ENOTDIR');
     if (node.parentId === null) throw new FsError('EBUSY');
@@ -285,9 +301,15 @@ export class Vfs {
       }
     }
     this.o.tree.removeSubtree(node.id);
+    this.times.forget(node.id);
   }
 
   async unlink(path: string): Promise<void> {
+    await this.removeFile(path);
+    await this.entriesChangedAt(parentPath(path));
+  }
+
+  private async removeFile(path: string): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     const d = this.dirty.get(node.id);
@@ -335,6 +357,18 @@ export class Vfs {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    const src = await this.lookup(from);
+    // Onto itself: nothing changes, not even a time (move() answers the errors of any other case).
+    if ((await this.o.tree.resolve(to).catch(() => undefined))?.id === src.id) return;
+    await this.move(from, to);
+    // The moved node's status changed, and so did the entries of both folders.
+    const moved = await this.o.tree.resolve(to).catch(() => undefined);
+    if (moved) this.times.changed(moved.id, this.ownMtime(moved));
+    await this.entriesChangedAt(parentPath(from));
+    await this.entriesChangedAt(parentPath(to));
+  }
+
+  private async move(from: string, to: string): Promise<void> {
     let src = await this.lookup(from);
     if (src.parentId === null) throw new FsError('EBUSY');
     let { parent, name } = await this.parentOf(to);
@@ -438,12 +472,27 @@ export class Vfs {
     const node = await this.lookup(path);
     // As on Linux's own file systems: a link's mode is always 0777 (chmod follows links; only fchmodat's AT_SYMLINK_NOFOLLOW gets here).
     if (node.kind === 'link') throw new FsError('EOPNOTSUPP');
-    if (isLocalId(node.id)) {
-      this.o.tree.patch(node.id, { mode: mode & 0o7777 });
-      return;
+    if (isLocalId(node.id)) this.o.tree.patch(node.id, { mode: mode & 0o7777 });
+    else {
+      const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
+      this.o.tree.patch(node.id, { mode: info.mode });
     }
-    const info = await this.o.client.update(node.id, { mode: mode & 0o7777 });
-    this.o.tree.patch(node.id, { mode: info.mode });
+    this.times.changed(node.id, this.ownMtime(node));
+  }
+
+  /** Only to the mounting user and group: a single-owner file system (posix.ts). */
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    const node = await this.lookup(path);
+    checkOwnerChange(uid, gid, { uid: this.uid, gid: this.gid });
+    this.times.changed(node.id, this.ownMtime(node));
+  }
+
+  /** A regular file (as create, closed at once); FIFOs, sockets and devices are EPERM (posix.ts). */
+  async mknod(path: string, mode: number): Promise<void> {
+    const { parent, name } = await this.parentOf(path);
+    if (this.o.tree.child(parent.id, name)) throw new FsError('EEXIST');
+    checkNodeType(mode);
+    await this.release(await this.create(path, mode));
   }
 
   /**
@@ -458,14 +507,24 @@ export class Vfs {
   /** The mount's own touches in flight, by mount path. */
   private readonly touches = new Map<string, { id: string; mtime: number }>();
 
-  /** Times in ms since the epoch, null = leave unchanged (UTIME_OMIT); only mtime is kept (atime is not tracked). */
-  async utimens(path: string, _atime: number | null, mtime: number | null): Promise<void> {
+  /**
+   * Times in ms since the epoch, null = leave unchanged (UTIME_OMIT). The mtime goes to the
+   * server (with the content it dates); the atime is kept by the drive (times.ts); ctime is now.
+   */
+  async utimens(path: string, atime: number | null, mtime: number | null): Promise<void> {
     const node = await this.lookup(path);
-    if (mtime === null) return;
-    const ms = Math.round(mtime);
-    // Ours — also when another node took the path meanwhile (a rename here): it must not get that mtime.
-    const touch = this.touches.get(path);
-    if (touch && (touch.id !== node.id || Math.abs(touch.mtime - ms) <= 1)) return;
+    if (mtime !== null) {
+      const ms = Math.round(mtime);
+      // Ours — also when another node took the path meanwhile (a rename here): it must not get that mtime.
+      const touch = this.touches.get(path);
+      if (touch && (touch.id !== node.id || Math.abs(touch.mtime - ms) <= 1)) return;
+      await this.setMtime(node, ms);
+    }
+    const now = this.o.tree.get(node.id) ?? node;
+    this.times.set(node.id, atime === null ? null : Math.round(atime), mtime !== null, this.ownMtime(now));
+  }
+
+  private async setMtime(node: LocalNode, ms: number): Promise<void> {
     const d = this.dirty.get(node.id);
     if (d) {
       await d.snapshotting?.catch(() => undefined);
@@ -497,6 +556,7 @@ export class Vfs {
     // The kernel thought the name free (a stale negative entry): open what is there, as O_CREAT does.
     if (existing) return this.open(path, fsc.O_RDWR);
     const node = await this.makeNode(parent, name, 'file', mode & 0o7777);
+    this.entriesChanged(parent.id);
     const dirty = await this.startDirty(node, true);
     if (isLocalId(node.id)) dirty.create = { parentId: node.parentId!, name: node.name, kind: 'file', mode: node.mode };
     return this.addSessionHandle(dirty, true);
@@ -541,6 +601,13 @@ export class Vfs {
     const h = this.handle(fh);
     const d = h.session;
     if (!d || !h.writable) throw new FsError('EBADF');
+    // Nothing to write changes nothing (no size, no mtime, no new version), as write(2) of 0 bytes.
+    if (length === 0) return 0;
+    // As a disk does at its largest file: what fits is written, a write starting past it is EFBIG.
+    if (position + length > this.maxFileSize) {
+      checkFileSize(position + 1, this.maxFileSize);
+      length = this.maxFileSize - position;
+    }
     h.flushed = false;
     return this.change(d, async (f) => {
       // Room for the bytes written, not for a hole before them (a sparse file costs what is written).
@@ -557,6 +624,7 @@ export class Vfs {
   async truncate(path: string, size: number): Promise<void> {
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
+    checkFileSize(size, this.maxFileSize);
     const fh = await this.open(path, size === 0 ? fsc.O_WRONLY | fsc.O_TRUNC : fsc.O_WRONLY);
     this.handle(fh).internal = true;
     try {
@@ -570,6 +638,7 @@ export class Vfs {
     const h = this.handle(fh);
     const d = h.session;
     if (!d || !h.writable) throw new FsError('EBADF');
+    checkFileSize(size, this.maxFileSize);
     h.flushed = false;
     await this.change(d, (f) => this.cut(d, f, size));
   }
@@ -789,6 +858,23 @@ export class Vfs {
     return this.addHandle(h);
   }
 
+  /** A node's own mtime: its open writers', else its queued save's, else the server's. */
+  private ownMtime(node: LocalNode): number {
+    return this.dirty.get(node.id)?.mtime ?? this.o.queue.latest(node.id)?.mtime ?? node.mtime;
+  }
+
+  /** Entries of the folder changed here now: its mtime and ctime move (times.ts). */
+  private entriesChanged(dirId: string): void {
+    const dir = this.o.tree.get(dirId);
+    if (dir) this.times.entriesChanged(dir.id, this.ownMtime(dir));
+  }
+
+  /** The same for the folder at a path; a folder gone meanwhile (or not resolvable offline) is skipped: the change is done. */
+  private async entriesChangedAt(dirPath: string): Promise<void> {
+    const dir = await this.o.tree.resolve(dirPath).catch(() => undefined);
+    if (dir) this.entriesChanged(dir.id);
+  }
+
   /** Sizes and times as the mount shows them: open writers first, then queued content, then the server's. */
   private stat(node: LocalNode): Stat {
     let size = node.size;
@@ -797,18 +883,17 @@ export class Vfs {
     const q = d ? undefined : this.o.queue.latest(node.id);
     if (d) ({ size, mtime } = d);
     else if (q) ({ size, mtime } = q);
+    const times = this.times.shown(node.id, mtime);
     const isDir = node.kind === 'dir';
     return {
       mode: (isDir ? S_IFDIR : node.kind === 'link' ? S_IFLNK : S_IFREG) | (node.mode & 0o7777),
       uid: this.uid,
       gid: this.gid,
       size: isDir ? 4096 : size,
-      nlink: isDir ? 2 : 1,
+      nlink: isDir ? this.o.tree.dirLinks(node) : 1,
       blksize: 4096,
       blocks: Math.ceil((isDir ? 4096 : size) / 512),
-      mtime,
-      atime: mtime,
-      ctime: mtime,
+      ...times,
     };
   }
 
@@ -1044,19 +1129,24 @@ export class Vfs {
 
   private async lookup(path: string): Promise<LocalNode> {
     const node = await this.o.tree.resolve(path);
-    if (!node) throw new FsError('ENOENT');
+    if (!node) throw await lookupFailure(this.o.tree, path);
     return node;
   }
 
+  /** The folder a new name goes in, and the name; the folder is resolved first, as Linux does. */
   private async parentOf(path: string): Promise<{ parent: LocalNode; name: string }> {
     const i = path.lastIndexOf('/');
     const name = path.slice(i + 1);
     if (!name) throw new FsError('EINVAL');
+    const parent = await this.lookup(path.slice(0, i) || '/');
+    if (parent.kind !== 'dir') throw new FsError('ENOTDIR');
+    checkNameLength(name);
+    // The binding hands names over as UTF-8 text and turns bytes that are not UTF-8 into U+FFFD:
+    // storing such a name would silently rename what the program made (as for link targets).
+    if (name.includes('\uFFFD')) throw new FsError('EILSEQ', 'a name must be valid UTF-8');
     // Refused here, as the server would: a name made offline must be one the server will take later.
     const problem = nameProblem(name);
     if (problem) throw new FsError('EINVAL', problem);
-    const parent = await this.lookup(path.slice(0, i) || '/');
-    if (parent.kind !== 'dir') throw new FsError('ENOTDIR');
     await this.o.tree.ensureListed(parent);
     return { parent, name };
   }
@@ -1087,4 +1177,9 @@ async function readFully(fh: FileHandle, buf: Buffer, length: number, position: 
     total += bytesRead;
   }
   return total;
+}
+
+/** The folder part of a mount path ("/a/b" → "/a", "/a" → "/"). */
+function parentPath(path: string): string {
+  return path.slice(0, path.lastIndexOf('/')) || '/';
 }

@@ -430,19 +430,7 @@ t.test('overwrite, in-place rewrite, append and truncate of a committed multi-bl
   });
 });
 
-t.test('errors: ENOENT, EEXIST, ENOTDIR, EISDIR', async (t) => {
-  t.equal(await errCode(fs.readFile(path.join(m, 'no-such-file'))), 'ENOENT', 'open of a missing file');
-  t.equal(await errCode(fs.open(path.join(m, 'no-such-dir/x'), 'w')), 'ENOENT', 'create in a missing folder');
-  t.equal(await errCode(fs.mkdir(path.join(m, 'docs'))), 'EEXIST', 'mkdir of an existing folder');
-  t.equal(await errCode(fs.mkdir(path.join(m, 'hello.txt'))), 'EEXIST', 'mkdir of an existing file');
-  t.equal(await errCode(fs.rmdir(path.join(m, 'hello.txt'))), 'ENOTDIR', 'rmdir of a file');
-  t.equal(await errCode(fs.writeFile(path.join(m, 'docs'), 'x')), 'EISDIR', 'writing into a folder path');
-  t.equal(await errCode(fs.readdir(path.join(m, 'hello.txt'))), 'ENOTDIR', 'readdir of a file');
-  t.equal(await errCode(fs.writeFile(path.join(m, 'hello.txt/x'), 'x')), 'ENOTDIR', 'a file used as a folder');
-  const shRmdir = await shx('rmdir hello.txt', m);
-  t.match(shRmdir.stderr, /Not a directory/);
-  t.equal(await fs.readFile(path.join(m, 'hello.txt'), 'utf8'), 'hello, stratus\n', 'nothing was harmed');
-});
+// errno of failing calls through the mount: the conformance suite (test/conformance/mount.test.ts).
 
 let before = '';
 t.test('after stopping the mount (queue drained) the server holds every change', async (t) => {
@@ -456,6 +444,9 @@ t.test('a fresh second mount with another cache shows the same tree, bytes, size
   const m2 = second.mountpoint;
   const after = await snapshot(m2);
   t.equal(after, before, 'find + sha256sum of the whole tree equal to the first mount');
+  for (const copy of ['untar', 'synced', 'copied-a']) {
+    t.equal(await times(path.join(m2, copy)), await times(srcTree), `${copy}: the mtime of every file and folder as tar x, rsync -a and cp -a set them`);
+  }
   t.equal((await shx(`diff -r ${srcTree} ${m2}/synced && diff -r ${srcTree} ${m2}/untar && diff -r ${srcTree} ${m2}/tree`, local)).code, 0, 'trees equal the local source');
   t.equal((await shx(`cmp ${local}/big.bin ${m2}/big.bin`, local)).code, 0, 'big.bin byte-identical');
   t.equal(await fs.readFile(path.join(m2, 'f.txt'), 'utf8'), 'second draft\n');

@@ -229,11 +229,13 @@ export async function sh(cmd: string, cwd: string, env: NodeJS.ProcessEnv = {}):
 /**
  * Every path under `dir` (relative, sorted) with type, size, mode, mtime in seconds and, for a
  * symbolic link, its target (a link's own size, mode and time: nothing is followed); then a
- * sha256 of each file. Folder sizes are left out (they differ between file systems).
+ * sha256 of each file. A folder's size and mtime are left out: sizes differ between file systems,
+ * and a folder's mtime moves with the entries made in it on the mount that made them, while only
+ * a time set on it (touch, tar, rsync, cp -a) reaches the server for every mount (README, "Times").
  */
 export async function snapshot(dir: string): Promise<string> {
   const env = { LC_ALL: 'C', TZ: 'UTC' };
-  const list = await sh(`find . -printf '%y %s %m %TY-%Tm-%Td_%TH:%TM:%TS %p %l\\n' | sed -E 's/^d [0-9]+/d -/; s/(_[0-9:]+)\\.[0-9]+/\\1/' | sort -k5`, dir, env);
+  const list = await sh(`find . -printf '%y %s %m %TY-%Tm-%Td_%TH:%TM:%TS %p %l\\n' | sed -E 's/^d [0-9]+ ([0-7]+) [^ ]+/d - \\1 -/; s/(_[0-9:]+)\\.[0-9]+/\\1/' | sort -k5`, dir, env);
   const sums = await sh(`find . -type f -print0 | sort -z | xargs -0 -r sha256sum`, dir, env);
   return list + sums;
 }

@@ -10,6 +10,7 @@ import { Syncer } from '../../mount/sync/syncer.js';
 import { BlockSource, type BlockSourceOptions } from '../../mount/vfs/block-source.js';
 import { FsError, toErrno, type Errno } from '../../mount/vfs/errors.js';
 import { Tree } from '../../mount/vfs/tree.js';
+import { fileSizeLimit } from '../../mount/vfs/posix.js';
 import { Vfs } from '../../mount/vfs/vfs.js';
 import { StratusClient } from '../../protocol/client.js';
 import type { Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
@@ -124,7 +125,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     const pull = () => syncer.pullNow();
 
     const source = new BlockSource(client, cache, pool, opts.source);
-    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online, store });
+    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online, store, maxFileSize: fileSizeLimit(config) });
 
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= closeAll());
