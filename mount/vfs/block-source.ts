@@ -73,10 +73,6 @@ export class BlockSource {
     this.load(hash, size).catch(() => undefined);
   }
 
-  isFetching(hash: string): boolean {
-    return this.inflight.has(hash);
-  }
-
   /** Fetches (or joins the fetch of) one block, verifies it and stores it in the cache. */
   fetch(hash: string, size: number): Promise<Buffer> {
     let p = this.inflight.get(hash);

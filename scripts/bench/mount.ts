@@ -9,7 +9,7 @@ import { ChunkerPool } from '../../mount/chunker/pool.js';
 import { StratusClient } from '../../protocol/client.js';
 import { blake3Hex } from '../../protocol/hash.js';
 import type { BlockRef, NodeInfo, ServerConfig } from '../../protocol/types.js';
-import type { Figure, Section } from './report.js';
+import type { Section } from './report.js';
 import { addUser, startMount, startServe, type MountProcess } from './serve-process.js';
 
 /**

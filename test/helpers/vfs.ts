@@ -65,6 +65,9 @@ export interface VfsHarness {
   crash(): Promise<void>;
 }
 
+/** Small chunks for in-process mounts: multi-block files stay small (the mount takes its parameters from /v1/config). */
+export const SMALL_CHUNKING = { min: 16 * 1024, avg: 64 * 1024, max: 256 * 1024 };
+
 export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
   const base = new StratusClient({ server: opts.url, token: opts.token });
   const client = opts.wrapClient ? opts.wrapClient(base) : base;

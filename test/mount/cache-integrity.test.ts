@@ -9,7 +9,20 @@ import { blake3Hex } from '../../protocol/hash.js';
 import type { BlockRef } from '../../protocol/types.js';
 import { startTestBackend, type TestBackend } from '../helpers/backend.js';
 import { cachedBlockFile, damageFile } from '../helpers/corrupt.js';
-import { assembleVfs, drained, Faults, logWatcher, readAll, readFh, restartVfs, serverBytes, serverChild, writeAll, type VfsHarness } from '../helpers/vfs.js';
+import {
+  assembleVfs,
+  drained,
+  Faults,
+  logWatcher,
+  readAll,
+  readFh,
+  restartVfs,
+  serverBytes,
+  serverChild,
+  SMALL_CHUNKING,
+  writeAll,
+  type VfsHarness,
+} from '../helpers/vfs.js';
 
 /**
  * Cached blocks are verified before the mount trusts them (issue 9, finding 2): a block file in
@@ -21,7 +34,7 @@ import { assembleVfs, drained, Faults, logWatcher, readAll, readFh, restartVfs, 
  */
 
 const KiB = 1024;
-const CHUNKING = { min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB };
+const CHUNKING = SMALL_CHUNKING;
 
 let backend: TestBackend;
 let users = 0;

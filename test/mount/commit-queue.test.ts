@@ -21,6 +21,7 @@ import {
   restartVfs,
   serverBytes,
   serverChild,
+  SMALL_CHUNKING,
   writeAll,
   type VfsHarness,
   type VfsOptions,
@@ -34,7 +35,7 @@ import {
  */
 
 const KiB = 1024;
-const CHUNKING = { min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB };
+const CHUNKING = SMALL_CHUNKING;
 const DEVICE = 'laptop';
 
 let backend: TestBackend;

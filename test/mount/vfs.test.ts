@@ -8,7 +8,21 @@ import { BlockSource } from '../../mount/vfs/block-source.js';
 import type { Errno } from '../../mount/vfs/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { commitRandomBlocks, randomBlock, startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
-import { assembleVfs, drained, fails, Faults, logWatcher, readAll, readFh, serverBytes, serverChild, writeAll, type VfsHarness, type VfsOptions } from '../helpers/vfs.js';
+import {
+  assembleVfs,
+  drained,
+  fails,
+  Faults,
+  logWatcher,
+  readAll,
+  readFh,
+  serverBytes,
+  serverChild,
+  SMALL_CHUNKING,
+  writeAll,
+  type VfsHarness,
+  type VfsOptions,
+} from '../helpers/vfs.js';
 
 /**
  * The mount's file system without FUSE (DESIGN §6): the Vfs over a real in-process server, with
@@ -18,8 +32,7 @@ import { assembleVfs, drained, fails, Faults, logWatcher, readAll, readFh, serve
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-// Small chunks: multi-block files stay small (the mount takes its parameters from /v1/config).
-const CHUNKING = { min: 16 * KiB, avg: 64 * KiB, max: 256 * KiB };
+const CHUNKING = SMALL_CHUNKING;
 
 let backend: TestBackend;
 let users = 0;
