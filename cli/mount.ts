@@ -44,11 +44,11 @@ export async function runMount(opts: MountOptions, drainSeconds: number, after?:
   const mount = await startMount({ ...opts, log: opts.log ?? say });
   await registerMount(mount.mountpoint);
   say(`drive ready at ${mount.mountpoint} (user ${mount.whoami.user.name}, device ${mount.whoami.device.name})`);
-  const pending = () => `${mount.queue.pendingCount} commit(s), ${mount.queue.pendingBytes} bytes`;
+  const pending = () => `${mount.sender.pendingCount} commit(s), ${mount.sender.pendingBytes} bytes`;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
-      const left = mount.queue.pendingCount;
+      const left = mount.sender.pendingCount;
       say(`${signal} again: leaving now; ${left ? `${pending()} stay queued in ${mount.cacheDir} and go at the next mount` : 'nothing was pending'}`);
       process.exit(left ? EXIT_PENDING : 1);
     }
@@ -63,7 +63,7 @@ export async function runMount(opts: MountOptions, drainSeconds: number, after?:
       },
     });
     // Counted after the unmount: also what was closed after the drain, as the FUSE mount went.
-    const left = mount.queue.pendingCount;
+    const left = mount.sender.pendingCount;
     if (left) say(`${pending()} still pending${drained ? '' : ` after ${drainSeconds} s`}; they stay queued in ${mount.cacheDir} and go at the next mount`);
     await unregisterMount(mount.mountpoint);
     say(`unmounted ${mount.mountpoint}`);

@@ -12,12 +12,13 @@ import { mountFuse } from './fuse/binding.js';
 import { checkMountpoint, cleanStaleMount } from './fuse/stale.js';
 import { StatusPublisher, type MountStatus } from './registry.js';
 import { StateStore } from './state/store.js';
-import { CommitQueue } from './sync/commit-queue.js';
 import { EventsClient } from './sync/events.js';
 import { KernelRefresher } from './sync/kernel-refresh.js';
 import { Syncer } from './sync/syncer.js';
 import { BlockSource } from './vfs/block-source.js';
-import { Tree } from './vfs/tree.js';
+import { Tree } from './node/tree.js';
+import { OpLog } from './oplog/op-log.js';
+import { Sender } from './sync/sender.js';
 import { fileSizeLimit } from './vfs/posix.js';
 import { Vfs } from './vfs/vfs.js';
 
@@ -43,7 +44,9 @@ export interface RunningMount {
   whoami: WhoAmI;
   config: ServerConfig;
   vfs: Vfs;
-  queue: CommitQueue;
+  /** The durable operation log, and the sender that drains it to the server. */
+  log: OpLog;
+  sender: Sender;
   cache: BlockCache;
   source: BlockSource;
   tree: Tree;
@@ -161,12 +164,14 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     }
     if (cursor === undefined) throw new Error(`cache folder ${cacheDir}: the saved tree has no change cursor`);
 
-    // The queue first: the first pull must know which nodes have renames or deletes still queued.
+    // The log first: the first pull must know which nodes have changes still to send.
     const device = opts.device ?? whoami.device.name;
-    const queue = new CommitQueue({ store, client, pool, cache, tree, config, device, log });
-    closers.push(() => queue.stop());
-    await queue.start();
-    await removeOrphanStaging(stagingDir, new Set(queue.list().map((e) => e.staging)));
+    const oplog = new OpLog(store, tree);
+    await oplog.load((bytes) => cache.reserve(bytes));
+    const sender = new Sender({ log: oplog, tree, store, client, pool, cache, config, device, say: log });
+    closers.push(() => sender.stop());
+    sender.start();
+    await removeOrphanStaging(stagingDir, new Set(oplog.list().flatMap((e) => (e.op.kind === 'content' ? [e.op.staging] : []))));
 
     const events = new EventsClient({ server: opts.server, token: opts.token, log });
     closers.push(() => events.close());
@@ -176,8 +181,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     if (!startedOffline) await syncer.pullNow().catch(() => undefined);
 
     const source = new BlockSource(client, cache, pool, { log });
-    tree.device = device;
-    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device, store, online: () => syncer.online, maxFileSize: fileSizeLimit(config) });
+    const vfs = new Vfs({ tree, log: oplog, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config) });
     const fuse = await mountFuse(mountpoint, fuseOps(vfs, log), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout });
     let mounted = true;
     const unmountOnce = async () => {
@@ -189,7 +193,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     log(`mounted ${identity} at ${mountpoint} (cache ${cacheDir})${startedOffline ? `; server unreachable (${offlineReason}), started from the saved tree` : ''}`);
 
     // Remote changes of files the kernel may hold attributes or pages of: make it take fresh ones.
-    const refresher = new KernelRefresher({ mountpoint, tree, skip: (id) => vfs.hasLocalContent(id), expect: vfs.expectTouch });
+    const refresher = new KernelRefresher({ mountpoint, tree, skip: (ino) => vfs.hasLocalContent(ino), expect: vfs.expectTouch });
     closers.push(() => refresher.close());
     syncer.on('applied', (_changes, files) => refresher.refresh(files));
 
@@ -202,8 +206,8 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       connected: syncer.connected,
       online: syncer.online,
       startedOffline,
-      pendingCommits: queue.pendingCount,
-      pendingBytes: queue.pendingBytes,
+      pendingCommits: sender.pendingCount,
+      pendingBytes: sender.pendingBytes,
       cursor: syncer.cursor,
       lastSyncAt: syncer.lastSyncAt === undefined ? null : new Date(syncer.lastSyncAt).toISOString(),
       lastError: syncer.lastError ?? null,
@@ -212,7 +216,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     const publisher = opts.publishStatus === false ? undefined : new StatusPublisher(status);
     if (publisher) {
       closers.push(() => publisher.close());
-      queue.on('changed', publisher.changed);
+      oplog.on('changed', publisher.changed);
       syncer.on('status', publisher.changed);
       await publisher.writeNow();
     }
@@ -220,7 +224,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     // The server is back: what waits in the queue goes now, not after its retry backoff (up to 30 s).
     let wasOnline = syncer.online;
     syncer.on('status', () => {
-      if (syncer.online && !wasOnline) queue.retryNow();
+      if (syncer.online && !wasOnline) sender.retryNow();
       wasOnline = syncer.online;
     });
 
@@ -230,7 +234,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     let stopping: Promise<{ drained: boolean }> | undefined;
     const stop: RunningMount['stop'] = (s = {}) =>
       (stopping ??= (async () => {
-        const drained = await queue.drain(s.drainTimeoutMs ?? 60_000, s.progress);
+        const drained = await sender.drain(s.drainTimeoutMs ?? 60_000, s.progress);
         // No more remote changes or kernel refreshes once unmounting starts.
         await events.close();
         await syncer.close();
@@ -239,7 +243,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
         await closeAll();
         return { drained };
       })());
-    return { mountpoint, cacheDir, whoami, config, vfs, queue, cache, source, tree, events, syncer, startedOffline, status, stop };
+    return { mountpoint, cacheDir, whoami, config, vfs, log: oplog, sender, cache, source, tree, events, syncer, startedOffline, status, stop };
   } catch (err) {
     await closeAll();
     throw err;

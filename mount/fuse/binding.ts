@@ -51,6 +51,8 @@ export function fuseOptionString(opts: FuseMountOptions = {}): string {
     'fsname=stratus',
     'subtype=stratus',
     'default_permissions',
+    // st_ino is the node's own inode number (stable for the life of the mount's state), not libfuse's.
+    'use_ino',
     // 128 KiB WRITE requests instead of 4 KiB: ~10x write throughput.
     'big_writes',
     // Keep the page cache across opens unless mtime/size changed (kernel_cache never notices remote edits).

@@ -2,58 +2,27 @@ import knexFactory, { type Knex } from 'knex';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockRef, NodeKind } from '../../protocol/types.js';
+import type { LocalNode } from '../model/local-node.js';
+import type { LoggedOp, Op } from '../model/ops.js';
+import { migrateIdsToInodes } from './inode-migration.js';
 
-/** A node as the mount knows it (a cached copy of the server's NodeInfo, plus what the mount learned). */
-export interface LocalNode {
-  id: string;
-  parentId: string | null;
-  name: string;
-  kind: NodeKind;
-  headVersion: number;
-  size: number;
-  mtime: number;
-  mode: number;
-  /** A folder whose children have been fetched (and are kept fresh). */
-  listed: boolean;
-  /** A link's target as written (links only). */
-  target?: string;
-}
+/** A node row: live, or `gone` — removed here but still named by queued operations (which need its server id). */
+export type StoredNode = LocalNode & { gone?: boolean };
 
-/** A closed file waiting to become a version on the server (invariant 5: on disk before `release` returns). */
-export interface PendingCommit {
-  id: number;
-  nodeId: string;
-  baseVersion: number;
-  /** Staging file holding the bytes to commit; owned by this entry. */
-  staging: string;
-  size: number;
-  mtime: number;
-  createdAt: number;
-  /**
-   * Set while the node exists only on this mount (made offline, id `local:…`): the queue creates it
-   * on the server first. A folder's entry has no staging file (`staging` is '').
-   */
-  create?: PendingCreate;
-  /** A metadata change made offline, sent in order with the node's content (no staging file). */
-  op?: PendingOp;
-}
-
-/** A delete or a rename/move of a node the server has, made while it was unreachable. */
-export type PendingOp = { kind: 'delete'; ifVersion?: number; folder?: boolean } | { kind: 'move'; parentId: string; name: string };
-
-/** What the server needs to create a node made offline (the tree's current name and folder win when known). */
-export interface PendingCreate {
-  parentId: string;
-  name: string;
-  kind: NodeKind;
-  mode: number;
-  /** A link's target. */
-  target?: string;
+/** One local transaction: the tree rows it changes, the operations it logs, drops or updates, the cursor. */
+export interface StateChange {
+  upserts?: StoredNode[];
+  deletes?: number[];
+  addOps?: Omit<LoggedOp, 'seq'>[];
+  removeOps?: number[];
+  updateOps?: LoggedOp[];
+  cursor?: number;
 }
 
 interface NodeRow {
-  id: string;
-  parent_id: string | null;
+  ino: number;
+  sid: string | null;
+  parent: number | null;
   name: string;
   kind: NodeKind;
   head_version: number;
@@ -62,23 +31,20 @@ interface NodeRow {
   mode: number;
   listed: number;
   target: string | null;
+  gone: number;
 }
 
-interface PendingRow {
-  id: number;
-  node_id: string;
-  base_version: number;
-  staging: string;
-  size: number;
-  mtime: number;
+interface OpRow {
+  seq: number;
+  ino: number;
+  body: string;
   created_at: number;
-  create_json: string | null;
-  op_json: string | null;
 }
 
 /**
- * The mount's local state on disk (SQLite in the cache folder): the tree it has seen, the change cursor,
- * and the durable queue of pending commits. sqlite3 runs its work on the libuv pool, so nothing here
+ * The mount's local state on disk (SQLite in the cache folder): the tree it has seen, the change
+ * cursor, the durable operation log, and the manifests it read. A local change and its logged
+ * operation are one transaction (`write`). sqlite3 runs its work on the libuv pool, so nothing here
  * blocks the FUSE event loop.
  */
 export class StateStore {
@@ -107,10 +73,17 @@ export class StateStore {
 
   private async migrate(): Promise<void> {
     const { db } = this;
+    // A cache folder from before inode numbers: its tree and queue carry over (migration file).
+    if ((await db.schema.hasTable('nodes')) && !(await db.schema.hasColumn('nodes', 'ino'))) await migrateIdsToInodes(db, (trx) => this.createTables(trx));
+    await this.createTables(db);
+  }
+
+  private async createTables(db: Knex | Knex.Transaction): Promise<void> {
     if (!(await db.schema.hasTable('nodes'))) {
       await db.schema.createTable('nodes', (t) => {
-        t.string('id').primary();
-        t.string('parent_id').nullable().index();
+        t.integer('ino').primary();
+        t.string('sid').nullable().unique();
+        t.integer('parent').nullable().index();
         t.string('name').notNullable();
         t.string('kind').notNullable();
         t.integer('head_version').notNullable();
@@ -119,6 +92,7 @@ export class StateStore {
         t.integer('mode').notNullable();
         t.integer('listed').notNullable().defaultTo(0);
         t.text('target').nullable();
+        t.integer('gone').notNullable().defaultTo(0);
       });
     }
     if (!(await db.schema.hasTable('meta'))) {
@@ -135,24 +109,14 @@ export class StateStore {
         t.text('blocks').notNullable();
       });
     }
-    if (!(await db.schema.hasTable('pending'))) {
-      await db.schema.createTable('pending', (t) => {
-        t.increments('id');
-        t.string('node_id').notNullable().index();
-        t.integer('base_version').notNullable();
-        t.text('staging').notNullable();
-        t.bigInteger('size').notNullable();
-        t.bigInteger('mtime').notNullable();
+    if (!(await db.schema.hasTable('ops'))) {
+      await db.schema.createTable('ops', (t) => {
+        t.increments('seq');
+        t.integer('ino').notNullable().index();
+        t.text('body').notNullable();
         t.bigInteger('created_at').notNullable();
-        t.text('create_json').nullable();
-        t.text('op_json').nullable();
       });
     }
-    // A cache folder from before offline creates / operations, and from before links.
-    for (const column of ['create_json', 'op_json']) {
-      if (!(await db.schema.hasColumn('pending', column))) await db.schema.alterTable('pending', (t) => t.text(column).nullable());
-    }
-    if (!(await db.schema.hasColumn('nodes', 'target'))) await db.schema.alterTable('nodes', (t) => t.text('target').nullable());
   }
 
   async close(): Promise<void> {
@@ -170,87 +134,67 @@ export class StateStore {
     await this.db('meta').insert({ key, value }).onConflict('key').merge();
   }
 
-  /** Forget every cached node (the server or the user changed under this cache folder). */
+  /** Forget every cached node not named by a queued operation (the server or the user changed under this cache folder). */
   async resetTree(): Promise<void> {
     await this.db.transaction(async (trx) => {
-      await trx('nodes').delete();
+      await trx('nodes').whereNotIn('ino', trx('ops').select('ino')).delete();
+      await trx('nodes').update({ gone: 1 });
       await trx('meta').where({ key: 'cursor' }).delete();
     });
   }
 
-  // --- tree ---------------------------------------------------------------------------------
+  // --- tree and log -------------------------------------------------------------------------
 
-  async loadNodes(): Promise<LocalNode[]> {
+  async loadNodes(): Promise<StoredNode[]> {
     const rows = await this.db('nodes').select<NodeRow[]>('*');
     return rows.map(fromNodeRow);
   }
 
-  /** Upserts and deletes in one transaction (the tree on disk moves from one consistent state to the next). */
-  async saveNodes(upserts: LocalNode[], deletes: string[], cursor?: number): Promise<void> {
-    await this.db.transaction(async (trx) => {
-      for (let i = 0; i < upserts.length; i += 100) {
-        await trx('nodes').insert(upserts.slice(i, i + 100).map(toNodeRow)).onConflict('id').merge();
+  async loadOps(): Promise<LoggedOp[]> {
+    const rows = await this.db('ops').orderBy('seq').select<OpRow[]>('*');
+    return rows.map((r) => ({ seq: Number(r.seq), op: JSON.parse(r.body) as Op, createdAt: Number(r.created_at) }));
+  }
+
+  /** Applies one change in one transaction (the state on disk moves from one consistent state to the next); returns the seqs of the ops added. */
+  async write(change: StateChange): Promise<number[]> {
+    return this.db.transaction(async (trx) => {
+      const upserts = change.upserts ?? [];
+      const deletes = change.deletes ?? [];
+      for (let i = 0; i < deletes.length; i += 500) await trx('nodes').whereIn('ino', deletes.slice(i, i + 500)).delete();
+      // A server id moves between rows (a replace hands the replaced node's id to its successor): free it first.
+      const sids = upserts.map((n) => n.sid).filter((s): s is string => s !== null);
+      for (let i = 0; i < sids.length; i += 500) {
+        await trx('nodes')
+          .whereIn('sid', sids.slice(i, i + 500))
+          .whereNotIn(
+            'ino',
+            upserts.map((n) => n.ino),
+          )
+          .update({ sid: null });
       }
-      for (let i = 0; i < deletes.length; i += 500) await trx('nodes').whereIn('id', deletes.slice(i, i + 500)).delete();
-      if (cursor !== undefined) await trx('meta').insert({ key: 'cursor', value: String(cursor) }).onConflict('key').merge();
+      for (let i = 0; i < upserts.length; i += 100) await trx('nodes').insert(upserts.slice(i, i + 100).map(toNodeRow)).onConflict('ino').merge();
+      const removeOps = change.removeOps ?? [];
+      for (let i = 0; i < removeOps.length; i += 500) await trx('ops').whereIn('seq', removeOps.slice(i, i + 500)).delete();
+      for (const u of change.updateOps ?? []) await trx('ops').where({ seq: u.seq }).update({ body: JSON.stringify(u.op) });
+      const seqs: number[] = [];
+      for (const a of change.addOps ?? []) {
+        const [row] = await trx('ops').insert({ ino: a.op.ino, body: JSON.stringify(a.op), created_at: a.createdAt }).returning<{ seq: number }[]>('seq');
+        seqs.push(Number(row!.seq));
+      }
+      if (change.cursor !== undefined) await trx('meta').insert({ key: 'cursor', value: String(change.cursor) }).onConflict('key').merge();
+      return seqs;
     });
   }
 
   // --- manifests ----------------------------------------------------------------------------
 
-  async getManifest(nodeId: string, version: number): Promise<BlockRef[] | undefined> {
-    const row = await this.db('manifests').where({ node_id: nodeId, version }).first<{ blocks: string } | undefined>();
+  async getManifest(sid: string, version: number): Promise<BlockRef[] | undefined> {
+    const row = await this.db('manifests').where({ node_id: sid, version }).first<{ blocks: string } | undefined>();
     return row ? (JSON.parse(row.blocks) as BlockRef[]) : undefined;
   }
 
-  async putManifest(nodeId: string, version: number, blocks: BlockRef[]): Promise<void> {
-    await this.db('manifests').insert({ node_id: nodeId, version, blocks: JSON.stringify(blocks) }).onConflict('node_id').merge();
-  }
-
-  // --- pending commits ------------------------------------------------------------------------
-
-  async listPending(): Promise<PendingCommit[]> {
-    const rows = await this.db('pending').orderBy('id').select<PendingRow[]>('*');
-    return rows.map(fromPendingRow);
-  }
-
-  /**
-   * Queues a commit; in the same transaction, drops the listed older entries it supersedes
-   * (rapid re-saves coalesce). Returns the new entry.
-   */
-  async addPending(entry: Omit<PendingCommit, 'id'>, supersedes: number[] = []): Promise<PendingCommit> {
-    return this.db.transaction(async (trx) => {
-      if (supersedes.length) await trx('pending').whereIn('id', supersedes).delete();
-      const [row] = await trx('pending')
-        .insert({
-          node_id: entry.nodeId,
-          base_version: entry.baseVersion,
-          staging: entry.staging,
-          size: entry.size,
-          mtime: entry.mtime,
-          created_at: entry.createdAt,
-          create_json: entry.create ? JSON.stringify(entry.create) : null,
-          op_json: entry.op ? JSON.stringify(entry.op) : null,
-        })
-        .returning<{ id: number }[]>('id');
-      return { ...entry, id: Number(row!.id) };
-    });
-  }
-
-  async removePending(id: number): Promise<void> {
-    await this.db('pending').where({ id }).delete();
-  }
-
-  async updatePending(id: number, fields: { nodeId?: string; baseVersion?: number; mtime?: number; create?: PendingCreate | null; op?: PendingOp }): Promise<void> {
-    await this.db('pending')
-      .where({ id })
-      .update({
-        ...(fields.op !== undefined && { op_json: JSON.stringify(fields.op) }),
-        ...(fields.create !== undefined && { create_json: fields.create ? JSON.stringify(fields.create) : null }),
-        ...(fields.nodeId !== undefined && { node_id: fields.nodeId }),
-        ...(fields.baseVersion !== undefined && { base_version: fields.baseVersion }),
-        ...(fields.mtime !== undefined && { mtime: fields.mtime }),
-      });
+  async putManifest(sid: string, version: number, blocks: BlockRef[]): Promise<void> {
+    await this.db('manifests').insert({ node_id: sid, version, blocks: JSON.stringify(blocks) }).onConflict('node_id').merge();
   }
 
   /** Asks SQLite to make everything committed so far durable against a power cut. */
@@ -259,10 +203,11 @@ export class StateStore {
   }
 }
 
-function fromNodeRow(r: NodeRow): LocalNode {
+function fromNodeRow(r: NodeRow): StoredNode {
   return {
-    id: r.id,
-    parentId: r.parent_id,
+    ino: Number(r.ino),
+    sid: r.sid,
+    parent: r.parent === null ? null : Number(r.parent),
     name: r.name,
     kind: r.kind,
     headVersion: Number(r.head_version),
@@ -271,13 +216,15 @@ function fromNodeRow(r: NodeRow): LocalNode {
     mode: Number(r.mode),
     listed: Number(r.listed) === 1,
     ...(r.target !== null && r.target !== undefined && { target: r.target }),
+    ...(Number(r.gone) === 1 && { gone: true }),
   };
 }
 
-function toNodeRow(n: LocalNode): NodeRow {
+function toNodeRow(n: StoredNode): NodeRow {
   return {
-    id: n.id,
-    parent_id: n.parentId,
+    ino: n.ino,
+    sid: n.sid,
+    parent: n.parent,
     name: n.name,
     kind: n.kind,
     head_version: n.headVersion,
@@ -286,19 +233,6 @@ function toNodeRow(n: LocalNode): NodeRow {
     mode: n.mode,
     listed: n.listed ? 1 : 0,
     target: n.target ?? null,
-  };
-}
-
-function fromPendingRow(r: PendingRow): PendingCommit {
-  return {
-    id: Number(r.id),
-    nodeId: r.node_id,
-    baseVersion: Number(r.base_version),
-    staging: r.staging,
-    size: Number(r.size),
-    mtime: Number(r.mtime),
-    createdAt: Number(r.created_at),
-    ...(r.create_json && { create: JSON.parse(r.create_json) as PendingCreate }),
-    ...(r.op_json && { op: JSON.parse(r.op_json) as PendingOp }),
+    gone: n.gone ? 1 : 0,
   };
 }

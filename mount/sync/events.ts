@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { eventsUrl } from '../../protocol/client.js';
-import { Backoff } from './backoff.js';
+import { Backoff } from '../retry/backoff.js';
 
 export interface EventsOptions {
   /** Base URL of the server (http[s]://…); the socket goes to ws[s]://…/v1/events. */

@@ -1,6 +1,6 @@
 import { utimes } from 'node:fs/promises';
-import type { LocalNode } from '../state/store.js';
-import type { Tree } from '../vfs/tree.js';
+import type { LocalNode } from '../model/local-node.js';
+import type { Tree } from '../node/tree.js';
 
 /** Sets a path's atime and mtime (seconds); the default goes through the kernel to the mount itself. */
 export type Touch = (path: string, mtimeSeconds: number) => Promise<void>;
@@ -8,14 +8,14 @@ export type Touch = (path: string, mtimeSeconds: number) => Promise<void>;
 export interface KernelRefresherOptions {
   /** Absolute path of the mount; node paths are joined to it. */
   mountpoint: string;
-  tree: Pick<Tree, 'get' | 'rootId'>;
+  tree: Pick<Tree, 'get' | 'rootIno'>;
   /** Nodes to leave alone: local content not yet on the server (being written, or queued). */
-  skip?: (nodeId: string) => boolean;
+  skip?: (ino: number) => boolean;
   /** At most this many touches in flight. */
   concurrency?: number;
   touch?: Touch;
   /** Told around each touch, so the mount's utimens can tell it from a user's (see Vfs.expectTouch). */
-  expect?: { begin(path: string, id: string, mtime: number): void; end(path: string): void };
+  expect?: { begin(path: string, ino: number, mtime: number): void; end(path: string): void };
 }
 
 const defaultTouch: Touch = (path, s) => utimes(path, s, s);
@@ -32,7 +32,7 @@ const defaultTouch: Touch = (path, s) => utimes(path, s, s);
  * times while waiting is touched once.
  */
 export class KernelRefresher {
-  private readonly pending = new Set<string>();
+  private readonly pending = new Set<number>();
   private active = 0;
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
@@ -45,9 +45,9 @@ export class KernelRefresher {
   }
 
   /** Queues the kernel refresh of these nodes (files still in the tree; others are ignored). */
-  refresh(nodeIds: Iterable<string>): void {
+  refresh(inos: Iterable<number>): void {
     if (this.closed) return;
-    for (const id of nodeIds) this.pending.add(id);
+    for (const ino of inos) this.pending.add(ino);
     this.pump();
   }
 
@@ -66,7 +66,7 @@ export class KernelRefresher {
 
   private pump(): void {
     while (this.active < this.concurrency && this.pending.size > 0) {
-      const id = this.pending.values().next().value as string;
+      const id = this.pending.values().next().value as number;
       this.pending.delete(id);
       // Path and mtime are taken now, not when asked: the node may have moved or changed since.
       const node = this.o.tree.get(id);
@@ -95,10 +95,10 @@ export class KernelRefresher {
   pathOf(node: LocalNode): string | undefined {
     const parts: string[] = [];
     let n: LocalNode | undefined = node;
-    for (let depth = 0; n && n.id !== this.o.tree.rootId; depth++) {
-      if (n.parentId === null || depth > 4096) return undefined;
+    for (let depth = 0; n && n.ino !== this.o.tree.rootIno; depth++) {
+      if (n.parent === null || depth > 4096) return undefined;
       parts.push(n.name);
-      n = this.o.tree.get(n.parentId);
+      n = this.o.tree.get(n.parent);
     }
     return n ? `/${parts.reverse().join('/')}` : undefined;
   }

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChangeEntry, NodeInfo } from '../../protocol/types.js';
-import type { Tree } from '../vfs/tree.js';
-import { Backoff } from './backoff.js';
+import type { Tree } from '../node/tree.js';
+import { Backoff } from '../retry/backoff.js';
 
 /** Where hints come from: the events WebSocket (mount/sync/events.ts) or a test's stand-in. */
 export interface HintSource {
@@ -19,7 +19,7 @@ export interface HintSource {
 
 export interface SyncerOptions {
   client: Pick<StratusClient, 'changes' | 'node'>;
-  tree: Pick<Tree, 'applyFeed' | 'setCursor' | 'get' | 'childId' | 'localMark' | 'changedLocallySince' | 'forgetLocalBefore'>;
+  tree: Pick<Tree, 'applyFeed' | 'setCursor' | 'localMark' | 'changedLocallySince' | 'forgetLocalBefore'>;
   /** The saved cursor the tree was loaded at. */
   cursor: number;
   hints?: HintSource;
@@ -34,11 +34,11 @@ export interface SyncerOptions {
 
 export interface SyncerEvents {
   /**
-   * A page of remote changes was applied to the tree. `files`: ids of files still in the tree whose
+   * A page of remote changes was applied to the tree. `files`: inode numbers of files still in the tree whose
    * content attributes (version, size, mtime) changed, or that took the name of another node — the
    * ones whose kernel attributes may be stale.
    */
-  applied: [changes: ChangeEntry[], files: string[]];
+  applied: [changes: ChangeEntry[], files: number[]];
   /** Something `stratus status` shows changed: connection, cursor, last sync, last error. */
   status: [];
 }
@@ -198,11 +198,11 @@ export class Syncer extends EventEmitter<SyncerEvents> {
         const mark = this.o.tree.localMark();
         const page = await this.o.client.changes(this.cursor, this.o.pageSize);
         if (this.closed) return;
-        const files: string[] = [];
+        const files: number[] = [];
         const changedHere: string[] = [];
         for (const change of page.changes) {
           if (this.o.tree.changedLocallySince(change.id, mark)) changedHere.push(change.id);
-          else if (this.apply(change)) files.push(change.id);
+          else this.apply(change, files);
         }
         // Nodes this mount changed while the page was on its way: their state now, not the page's.
         // (The same race once more: a local change while that answer is on its way wins over it.)
@@ -212,7 +212,7 @@ export class Syncer extends EventEmitter<SyncerEvents> {
             const now = await this.o.client.node(id).catch(() => undefined);
             if (!now) break;
             if (this.o.tree.changedLocallySince(id, before)) continue;
-            if (this.apply(now)) files.push(id);
+            this.apply(now, files);
             break;
           }
         }
@@ -239,16 +239,10 @@ export class Syncer extends EventEmitter<SyncerEvents> {
     this.emit('status');
   }
 
-  /** Applies one change; true if it is a file whose kernel attributes may now be stale. */
-  private apply(change: NodeInfo): boolean {
-    const tree = this.o.tree;
-    const before = tree.get(change.id);
-    const heldName = change.parent_id === null ? undefined : tree.childId(change.parent_id, change.name);
-    tree.applyFeed(change);
-    const after = tree.get(change.id);
-    if (!after || after.kind !== 'file') return false;
-    if (heldName !== undefined && heldName !== change.id) return true;
-    return before !== undefined && (before.headVersion !== after.headVersion || before.size !== after.size || before.mtime !== after.mtime);
+  /** Applies one change; a file whose kernel attributes may now be stale goes to `files`. */
+  private apply(change: NodeInfo, files: number[]): void {
+    const stale = this.o.tree.applyFeed(change);
+    if (stale !== undefined) files.push(stale);
   }
 
   private scheduleRetry(): void {

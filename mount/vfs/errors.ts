@@ -1,5 +1,6 @@
 import { constants } from 'node:os';
 import { ApiError } from '../../protocol/errors.js';
+import { isTransientFailure } from '../../protocol/transient.js';
 
 export type Errno = keyof typeof constants.errno;
 
@@ -41,14 +42,7 @@ export function toErrno(err: unknown): number {
   return constants.errno.EIO;
 }
 
-/** How long the server asked us to wait before trying again (Retry-After of a 429, 503 or 507), in ms; 0 when it did not say. */
-export function retryAfterMs(err: unknown): number {
-  const seconds = err instanceof ApiError ? err.extra.retry_after_s : undefined;
-  return typeof seconds === 'number' && Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : 0;
-}
-
-/** Network trouble (no answer, reset, timeout, 5xx, 429): worth retrying later; a 4xx answer is not. */
+/** Network trouble (no answer, reset, timeout, 5xx, 429): worth retrying later; a 4xx answer or a file-system refusal is not. */
 export function isTransient(err: unknown): boolean {
-  if (err instanceof ApiError) return err.status >= 500 || err.status === 429;
-  return !(err instanceof FsError);
+  return !(err instanceof FsError) && isTransientFailure(err);
 }

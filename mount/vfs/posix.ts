@@ -1,7 +1,7 @@
 import { MAX_NAME_BYTES } from '../../protocol/names.js';
 import type { ServerConfig } from '../../protocol/types.js';
 import { FsError } from './errors.js';
-import type { Tree } from './tree.js';
+import type { Tree } from '../node/tree.js';
 
 /**
  * POSIX rules the drive applies on top of its tree, in one place: how long a name may be, why a
@@ -33,7 +33,7 @@ export async function lookupFailure(tree: Tree, path: string): Promise<FsError> 
     if (node.kind !== 'dir') return new FsError('ENOTDIR');
     if (tooLong(part)) return new FsError('ENAMETOOLONG', `a name is at most ${NAME_MAX} bytes`);
     await tree.ensureListed(node);
-    const next = tree.child(node.id, part);
+    const next = tree.child(node.ino, part);
     if (!next) return new FsError('ENOENT');
     node = next;
   }

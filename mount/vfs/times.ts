@@ -34,18 +34,18 @@ const MAX_KEPT = 100_000;
  * it (as on a drive mounted noatime, and without a round trip per read).
  */
 export class LocalTimes {
-  private readonly kept = new LRUCache<string, Kept>({ max: MAX_KEPT });
+  private readonly kept = new LRUCache<number, Kept>({ max: MAX_KEPT });
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  private entry(id: string): Kept {
+  private entry(id: number): Kept {
     let k = this.kept.get(id);
     if (!k) this.kept.set(id, (k = {}));
     return k;
   }
 
   /** The times to show for a node whose own mtime (its session's, its queued save's or the server's) is `own`. */
-  shown(id: string, own: number): Times {
+  shown(id: number, own: number): Times {
     const k = this.kept.get(id);
     if (!k) return { atime: own, mtime: own, ctime: own };
     const mtime = k.entries !== undefined && k.entriesOver === own ? k.entries : own;
@@ -55,14 +55,14 @@ export class LocalTimes {
   }
 
   /** The node's status changed now (chmod, chown, rename); `own` is its own mtime. */
-  changed(id: string, own: number): void {
+  changed(id: number, own: number): void {
     const k = this.entry(id);
     k.ctime = this.now();
     k.ctimeOver = own;
   }
 
   /** An entry was added to, removed from or renamed in the folder now; `own` is the folder's own mtime. */
-  entriesChanged(dirId: string, own: number): void {
+  entriesChanged(dirId: number, own: number): void {
     const k = this.entry(dirId);
     const now = this.now();
     k.entries = now;
@@ -75,7 +75,7 @@ export class LocalTimes {
    * utimens set the atime (null: left alone) and maybe the mtime, which is now the node's own
    * mtime `own` (a folder's earlier entry changes no longer show over it); ctime is now.
    */
-  set(id: string, atime: number | null, mtimeSet: boolean, own: number): void {
+  set(id: number, atime: number | null, mtimeSet: boolean, own: number): void {
     const k = this.entry(id);
     if (atime !== null) k.atime = atime;
     if (mtimeSet) {
@@ -86,15 +86,7 @@ export class LocalTimes {
     k.ctimeOver = own;
   }
 
-  /** The node got another id (a node made offline reached the server). */
-  moved(from: string, to: string): void {
-    const k = this.kept.get(from);
-    if (!k) return;
-    this.kept.delete(from);
-    this.kept.set(to, k);
-  }
-
-  forget(id: string): void {
+  forget(id: number): void {
     this.kept.delete(id);
   }
 }

@@ -5,11 +5,13 @@ import path from 'node:path';
 import { BlockCache } from '../../cache/block-cache.js';
 import { ChunkerPool } from '../../mount/chunker/pool.js';
 import { StateStore } from '../../mount/state/store.js';
-import { CommitQueue, type CommitResult } from '../../mount/sync/commit-queue.js';
+import type { ContentOp } from '../../mount/model/ops.js';
+import { OpLog } from '../../mount/oplog/op-log.js';
+import { Sender, type CommitResult } from '../../mount/sync/sender.js';
 import { Syncer } from '../../mount/sync/syncer.js';
 import { BlockSource, type BlockSourceOptions } from '../../mount/vfs/block-source.js';
 import { FsError, toErrno, type Errno } from '../../mount/vfs/errors.js';
-import { Tree } from '../../mount/vfs/tree.js';
+import { Tree } from '../../mount/node/tree.js';
 import { fileSizeLimit } from '../../mount/vfs/posix.js';
 import { Vfs } from '../../mount/vfs/vfs.js';
 import { StratusClient } from '../../protocol/client.js';
@@ -17,7 +19,7 @@ import type { Manifest, NodeInfo, ServerConfig } from '../../protocol/types.js';
 
 /**
  * The mount without FUSE: the same pieces `startMount` (mount/daemon.ts) assembles — state store,
- * block cache, chunker pool, tree, commit queue, syncer (no hints), block source, Vfs — over a real
+ * block cache, chunker pool, tree, operation log and sender, syncer (no hints), block source, Vfs — over a real
  * server, on a cache folder that survives `close()` / `crash()` so a test can reassemble on it
  * (a restart). Tests must release their Vfs handles before closing.
  */
@@ -37,14 +39,14 @@ export interface VfsOptions {
   parallelUploads?: number;
   /** Receives the queue's log lines (failures, conflicts). */
   log?: (msg: string) => void;
-  /** What the mount believes about the server's reachability (as the daemon's syncer tells it). */
-  online?: () => boolean;
 }
 
 export interface VfsHarness {
   opts: VfsOptions;
   vfs: Vfs;
-  queue: CommitQueue;
+  /** The sender (it drains the operation log). */
+  queue: Sender;
+  log: OpLog;
   tree: Tree;
   cache: BlockCache;
   source: BlockSource;
@@ -93,28 +95,30 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     const pool = new ChunkerPool({ threads: 1 });
     closers.push(() => pool.close());
     const tree = new Tree(store, client);
-    tree.device = opts.device ?? whoami.device.name;
     const treeFlush = () => tree.flush();
     closers.push(treeFlush);
     const cursor = await tree.load();
 
-    const queue = new CommitQueue({
+    const log = new OpLog(store, tree);
+    await log.load((bytes) => cache.reserve(bytes));
+    const queue = new Sender({
+      log,
+      tree,
       store,
       client,
       pool,
       cache,
-      tree,
       config,
       device: opts.device ?? whoami.device.name,
-      log: opts.log,
+      say: opts.log,
       retryMs: opts.retryMs,
       parallelCommits: opts.parallelCommits,
       parallelUploads: opts.parallelUploads,
     });
     closers.push(() => queue.stop());
-    await queue.start();
-    // As the daemon: staging files no queue entry owns are leftovers of files open when it died.
-    const owned = new Set(queue.list().map((e) => e.staging));
+    queue.start();
+    // As the daemon: staging files no log entry owns are leftovers of files open when it died.
+    const owned = new Set(log.list().flatMap((e) => (e.op.kind === 'content' ? [e.op.staging] : [])));
     for (const name of await fs.readdir(stagingDir)) {
       const p = path.join(stagingDir, name);
       if (!owned.has(p)) await fs.rm(p, { force: true });
@@ -128,7 +132,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     const pull = () => syncer.pullNow();
 
     const source = new BlockSource(client, cache, pool, opts.source);
-    const vfs = new Vfs({ tree, client, source, cache, queue, stagingDir, device: tree.device, online: opts.online, store, maxFileSize: fileSizeLimit(config) });
+    const vfs = new Vfs({ tree, log, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config) });
 
     let closing: Promise<void> | undefined;
     const close = () => (closing ??= closeAll());
@@ -138,7 +142,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
         if (i >= 0) closers.splice(i, 1);
         await closeAll();
       })());
-    return { opts, vfs, queue, tree, cache, source, store, pool, client, config, cacheDir, stagingDir, pull, close, crash };
+    return { opts, vfs, queue, log, tree, cache, source, store, pool, client, config, cacheDir, stagingDir, pull, close, crash };
   } catch (err) {
     await closeAll();
     throw err;
@@ -159,7 +163,7 @@ export async function tempCacheDir(t: { teardown(fn: () => unknown): void }): Pr
 }
 
 /** The next `committed` event of the queue (rejects after `ms`). */
-export function nextCommit(queue: CommitQueue, ms = 10_000): Promise<CommitResult> {
+export function nextCommit(queue: Sender, ms = 10_000): Promise<CommitResult> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       queue.off('committed', on);
@@ -173,8 +177,13 @@ export function nextCommit(queue: CommitQueue, ms = 10_000): Promise<CommitResul
   });
 }
 
+/** The saves waiting in the operation log, in order (creates, renames and the like left out). */
+export function queuedSaves(h: Pick<VfsHarness, 'log'>): ContentOp[] {
+  return h.log.list().flatMap((e) => (e.op.kind === 'content' ? [e.op] : []));
+}
+
 /** Drains the queue or throws (tests must not hang). */
-export async function drained(queue: CommitQueue, ms = 15_000): Promise<void> {
+export async function drained(queue: Sender, ms = 15_000): Promise<void> {
   if (!(await queue.drain(ms))) throw new Error(`commit queue not drained within ${ms} ms (${queue.pendingCount} pending)`);
 }
 
@@ -326,18 +335,17 @@ export interface Device {
  */
 export async function switchableDevice(t: { teardown(fn: () => unknown): void }, url: string, token: string, name: string): Promise<Device> {
   const faults = new Faults();
-  let online = true;
   const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-offline-'));
   const dev: Device = {
-    h: await assembleVfs({ url, token, cacheDir, device: name, wrapClient: faults.wrap, retryMs: 20, online: () => online }),
+    h: await assembleVfs({ url, token, cacheDir, device: name, wrapClient: faults.wrap, retryMs: 20 }),
     faults,
     down() {
-      online = false;
       for (const c of CLIENT_CALLS) faults.offline.add(c);
     },
+    // As the daemon does when its syncer sees the server again: what waits on a retry timer goes now.
     up() {
-      online = true;
       faults.offline.clear();
+      dev.h.queue.retryNow();
     },
   };
   await dev.h.vfs.readdir('/');

@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { startServer, type RunningServer } from '../../backend/server.js';
 import { createUser } from '../../backend/services/accounts.js';
 import { withSettings } from '../../backend/settings.js';
-import type { CommitResult } from '../../mount/sync/commit-queue.js';
+import type { CommitResult } from '../../mount/sync/sender.js';
 import { StratusClient } from '../../protocol/client.js';
 import { pino } from 'pino';
 import { blockHash, startTestBackend, type TestBackend } from '../helpers/backend.js';
@@ -22,6 +22,7 @@ import {
   serverBytes,
   serverChild,
   SMALL_CHUNKING,
+  queuedSaves,
   writeAll,
   type VfsHarness,
   type VfsOptions,
@@ -78,7 +79,7 @@ t.test('invariant 5: a closed file survives a crash before its commit; the resta
   const data = bytes(300 * KiB);
   faults.offline.add('checkBlocks'); // the server "unreachable" for the queue
   await writeAll(ref.h.vfs, '/p.bin', data, { create: true });
-  const pending = await ref.h.store.listPending();
+  const pending = (await ref.h.store.loadOps()).flatMap((o) => (o.op.kind === 'content' ? [o.op] : []));
   t.equal(pending.length, 1, 'the entry is in the state store when release returns');
   t.ok((await fs.stat(pending[0]!.staging)).size === data.length, 'its staging file holds the bytes');
   await logs.until((l) => l.includes('failed'));
@@ -92,7 +93,7 @@ t.test('invariant 5: a closed file survives a crash before its commit; the resta
   const node = await serverChild(user.client, 'p.bin');
   t.equal(node!.head_version, 1, 'replayed: version 1');
   t.ok((await serverBytes(user.client, node!.id)).bytes.equals(data), 'with the bytes written before the crash');
-  t.same(await ref.h.store.listPending(), [], 'the entry left the state store');
+  t.same(await ref.h.store.loadOps(), [], 'the entry left the state store');
   t.same(await fs.readdir(ref.h.stagingDir), [], 'the staging file is removed');
 });
 
@@ -126,7 +127,7 @@ t.test('coalescing: three quick re-saves while the first has not started make on
   await writeAll(h.vfs, '/c.txt', saves[0]!, { create: true });
   await writeAll(h.vfs, '/c.txt', saves[1]!);
   await writeAll(h.vfs, '/c.txt', saves[2]!);
-  t.same(h.queue.list().map((e) => e.size), [5, saves[2]!.length], 'one entry of c.txt left: the later saves superseded the earlier');
+  t.same(queuedSaves(h).map((e) => e.size), [5, saves[2]!.length], 'one entry of c.txt left: the later saves superseded the earlier');
   t.equal((await fs.readdir(h.stagingDir)).length, 2, 'superseded staging files are removed');
   t.equal(h.cache.stats().reservedBytes, 5 + saves[2]!.length, 'only the last save holds cache room');
   t.ok((await readAll(h.vfs, '/c.txt')).equals(saves[2]!), 'the mount shows the last save');
@@ -174,7 +175,7 @@ t.test('coalescing: three quick re-saves while the first is in flight make two c
   await faults.waiting('checkBlocks');
   await writeAll(h.vfs, '/c.txt', saves[1]!);
   await writeAll(h.vfs, '/c.txt', saves[2]!);
-  t.equal(h.queue.pendingCount, 2, 'the one in flight and the last save');
+  t.equal(queuedSaves(h).length, 2, 'the one in flight and the last save');
   faults.open('checkBlocks');
   await drained(h.queue);
   t.ok(seen.length <= 2, `${seen.length} commits (≤ 2)`);
@@ -197,7 +198,7 @@ t.test('rebase: a save enqueued while the previous commit is in flight commits o
   const fh = await h.vfs.open('/r.txt', fsc.O_RDWR);
   await h.vfs.write(fh, Buffer.from('PATCH'), 5, 1000);
   await h.vfs.release(fh);
-  t.equal(h.queue.pendingCount, 2, 'second save queued behind the first');
+  t.equal(queuedSaves(h).length, 2, 'second save queued behind the first');
   faults.open('commit');
   await drained(h.queue);
   const expected = Buffer.from(first);
@@ -439,6 +440,6 @@ t.test('a server that says when to come back (429 Retry-After) is not asked soon
   const waitMs = Number(/retrying in (\d+) ms/.exec(line)?.[1]);
   t.ok(askedS >= 1, `the server asked for ${askedS} s`);
   t.ok(waitMs >= askedS * 1000, `the queue waits ${waitMs} ms, not its own 100 ms backoff`);
-  t.equal(ref.h.queue.list().length, 1, 'the save stays queued');
+  t.equal(queuedSaves(ref.h).length, 1, 'the save stays queued');
   await ref.h.crash(); // stop here: the window would take 30 s to reopen
 });

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { conflictedCopyName } from '../../mount/sync/conflict-name.js';
+import { conflictedCopyName } from '../../mount/model/conflict-name.js';
 import { nameProblem } from '../../protocol/names.js';
 
 /**

@@ -212,11 +212,11 @@ const skip = fuseAvailable ? false : 'no /dev/fuse on this machine';
 t.test('mount options: a raw -o string fuse-native cannot build, and no per-operation timeout', async (t) => {
   t.equal(
     fuseOptionString(),
-    '-ofsname=stratus,subtype=stratus,default_permissions,big_writes,auto_cache,max_read=131072,attr_timeout=1,entry_timeout=1,negative_timeout=0',
+    '-ofsname=stratus,subtype=stratus,default_permissions,use_ino,big_writes,auto_cache,max_read=131072,attr_timeout=1,entry_timeout=1,negative_timeout=0',
   );
   t.equal(
     fuseOptionString({ attrTimeout: 0, entryTimeout: 2.5, allowOther: true }),
-    '-ofsname=stratus,subtype=stratus,default_permissions,big_writes,auto_cache,max_read=131072,attr_timeout=0,entry_timeout=2.5,negative_timeout=0,allow_other',
+    '-ofsname=stratus,subtype=stratus,default_permissions,use_ino,big_writes,auto_cache,max_read=131072,attr_timeout=0,entry_timeout=2.5,negative_timeout=0,allow_other',
     'a 0 timeout is kept (fuse-native would drop it), allow_other only when asked',
   );
   t.throws(() => fuseOptionString({ attrTimeout: -1 }), RangeError);

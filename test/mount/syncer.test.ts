@@ -9,7 +9,7 @@ import { StateStore } from '../../mount/state/store.js';
 import { EventsClient } from '../../mount/sync/events.js';
 import { KernelRefresher } from '../../mount/sync/kernel-refresh.js';
 import { Syncer, type HintSource } from '../../mount/sync/syncer.js';
-import { Tree } from '../../mount/vfs/tree.js';
+import { Tree } from '../../mount/node/tree.js';
 import { eventsUrl, StratusClient } from '../../protocol/client.js';
 import { commitRandomBlocks, startTestBackend, type TestBackend } from '../helpers/backend.js';
 import { Faults } from '../helpers/vfs.js';
@@ -109,7 +109,7 @@ async function drive(t: Test, opts: { wrap?: (c: StratusClient) => StratusClient
     await Promise.all([other.close(), base.close()]);
     await fs.rm(dir, { recursive: true, force: true });
   });
-  return { tree, syncer, hints, other, client, rootId: tree.rootId };
+  return { tree, syncer, hints, other, client, rootId: tree.rootSid };
 }
 
 /**
@@ -162,13 +162,13 @@ t.test('a change made by another device appears in the tree after a hint', async
   const pulls = d.syncer.pulls;
 
   const id = await remoteFile(d.other, d.rootId, 'from-laptop.txt', [1234]);
-  t.equal(d.tree.child(d.rootId, 'from-laptop.txt'), undefined, 'not in the tree before any hint');
+  t.equal(d.tree.child(d.tree.rootIno, 'from-laptop.txt'), undefined, 'not in the tree before any hint');
   const applied = waitFor<[unknown[]]>(d.syncer, 'applied');
   d.hints.hint(await head(d.other));
   await applied;
   await d.syncer.idle();
-  const node = d.tree.child(d.rootId, 'from-laptop.txt');
-  t.equal(node?.id, id, 'the new file is in the tree');
+  const node = d.tree.child(d.tree.rootIno, 'from-laptop.txt');
+  t.equal(node?.sid, id, 'the new file is in the tree');
   t.equal(node?.size, 1234, 'with the size of its committed version');
   t.equal(d.syncer.cursor, await head(d.other), 'the cursor reached the head');
   t.equal(d.syncer.pulls, pulls + 1, 'one pull for the hint');
@@ -189,13 +189,13 @@ t.test('a missed hint is made up by the pull on reconnect', async (t) => {
   await d.syncer.idle(); // the probe pull a disconnect makes
   await remoteFile(d.other, d.rootId, 'while-away.txt');
   await d.syncer.idle();
-  t.equal(d.tree.child(d.rootId, 'while-away.txt'), undefined, 'no hint while disconnected: not there yet');
+  t.equal(d.tree.child(d.tree.rootIno, 'while-away.txt'), undefined, 'no hint while disconnected: not there yet');
   t.notOk(d.syncer.connected, 'the syncer reports the channel down');
 
   const applied = waitFor(d.syncer, 'applied');
   d.hints.connect();
   await applied;
-  t.ok(d.tree.child(d.rootId, 'while-away.txt'), 'the pull on reconnect brought the change');
+  t.ok(d.tree.child(d.tree.rootIno, 'while-away.txt'), 'the pull on reconnect brought the change');
   t.ok(d.syncer.connected, 'connected again');
 });
 
@@ -223,12 +223,12 @@ t.test('a pull that fails (server unreachable) is retried and converges once the
     10_000,
     'retries',
   );
-  t.equal(d.tree.child(d.rootId, 'during-outage.txt'), undefined, 'nothing applied while failing');
+  t.equal(d.tree.child(d.tree.rootIno, 'during-outage.txt'), undefined, 'nothing applied while failing');
 
   const applied = waitFor(d.syncer, 'applied');
   faults.offline.delete('changes');
   await applied; // a scheduled retry, no hint nor reconnect
-  t.ok(d.tree.child(d.rootId, 'during-outage.txt'), 'the retry brought the change');
+  t.ok(d.tree.child(d.tree.rootIno, 'during-outage.txt'), 'the retry brought the change');
   t.equal(d.syncer.lastError, undefined, 'the error is cleared');
   t.ok(d.syncer.online, 'online again');
   t.ok(d.hints.wakes > 0, 'and the hint channel is told to reconnect now');
@@ -249,7 +249,7 @@ t.test('a reconnect ends the wait of a failed pull at once', async (t) => {
   const applied = waitFor(d.syncer, 'applied', () => true, 5_000);
   d.hints.connect();
   await applied;
-  t.ok(d.tree.child(d.rootId, 'x.txt'), 'pulled on reconnect without waiting for the retry');
+  t.ok(d.tree.child(d.tree.rootIno, 'x.txt'), 'pulled on reconnect without waiting for the retry');
 });
 
 t.test('hints during a pull cause exactly one more pull, not one per hint', async (t) => {
@@ -273,7 +273,7 @@ t.test('hints during a pull cause exactly one more pull, not one per hint', asyn
   release();
   await d.syncer.idle();
   t.equal(d.syncer.pulls, pulls + 2, 'the held pull and one more');
-  for (const name of ['first.txt', 'a.txt', 'b.txt', 'c.txt']) t.ok(d.tree.child(d.rootId, name), `${name} is in the tree`);
+  for (const name of ['first.txt', 'a.txt', 'b.txt', 'c.txt']) t.ok(d.tree.child(d.tree.rootIno, name), `${name} is in the tree`);
   t.equal(d.syncer.cursor, await head(d.other), 'the cursor reached the head');
 });
 
@@ -289,12 +289,12 @@ t.test('a page requested before a local rename does not undo it: the node\'s cur
   await within(atGate, 10_000, 'the pull reaching the gate');
   // What the Vfs does for a rename made on this mount while that page is held.
   const renamed = await d.client.update(id, { name: 'new-name.txt' });
-  d.tree.applyInfo(renamed);
+  d.tree.applyServer(renamed);
   release();
   await d.syncer.idle();
-  t.equal(d.tree.child(d.rootId, 'new-name.txt')?.id, id, 'the local rename stands after the older page is applied');
-  t.equal(d.tree.child(d.rootId, 'old-name.txt'), undefined, 'the old name did not come back');
-  t.equal(d.tree.get(id)?.size, 100, 'and the node has the content the page brought');
+  t.equal(d.tree.child(d.tree.rootIno, 'new-name.txt')?.sid, id, 'the local rename stands after the older page is applied');
+  t.equal(d.tree.child(d.tree.rootIno, 'old-name.txt'), undefined, 'the old name did not come back');
+  t.equal(d.tree.bySidLive(id)?.size, 100, 'and the node has the content the page brought');
 });
 
 t.test('the kernel refresher is asked for changed files only, by their mount paths', async (t) => {
@@ -305,15 +305,15 @@ t.test('the kernel refresher is asked for changed files only, by their mount pat
   const queued = await remoteFile(d.other, d.rootId, 'queued.txt', [10]);
   d.syncer.start();
   await d.syncer.idle();
-  await d.tree.ensureListed(d.tree.child(d.rootId, 'docs')!);
-  t.ok(d.tree.get(changed) && d.tree.get(untouched) && d.tree.get(queued), 'the files are known to the mount');
+  await d.tree.ensureListed(d.tree.child(d.tree.rootIno, 'docs')!);
+  t.ok(d.tree.bySidLive(changed) && d.tree.bySidLive(untouched) && d.tree.bySidLive(queued), 'the files are known to the mount');
 
   const touched: [string, number][] = [];
-  const localContent = new Set([queued]);
+  const localContent = new Set([d.tree.bySidLive(queued)!.ino]);
   const refresher = new KernelRefresher({
     mountpoint: '/mnt/drive',
     tree: d.tree,
-    skip: (id) => localContent.has(id),
+    skip: (ino) => localContent.has(ino),
     touch: async (p, s) => {
       touched.push([p, s]);
     },
@@ -330,22 +330,22 @@ t.test('the kernel refresher is asked for changed files only, by their mount pat
   await d.syncer.idle();
   await refresher.idle();
 
-  const node = d.tree.get(changed)!;
+  const node = d.tree.bySidLive(changed)!;
   t.equal(node.size, 30, 'the tree has the newest version');
   t.same(touched, [['/mnt/drive/docs/changed.txt', (node.mtime + 0.5) / 1000]], 'only the changed file, once, with its mtime in seconds (+0.5 ms: the binding rounds down to whole ms)');
 });
 
 t.test('the kernel refresher touches at most `concurrency` files at once and each queued node once', async (t) => {
-  const nodes = new Map<string, { id: string; parentId: string | null; name: string; kind: 'file' | 'dir'; mtime: number }>();
-  nodes.set('root', { id: 'root', parentId: null, name: '', kind: 'dir', mtime: 0 });
-  for (let i = 0; i < 20; i++) nodes.set(`f${i}`, { id: `f${i}`, parentId: 'root', name: `f${i}`, kind: 'file', mtime: 1000 * i });
+  const nodes = new Map<number, { ino: number; parent: number | null; name: string; kind: 'file' | 'dir'; mtime: number }>();
+  nodes.set(1, { ino: 1, parent: null, name: '', kind: 'dir', mtime: 0 });
+  for (let i = 0; i < 20; i++) nodes.set(100 + i, { ino: 100 + i, parent: 1, name: `f${i}`, kind: 'file', mtime: 1000 * i });
   let active = 0;
   let peak = 0;
   const calls: string[] = [];
   const waiting: (() => void)[] = [];
   const refresher = new KernelRefresher({
     mountpoint: '/m',
-    tree: { rootId: 'root', get: (id: string) => nodes.get(id) as never },
+    tree: { rootIno: 1, get: (ino: number) => nodes.get(ino) as never },
     concurrency: 3,
     touch: (p) => {
       calls.push(p);
@@ -355,7 +355,7 @@ t.test('the kernel refresher touches at most `concurrency` files at once and eac
     },
   });
   refresher.refresh(nodes.keys());
-  refresher.refresh(['f19', 'f19', 'gone']);
+  refresher.refresh([119, 119, 999]);
   await new Promise((r) => setImmediate(r));
   t.equal(active, 3, 'three in flight');
   t.equal(calls.length, 3, 'the others wait their turn');
@@ -568,8 +568,8 @@ t.test('with the server’s /v1/events: another device’s change reaches the tr
   await connected;
   await syncer.idle();
 
-  const arrived = waitFor(syncer, 'applied', () => !!tree.child(tree.rootId, 'hinted.txt'));
-  await remoteFile(laptop, tree.rootId, 'hinted.txt');
+  const arrived = waitFor(syncer, 'applied', () => !!tree.child(tree.rootIno, 'hinted.txt'));
+  await remoteFile(laptop, tree.rootSid, 'hinted.txt');
   await arrived;
   t.pass('the hint brought the change without any request from the test');
 
@@ -577,8 +577,8 @@ t.test('with the server’s /v1/events: another device’s change reaches the tr
   const back = waitFor(events, 'connected');
   backend.events.disconnectAll();
   await dropped;
-  const again = waitFor(syncer, 'applied', () => !!tree.child(tree.rootId, 'after-drop.txt'));
-  await remoteFile(laptop, tree.rootId, 'after-drop.txt');
+  const again = waitFor(syncer, 'applied', () => !!tree.child(tree.rootIno, 'after-drop.txt'));
+  await remoteFile(laptop, tree.rootSid, 'after-drop.txt');
   await back;
   await again;
   t.ok(syncer.connected, 'reconnected by itself, and caught up');

@@ -227,7 +227,7 @@ t.test('unlink drops a queued commit: nothing is committed after', async (t) => 
   faults.hold('checkBlocks');
   await writeAll(h.vfs, '/u1', bytes(100 * KiB), { create: true });
   await faults.waiting('checkBlocks');
-  const u1 = h.tree.child(h.tree.rootId, 'u1')!.id;
+  const u1 = h.tree.child(h.tree.rootIno, 'u1')!.sid!;
   await h.vfs.unlink('/u1');
   faults.open('checkBlocks');
   await drained(h.queue);
@@ -237,8 +237,9 @@ t.test('unlink drops a queued commit: nothing is committed after', async (t) => 
   // Not started: the first attempt failed, the retry waits on its backoff.
   faults.offline.add('checkBlocks');
   await writeAll(h.vfs, '/u2', bytes(100 * KiB), { create: true });
-  const u2 = h.tree.child(h.tree.rootId, 'u2')!.id;
-  await logs.until((l) => l.includes(u2) && l.includes('failed'));
+  // The file is on the server (its create went first); the commit of its content failed and waits.
+  await logs.until((l) => l.startsWith('commit of') && l.includes('failed'));
+  const u2 = h.tree.child(h.tree.rootIno, 'u2')!.sid!;
   t.equal(h.queue.pendingCount, 1, 'the commit waits for its retry');
   await h.vfs.unlink('/u2');
   faults.offline.delete('checkBlocks');
@@ -320,7 +321,7 @@ t.test('utimens sets the server mtime: idle file, file open, right after release
   await h.vfs.utimens('/inflight', null, T + 4);
   faults.open('commit');
   await drained(h.queue);
-  const inflightId = h.tree.child(h.tree.rootId, 'inflight')!.id;
+  const inflightId = h.tree.child(h.tree.rootIno, 'inflight')!.sid!;
   const row = await backend.db('nodes').where({ id: inflightId }).first<{ mtime: number }>();
   t.equal(Number(row!.mtime), T + 4, 'the server has it when the drain resolves');
   t.equal(await mtimeOf('inflight'), T + 4, 'commit request already sent: set on the server once drained');
@@ -531,7 +532,7 @@ function shape(b: Buffer | undefined): string {
 /** What the newest queued entry of `p` holds (the snapshot a close queued), or undefined. */
 async function queuedBytes(h: VfsHarness, p: string): Promise<Buffer | undefined> {
   const node = await h.tree.resolve(p);
-  const entry = node && h.queue.latest(node.id);
+  const entry = node && h.log.latestContent(node.ino);
   return entry && fs.readFile(entry.staging);
 }
 

@@ -1,0 +1,486 @@
+import type { StratusClient } from '../../protocol/client.js';
+import type { NodeInfo } from '../../protocol/types.js';
+import type { StateChange, StateStore } from '../state/store.js';
+import { ROOT_INO, serverFields, type LocalNode } from '../model/local-node.js';
+
+const NEEDS_LISTING = Symbol('needs listing');
+
+/**
+ * The tree the mount shows: every node it has seen, by inode number, by server id and by (folder,
+ * name), in memory and in the state store. Local changes are written with the operation they log
+ * (one transaction, `persist`); what the server says (listings, the change feed, replies) is
+ * written behind — a cache a remount lists at once. Folders are listed from the server on first
+ * use (paged), then kept by what the mount does and by the change feed.
+ */
+export class Tree {
+  private readonly byIno = new Map<number, LocalNode>();
+  /** Nodes removed here that queued operations still name (they need the server id once it comes). */
+  private readonly gone = new Map<number, LocalNode>();
+  private readonly bySid = new Map<string, number>();
+  private readonly kids = new Map<number, Map<string, number>>();
+  /** Per folder, how many of its children are folders (its link count is 2 + that). */
+  private readonly subdirs = new Map<number, number>();
+  private readonly listing = new Map<number, Promise<void>>();
+  /** Server nodes waiting for a name a node made or changed here holds (see place). */
+  private readonly deferred = new Map<number, NodeInfo[]>();
+  private dirty = new Set<number>();
+  private pendingCursor: number | undefined;
+  private writing: Promise<unknown> = Promise.resolve();
+  private behindQueued = false;
+  private nextIno = ROOT_INO + 1;
+  readonly rootIno = ROOT_INO;
+  /** Counts changes made by this mount (not by the change feed), and when each node last had one. */
+  private localSeq = 0;
+  private readonly localAt = new Map<number, number>();
+  private applyingFeed = false;
+  /** Set by the operation log: the node has operations not sent yet / ones that change its name or place. */
+  hasPendingOps: (ino: number) => boolean = () => false;
+  hasPendingStructural: (ino: number) => boolean = () => false;
+  /** Set by the Vfs: the node is open for writing (what is written there will need its server id). */
+  inUse: (ino: number) => boolean = () => false;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly client: StratusClient,
+  ) {}
+
+  /** Loads the saved tree; with none, fetches the root. Returns the saved change cursor, if any. */
+  async load(): Promise<number | undefined> {
+    const stored = await this.store.loadNodes();
+    for (const n of stored) this.nextIno = Math.max(this.nextIno, n.ino + 1);
+    const cursor = await this.store.getMeta('cursor');
+    if (stored.some((n) => n.ino === ROOT_INO && !n.gone) && cursor !== undefined) {
+      for (const { gone, ...n } of stored) this.remember(n, gone === true);
+      for (const n of stored) if (!n.gone) this.insert(n);
+      return Number(cursor);
+    }
+    await this.store.resetTree();
+    for (const { gone: _, ...n } of await this.store.loadNodes()) this.remember(n, true);
+    // Take the cursor before reading anything, so the catch-up covers whatever changes during the first listings.
+    const { cursor: head } = await this.client.changesHead();
+    const info = await this.client.root();
+    this.upsert({ ino: ROOT_INO, sid: null, parent: null, name: '', listed: false, ...serverFields(info) });
+    this.setSid(ROOT_INO, info.id);
+    this.pendingCursor = head;
+    await this.flush();
+    return head;
+  }
+
+  private remember(n: LocalNode, gone: boolean): void {
+    if (gone) this.gone.set(n.ino, n);
+    if (n.sid !== null) this.bySid.set(n.sid, n.ino);
+  }
+
+  /** A live node. */
+  get(ino: number): LocalNode | undefined {
+    return this.byIno.get(ino);
+  }
+
+  /** A live node, or one removed here that queued operations still name. */
+  node(ino: number): LocalNode | undefined {
+    return this.byIno.get(ino) ?? this.gone.get(ino);
+  }
+
+  /** The live node the server knows as `sid`. */
+  bySidLive(sid: string): LocalNode | undefined {
+    const ino = this.bySid.get(sid);
+    return ino === undefined ? undefined : this.byIno.get(ino);
+  }
+
+  root(): LocalNode {
+    return this.byIno.get(ROOT_INO)!;
+  }
+
+  /** The root's server id. */
+  get rootSid(): string {
+    return this.root().sid!;
+  }
+
+  child(dir: number, name: string): LocalNode | undefined {
+    const ino = this.kids.get(dir)?.get(name);
+    return ino === undefined ? undefined : this.byIno.get(ino);
+  }
+
+  children(dir: number): LocalNode[] {
+    const out: LocalNode[] = [];
+    for (const ino of this.kids.get(dir)?.values() ?? []) {
+      const n = this.byIno.get(ino);
+      if (n) out.push(n);
+    }
+    return out;
+  }
+
+  /**
+   * A folder's link count as POSIX file systems keep it: 2 (its name and its `.`) plus one per
+   * sub-folder (their `..`); 1 — "not known", as btrfs and iso9660 answer — while its children
+   * have not been listed here (finding out would cost a listing per stat).
+   */
+  dirLinks(dir: LocalNode): number {
+    return dir.listed ? 2 + (this.subdirs.get(dir.ino) ?? 0) : 1;
+  }
+
+  /** Fetches a folder's children once (concurrent callers share the one listing). */
+  async ensureListed(dir: LocalNode): Promise<void> {
+    if (dir.listed || dir.kind !== 'dir') return;
+    let p = this.listing.get(dir.ino);
+    if (!p) {
+      p = this.list(dir).finally(() => this.listing.delete(dir.ino));
+      this.listing.set(dir.ino, p);
+    }
+    await p;
+  }
+
+  private async list(dir: LocalNode): Promise<void> {
+    if (dir.sid === null) return;
+    const infos = await this.client.allChildren(dir.sid);
+    const current = this.byIno.get(dir.ino);
+    if (!current || current.listed) return;
+    const seen = new Set<number>();
+    for (const info of infos) {
+      const ino = this.bySid.get(info.id);
+      // Renamed, moved or deleted here and not sent yet: the local state stands.
+      if (ino !== undefined && this.hasPendingStructural(ino)) {
+        seen.add(ino);
+        continue;
+      }
+      const placed = this.place(info, dir.ino);
+      if (placed !== undefined) seen.add(placed);
+    }
+    // What the server does not list is gone — except what this mount made or changed and has not sent yet.
+    for (const ino of [...(this.kids.get(dir.ino)?.values() ?? [])]) {
+      const n = this.byIno.get(ino);
+      if (!seen.has(ino) && n && n.sid !== null && !this.hasPendingOps(ino)) this.removeSubtree(ino);
+    }
+    this.upsert({ ...current, listed: true });
+  }
+
+  /** Resolves a mount path ("/a/b") to a node, listing folders on the way as needed. */
+  async resolve(path: string): Promise<LocalNode | undefined> {
+    // Fast path without awaiting: every folder on the way is listed already (the common case).
+    const known = this.resolveListed(path);
+    if (known !== NEEDS_LISTING) return known;
+    let node = this.root();
+    for (const part of path.split('/')) {
+      if (part === '') continue;
+      if (node.kind !== 'dir') return undefined;
+      await this.ensureListed(node);
+      const next = this.child(node.ino, part);
+      if (!next) return undefined;
+      node = next;
+    }
+    return node;
+  }
+
+  private resolveListed(path: string): LocalNode | undefined | typeof NEEDS_LISTING {
+    let node = this.root();
+    let start = 1;
+    while (start <= path.length) {
+      let end = path.indexOf('/', start);
+      if (end === -1) end = path.length;
+      if (end > start) {
+        if (node.kind !== 'dir') return undefined;
+        if (!node.listed) return NEEDS_LISTING;
+        const next = this.child(node.ino, path.slice(start, end));
+        if (!next) return undefined;
+        node = next;
+      }
+      start = end + 1;
+    }
+    return node;
+  }
+
+  /**
+   * Applies the server's state of a node (a reply, a refetch): returns its inode number, if the
+   * tree shows it. The size and mtime of a node with changes not sent yet stay as they are here,
+   * unless `force` (the server's state is what the node shows now: a save of ours became a
+   * conflicted copy).
+   */
+  applyServer(info: NodeInfo, force = false): number | undefined {
+    const ino = this.bySid.get(info.id);
+    if (info.deleted_at !== null) {
+      if (ino !== undefined) this.removeSubtree(ino);
+      return undefined;
+    }
+    if (info.parent_id === null) return this.place(info, null, force);
+    const parentIno = this.bySid.get(info.parent_id);
+    const parent = parentIno === undefined ? undefined : this.byIno.get(parentIno);
+    if (!parent?.listed) {
+      // Its folder is not listed here: the listing will bring it when needed.
+      if (ino !== undefined) this.removeSubtree(ino);
+      return undefined;
+    }
+    return this.place(info, parent.ino, force);
+  }
+
+  /**
+   * Applies a node's state from the change feed (not a change made by this mount). Returns the
+   * inode number of a file whose kernel attributes may now be stale (its content attributes
+   * changed, or it took the name of another node).
+   */
+  applyFeed(info: NodeInfo): number | undefined {
+    const ino = this.bySid.get(info.id);
+    // Renamed, moved or deleted here and not sent yet: the server's state of it is older.
+    if (ino !== undefined && this.hasPendingStructural(ino)) return undefined;
+    const before = ino === undefined ? undefined : this.byIno.get(ino);
+    const parentIno = info.parent_id === null ? undefined : this.bySid.get(info.parent_id);
+    const heldName = parentIno === undefined ? undefined : this.kids.get(parentIno)?.get(info.name);
+    this.applyingFeed = true;
+    let after: LocalNode | undefined;
+    try {
+      const placed = this.applyServer(info);
+      after = placed === undefined ? undefined : this.byIno.get(placed);
+    } finally {
+      this.applyingFeed = false;
+    }
+    if (!after || after.kind !== 'file') return undefined;
+    if (heldName !== undefined && heldName !== after.ino) return after.ino;
+    const changed = before !== undefined && (before.headVersion !== after.headVersion || before.size !== after.size || before.mtime !== after.mtime);
+    return changed ? after.ino : undefined;
+  }
+
+  /** A mark to compare later local changes against (taken before a change-feed page is requested). */
+  localMark(): number {
+    return this.localSeq;
+  }
+
+  /**
+   * Whether this mount changed the node the server knows as `sid` after `mark`: a change-feed page
+   * requested before that may hold an older state of it and must not undo the local change — the
+   * caller fetches the node's current state instead.
+   */
+  changedLocallySince(sid: string, mark: number): boolean {
+    const ino = this.bySid.get(sid);
+    return ino !== undefined && (this.localAt.get(ino) ?? -1) > mark;
+  }
+
+  /** Local-change marks at or before `mark` are no longer needed (no page older than it is in flight). */
+  forgetLocalBefore(mark: number): void {
+    for (const [ino, at] of this.localAt) if (at <= mark) this.localAt.delete(ino);
+  }
+
+  /** An inode number no node has had in this state. */
+  newIno(): number {
+    return this.nextIno++;
+  }
+
+  /** A node made here (not on the server yet), under an inode number from `newIno`. */
+  addLocal(ino: number, fields: Omit<LocalNode, 'ino' | 'sid'>): LocalNode {
+    const node: LocalNode = { ...fields, ino, sid: null };
+    this.upsert(node);
+    return node;
+  }
+
+  /** Changes fields of a live node locally (a rename, a mode, sizes and times of files being written). */
+  patch(ino: number, fields: Partial<Omit<LocalNode, 'ino' | 'sid'>>): LocalNode | undefined {
+    const n = this.byIno.get(ino);
+    if (!n) return undefined;
+    const next = { ...n, ...fields };
+    this.upsert(next);
+    return next;
+  }
+
+  /** The server has the node now, as `sid` (a replace hands over the replaced node's id: it leaves that one). */
+  setSid(ino: number, sid: string): void {
+    const n = this.node(ino);
+    if (!n || n.sid === sid) return;
+    const previous = this.bySid.get(sid);
+    if (previous !== undefined && previous !== ino) {
+      const other = this.node(previous);
+      if (other) this.store_(previous, { ...other, sid: null });
+    }
+    if (n.sid !== null && this.bySid.get(n.sid) === ino) this.bySid.delete(n.sid);
+    this.bySid.set(sid, ino);
+    this.store_(ino, { ...n, sid });
+    this.wake(ino);
+  }
+
+  /** Server fields of a node the sender just heard about (a version committed, a reply's state): name and place stay local. */
+  patchServer(ino: number, info: NodeInfo | { head_version: number; size: number; mtime: number }): void {
+    const n = this.node(ino);
+    if (!n) return;
+    this.stampLocal(ino);
+    const fields = 'id' in info ? serverFields(info) : { headVersion: info.head_version, size: info.size, mtime: info.mtime };
+    this.store_(ino, { ...n, ...fields });
+  }
+
+  /** A node removed here for good, once no queued operation names it and no writer has it open. */
+  forget(ino: number): void {
+    const n = this.gone.get(ino);
+    if (!n || this.hasPendingOps(ino) || this.inUse(ino)) return;
+    this.gone.delete(ino);
+    if (n.sid !== null && this.bySid.get(n.sid) === ino) this.bySid.delete(n.sid);
+    this.dirty.add(ino);
+  }
+
+  /** Nothing of the node waits to be sent any more: a server node waiting for its name may take it now. */
+  settled(ino: number): void {
+    if (!this.hasPendingOps(ino)) this.wake(ino);
+  }
+
+  /** Removes a node and what is under it; what queued operations still name is kept aside (`node`). */
+  removeSubtree(ino: number): void {
+    const n = this.byIno.get(ino);
+    if (!n) return;
+    this.stampLocal(ino);
+    for (const child of [...(this.kids.get(ino)?.values() ?? [])]) this.removeSubtree(child);
+    this.kids.delete(ino);
+    this.subdirs.delete(ino);
+    this.detach(n);
+    this.byIno.delete(ino);
+    if (this.hasPendingOps(ino) || this.inUse(ino)) this.gone.set(ino, n);
+    else if (n.sid !== null && this.bySid.get(n.sid) === ino) this.bySid.delete(n.sid);
+    this.dirty.add(ino);
+    this.scheduleBehind();
+  }
+
+  setCursor(cursor: number): void {
+    this.pendingCursor = cursor;
+    this.scheduleBehind();
+  }
+
+  /**
+   * Places the server's state of a node under `parent` (null: the root); returns its inode number.
+   * A node made or changed here and not settled with the server yet keeps its name: the server's
+   * node of that name waits (`deferred`) until the sender has settled ours — ours may be that very
+   * node (its create's reply still on the way), or it becomes a conflicted copy — and is placed then.
+   */
+  private place(info: NodeInfo, parent: number | null, force = false): number | undefined {
+    let ino = this.bySid.get(info.id);
+    if (parent !== null) {
+      const other = this.kids.get(parent)?.get(info.name);
+      if (other !== undefined && other !== ino && this.unsettled(other)) {
+        const waiting = this.deferred.get(other) ?? [];
+        this.deferred.set(other, [...waiting.filter((w) => w.id !== info.id), info]);
+        return undefined;
+      }
+    }
+    // A node removed here and back (its delete refused) lists its children again.
+    const known = ino === undefined ? undefined : this.byIno.get(ino);
+    if (ino === undefined) ino = parent === null ? ROOT_INO : this.nextIno++;
+    this.gone.delete(ino);
+    this.bySid.set(info.id, ino);
+    const fields = serverFields(info);
+    // Saves and times made here and not sent yet are newer than what the server says.
+    const local = known && !force && this.hasPendingOps(ino) ? { size: known.size, mtime: known.mtime } : {};
+    this.upsert({ ino, sid: info.id, parent, name: info.name, listed: info.kind === 'dir' && (known?.listed ?? false), ...fields, ...local });
+    return ino;
+  }
+
+  /** Made here and not on the server yet, or with changes not sent yet. */
+  private unsettled(ino: number): boolean {
+    return this.byIno.get(ino)?.sid === null || this.hasPendingOps(ino);
+  }
+
+  /** The node no longer holds its name (or got its server id): what waited for that name is placed now. */
+  private wake(ino: number): void {
+    const waiting = this.deferred.get(ino);
+    if (!waiting) return;
+    this.deferred.delete(ino);
+    queueMicrotask(() => {
+      for (const info of waiting) this.applyServer(info);
+    });
+  }
+
+  private stampLocal(ino: number): void {
+    if (!this.applyingFeed) this.localAt.set(ino, ++this.localSeq);
+  }
+
+  private upsert(node: LocalNode): void {
+    this.stampLocal(node.ino);
+    const old = this.byIno.get(node.ino);
+    if (old) this.detach(old);
+    this.insert(node);
+    this.dirty.add(node.ino);
+    this.scheduleBehind();
+  }
+
+  /** Replaces a node's record without touching the name index (fields other than name and place). */
+  private store_(ino: number, next: LocalNode): void {
+    if (this.byIno.has(ino)) this.byIno.set(ino, next);
+    else if (this.gone.has(ino)) this.gone.set(ino, next);
+    this.dirty.add(ino);
+    this.scheduleBehind();
+  }
+
+  private insert(node: LocalNode): void {
+    this.byIno.set(node.ino, node);
+    if (node.parent === null) return;
+    let m = this.kids.get(node.parent);
+    if (!m) this.kids.set(node.parent, (m = new Map()));
+    const other = m.get(node.name);
+    if (other !== undefined && other !== node.ino) {
+      // A stale entry under the same name (replaced on the server) gives way to the newer node.
+      this.removeSubtree(other);
+      m = this.kids.get(node.parent) ?? new Map<string, number>();
+      this.kids.set(node.parent, m);
+    }
+    const counted = m.get(node.name) === node.ino;
+    m.set(node.name, node.ino);
+    if (node.kind === 'dir' && !counted) this.subdirs.set(node.parent, (this.subdirs.get(node.parent) ?? 0) + 1);
+  }
+
+  private detach(node: LocalNode): void {
+    if (node.parent === null) return;
+    const m = this.kids.get(node.parent);
+    if (m?.get(node.name) !== node.ino) return;
+    m.delete(node.name);
+    if (node.kind === 'dir') this.subdirs.set(node.parent, (this.subdirs.get(node.parent) ?? 1) - 1);
+    this.wake(node.ino);
+  }
+
+  /** What changed in memory since the last write, as rows (taken: the caller writes them). */
+  private takeChanges(): StateChange {
+    const upserts = [];
+    const deletes = [];
+    for (const ino of this.dirty) {
+      const live = this.byIno.get(ino);
+      const gone = live ? undefined : this.gone.get(ino);
+      if (live) upserts.push(live);
+      else if (gone) upserts.push({ ...gone, gone: true });
+      else deletes.push(ino);
+    }
+    this.dirty = new Set();
+    const cursor = this.pendingCursor;
+    this.pendingCursor = undefined;
+    return { upserts, deletes, ...(cursor !== undefined && { cursor }) };
+  }
+
+  /**
+   * Writes the tree's changes together with `change` (an operation logged, dropped or updated) in
+   * one transaction, after every earlier write. Resolves with the seqs of the operations added.
+   */
+  persist(change: Omit<StateChange, 'upserts' | 'deletes' | 'cursor'> = {}): Promise<number[]> {
+    const p = this.writing.then(async () => {
+      const taken = this.takeChanges();
+      try {
+        return await this.store.write({ ...taken, ...change });
+      } catch (err) {
+        // Not written: the rows go with the next write (the caller's operation failed and says so).
+        for (const n of taken.upserts ?? []) this.dirty.add(n.ino);
+        for (const ino of taken.deletes ?? []) this.dirty.add(ino);
+        if (taken.cursor !== undefined) this.pendingCursor ??= taken.cursor;
+        throw err;
+      }
+    });
+    this.writing = p.catch(() => undefined);
+    return p;
+  }
+
+  private scheduleBehind(): void {
+    if (this.behindQueued) return;
+    this.behindQueued = true;
+    this.writing = this.writing.then(async () => {
+      this.behindQueued = false;
+      const change = this.takeChanges();
+      if (!change.upserts?.length && !change.deletes?.length && change.cursor === undefined) return;
+      // The server's state is a cache: a failed write costs a re-listing after a restart, nothing else.
+      await this.store.write(change).catch(() => undefined);
+    });
+  }
+
+  /** Waits until everything known so far is written to the state store. */
+  async flush(): Promise<void> {
+    this.scheduleBehind();
+    await this.writing;
+  }
+}

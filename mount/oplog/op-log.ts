@@ -1,0 +1,349 @@
+import { EventEmitter } from 'node:events';
+import { rm } from 'node:fs/promises';
+import type { Tree } from '../node/tree.js';
+import type { StateStore } from '../state/store.js';
+import { isStructural, type ContentOp, type LoggedOp, type Op } from '../model/ops.js';
+import type { Backoff } from '../retry/backoff.js';
+
+/** Where the sender is with an entry: the one record it keeps per entry. */
+export interface SendState {
+  /** Being sent right now. */
+  inFlight: boolean;
+  /** Sent at least once (an answer may have been lost): it can no longer be coalesced away. */
+  started: boolean;
+  /** Made moot here while in flight (its node was deleted): dropped once the attempt ends. */
+  cancelled: boolean;
+  /** Not tried again before this time (ms since the epoch). */
+  retryAt: number;
+  /** Created at its first failure. */
+  backoff?: Backoff;
+}
+
+/** An operation in the log, as the process holds it. */
+export interface Entry<T extends Op = Op> extends LoggedOp<T> {
+  /** Written to the state store (the sender takes only durable entries). */
+  durable: boolean;
+  /** Bytes of the cache bound its staging file holds (content), given back when it leaves. */
+  reserved: number;
+  send: SendState;
+}
+
+/**
+ * The durable operation log (DESIGN §6): every local change appends what it owes the server, in
+ * the same transaction as the change to the tree, before the call that made it returns. Coalesces
+ * what is safe: a newer save supersedes an older one not yet sent; a node made and removed before
+ * anything of it was sent leaves nothing behind; an mtime set after a save rides with it.
+ *
+ * Events: `changed` (entries came or went), `released` (bytes of the cache bound given back).
+ */
+export class OpLog extends EventEmitter {
+  private entries: Entry[] = [];
+  /** The newest content entry of each node (getattr asks on every call). */
+  private readonly newest = new Map<number, Entry<ContentOp>>();
+  /** Entries per node (how many). */
+  private readonly perNode = new Map<number, number>();
+  /** Entries naming each node (as their node, folder or replaced node): the tree keeps such a node's server id. */
+  private readonly named = new Map<number, number>();
+  /** Nodes whose queued content waits for the file's release before it is sent (see hold). */
+  private readonly held = new Set<number>();
+  /** Staging files still read by open handles: not deleted until released. */
+  private readonly stagingUsers = new Map<string, number>();
+  private readonly orphanStaging = new Set<string>();
+  private holdsOff = false;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly tree: Tree,
+  ) {
+    super();
+    tree.hasPendingOps = (ino) => (this.named.get(ino) ?? 0) > 0;
+    tree.hasPendingStructural = (ino) => this.entries.some((e) => e.op.ino === ino && isStructural(e.op));
+  }
+
+  /** Loads what was logged before (a restart); each content entry holds its size of the cache bound again when it can. */
+  async load(reserve: (bytes: number) => Promise<void>): Promise<void> {
+    for (const logged of await this.store.loadOps()) {
+      const e: Entry = { ...logged, durable: true, reserved: 0, send: newSendState() };
+      if (e.op.kind === 'content') {
+        const size = e.op.size;
+        await reserve(size).then(
+          () => (e.reserved = size),
+          () => undefined,
+        );
+      }
+      this.entries.push(e);
+    }
+    this.reindex();
+  }
+
+  list(): readonly Entry[] {
+    return this.entries;
+  }
+
+  /** Nodes with something not yet sent. */
+  get pendingNodes(): number {
+    return this.perNode.size;
+  }
+
+  /** Bytes of content not yet sent. */
+  get pendingBytes(): number {
+    let n = 0;
+    for (const e of this.entries) if (e.op.kind === 'content') n += e.op.size;
+    return n;
+  }
+
+  /** The newest queued content of a node, if any (what a reader must see until it is committed). */
+  latestContent(ino: number): ContentOp | undefined {
+    return this.newest.get(ino)?.op;
+  }
+
+  has(ino: number): boolean {
+    return (this.perNode.get(ino) ?? 0) > 0;
+  }
+
+  /** Something of the node is being sent right now. */
+  sending(ino: number): boolean {
+    return this.entries.some((e) => e.op.ino === ino && e.send.inFlight);
+  }
+
+  /**
+   * Logs `op`: `change` applies it to the tree (it runs after the entry is known, so the tree keeps
+   * what the entry names), then both are written in one transaction. Resolves once durable.
+   */
+  async append(op: Op, change?: () => void, reserved = 0): Promise<void> {
+    const removed: Entry[] = [];
+    if (op.kind === 'content') {
+      // A newer save of a file supersedes the ones not sent yet since its last rename or create.
+      for (let i = this.entries.length - 1; i >= 0; i--) {
+        const e = this.entries[i]!;
+        if (e.op.ino !== op.ino) continue;
+        if (e.op.kind !== 'content' || e.send.started) break;
+        removed.push(e);
+      }
+      const oldest = removed.at(-1)?.op as ContentOp | undefined;
+      if (oldest) op = { ...op, baseVersion: oldest.baseVersion };
+    }
+    if (op.kind === 'setattr' && op.mode === undefined && op.mtime !== undefined) {
+      // An mtime set after a save not sent yet rides with that save.
+      const last = this.lastOf(op.ino);
+      if (last?.op.kind === 'content' && !last.send.started) {
+        last.op = { ...last.op, mtime: op.mtime };
+        change?.();
+        await this.tree.persist({ updateOps: [last] });
+        this.emit('changed');
+        return;
+      }
+    }
+    const entry: Entry = { seq: -1, op, createdAt: Date.now(), durable: false, reserved, send: newSendState() };
+    for (const e of removed) this.unlink(e);
+    this.entries.push(entry);
+    this.index(entry);
+    try {
+      change?.();
+      const [seq] = await this.tree.persist({ addOps: [{ op, createdAt: entry.createdAt }], removeOps: removed.filter((e) => e.durable).map((e) => e.seq) });
+      entry.seq = seq!;
+      entry.durable = true;
+    } catch (err) {
+      this.unlink(entry);
+      for (const e of removed) {
+        this.entries.push(e);
+        this.index(e);
+      }
+      this.entries.sort((a, b) => (a.seq < 0 ? Infinity : a.seq) - (b.seq < 0 ? Infinity : b.seq));
+      throw err;
+    }
+    for (const e of removed) await this.release(e);
+    this.emit('changed');
+  }
+
+  /**
+   * A node made here and removed before anything of it was sent (and which nothing else queued
+   * names): its entries are dropped and `change` (its removal from the tree) is written with
+   * that — nothing of it goes to the server. False (nothing done) otherwise.
+   */
+  async forgetIfUnsent(ino: number, change: () => void): Promise<boolean> {
+    if (!this.unsentCreation(ino)) return false;
+    const mine = this.entries.filter((e) => e.op.ino === ino);
+    for (const e of mine) this.unlink(e);
+    change();
+    await this.tree.persist({ removeOps: mine.filter((e) => e.durable).map((e) => e.seq) });
+    for (const e of mine) await this.release(e);
+    this.letGo(mine);
+    this.emit('changed');
+    return true;
+  }
+
+  /** Writes a changed entry (a new base version, a later mtime). */
+  async update(entry: Entry): Promise<void> {
+    if (entry.durable) await this.tree.persist({ updateOps: [entry] });
+  }
+
+  /** The entry was sent (or settled): it leaves the log, its staging file and room go. */
+  async done(entry: Entry): Promise<void> {
+    if (!this.entries.includes(entry)) return;
+    this.unlink(entry);
+    if (entry.durable) await this.tree.persist({ removeOps: [entry.seq] });
+    await this.release(entry);
+    this.letGo([entry]);
+    this.emit('changed');
+  }
+
+  /** Drops a node's queued content (the file was deleted or replaced here); what is in flight is cancelled. */
+  async dropContent(ino: number): Promise<void> {
+    for (const e of this.entries.filter((x) => x.op.ino === ino && x.op.kind === 'content')) {
+      if (e.send.inFlight) e.send.cancelled = true;
+      else await this.done(e);
+    }
+  }
+
+  /**
+   * Keeps a node's queued content from being sent until `unhold`: close(2) of one descriptor
+   * queued it (durable), but the file is still open through another (a shell's `cmd > file`
+   * closes its first descriptor before `cmd` writes through the dup'd one). The next close
+   * supersedes the held entry, so the server gets one version, not an empty one first. Holds live
+   * in memory only: after a restart everything is sent. A drain ignores them.
+   */
+  hold(ino: number): void {
+    if (!this.holdsOff) this.held.add(ino);
+  }
+
+  unhold(ino: number): void {
+    if (this.held.delete(ino)) this.emit('changed');
+  }
+
+  isHeld(ino: number): boolean {
+    return this.held.has(ino);
+  }
+
+  /** From now on nothing is held (the mount is stopping: everything goes). */
+  releaseHolds(): void {
+    this.holdsOff = true;
+    this.held.clear();
+    this.emit('changed');
+  }
+
+  useStaging(path: string): void {
+    this.stagingUsers.set(path, (this.stagingUsers.get(path) ?? 0) + 1);
+  }
+
+  async releaseStaging(path: string): Promise<void> {
+    const n = (this.stagingUsers.get(path) ?? 1) - 1;
+    if (n > 0) {
+      this.stagingUsers.set(path, n);
+      return;
+    }
+    this.stagingUsers.delete(path);
+    if (this.orphanStaging.delete(path)) await rm(path, { force: true });
+  }
+
+  /** Resolves once `cond` holds (checked whenever entries change); rejects after `timeoutMs`. */
+  waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
+    if (cond()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const onChange = () => {
+        if (!cond()) return;
+        cleanup();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`operation log: still ${this.entries.length} pending after ${timeoutMs} ms`));
+      }, timeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.off('changed', onChange);
+      };
+      this.on('changed', onChange);
+    });
+  }
+
+  /** A node made here whose creation has not started to be sent, and which nothing else queued names. */
+  private unsentCreation(ino: number): boolean {
+    const create = this.entries.find((e) => e.op.ino === ino && e.op.kind === 'create');
+    if (!create || this.entries.some((e) => e.op.ino === ino && e.send.started)) return false;
+    return !this.entries.some((e) => e.op.ino !== ino && ((e.op.kind === 'create' || e.op.kind === 'move') && e.op.parent === ino || (e.op.kind === 'move' && e.op.replace === ino)));
+  }
+
+  /** Nodes the removed entries named and nothing queued names any more: the tree may let them go. */
+  private letGo(removed: Entry[]): void {
+    for (const e of removed) {
+      for (const ino of namedBy(e)) {
+        if (this.named.has(ino)) continue;
+        this.tree.forget(ino);
+        this.tree.settled(ino);
+      }
+    }
+  }
+
+  /** Anything of the entry's node logged after it (what a reply to it says may be outdated here). */
+  laterOf(entry: Entry): boolean {
+    const i = this.entries.indexOf(entry);
+    return this.entries.some((e, j) => j > i && e.op.ino === entry.op.ino);
+  }
+
+  /** A rename, move or delete of the entry's node logged after it. */
+  laterStructural(entry: Entry): boolean {
+    const i = this.entries.indexOf(entry);
+    return this.entries.some((e, j) => j > i && e.op.ino === entry.op.ino && isStructural(e.op));
+  }
+
+  private lastOf(ino: number): Entry | undefined {
+    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i]!.op.ino === ino) return this.entries[i];
+    return undefined;
+  }
+
+  private unlink(entry: Entry): void {
+    const i = this.entries.indexOf(entry);
+    if (i < 0) return;
+    this.entries.splice(i, 1);
+    const ino = entry.op.ino;
+    count(this.perNode, ino, -1);
+    for (const named of namedBy(entry)) count(this.named, named, -1);
+    if (this.newest.get(ino) === entry) {
+      this.newest.delete(ino);
+      const last = [...this.entries].reverse().find((e) => e.op.ino === ino && e.op.kind === 'content');
+      if (last) this.newest.set(ino, last as Entry<ContentOp>);
+    }
+  }
+
+  private index(entry: Entry): void {
+    count(this.perNode, entry.op.ino, 1);
+    for (const named of namedBy(entry)) count(this.named, named, 1);
+    if (entry.op.kind === 'content') this.newest.set(entry.op.ino, entry as Entry<ContentOp>);
+  }
+
+  private reindex(): void {
+    this.perNode.clear();
+    this.named.clear();
+    this.newest.clear();
+    for (const e of this.entries) this.index(e);
+  }
+
+  private async release(entry: Entry): Promise<void> {
+    if (entry.reserved) this.emit('released', entry.reserved);
+    entry.reserved = 0;
+    if (entry.op.kind !== 'content') return;
+    const path = entry.op.staging;
+    if (this.stagingUsers.has(path)) this.orphanStaging.add(path);
+    else await rm(path, { force: true });
+  }
+}
+
+function newSendState(): SendState {
+  return { inFlight: false, started: false, cancelled: false, retryAt: 0 };
+}
+
+function count(m: Map<number, number>, key: number, by: number): void {
+  const n = (m.get(key) ?? 0) + by;
+  if (n > 0) m.set(key, n);
+  else m.delete(key);
+}
+
+/** The nodes an entry names: its own, the folder it creates or moves into, the node it replaces. */
+function namedBy(entry: LoggedOp): number[] {
+  const { op } = entry;
+  const out = [op.ino];
+  if (op.kind === 'create' || op.kind === 'move') out.push(op.parent);
+  if (op.kind === 'move' && op.replace !== undefined) out.push(op.replace);
+  return out;
+}

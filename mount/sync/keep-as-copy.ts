@@ -1,0 +1,43 @@
+import type { BlockRef } from '../../protocol/types.js';
+import type { ContentOp } from '../model/ops.js';
+import type { Entry } from '../oplog/op-log.js';
+import { createUnderFreeName } from './free-name.js';
+import { liveFolder } from './live-folder.js';
+import { refreshNode } from './refresh-node.js';
+import type { CommitResult } from './send-content.js';
+import type { SendContext } from './send-context.js';
+
+/**
+ * Invariant 6: the head moved (`stale`), or the file went away elsewhere — these bytes are kept.
+ * Stale: as a conflicted copy next to the file, which shows the server's head again. Gone: under
+ * the file's own name (its folder made again if that went too), and the local node is that new
+ * file from now on (later saves go there).
+ */
+export async function keepAsCopy(ctx: SendContext, entry: Entry<ContentOp>, sid: string, refs: BlockRef[], stale: boolean): Promise<CommitResult> {
+  const { client, tree } = ctx;
+  const { op } = entry;
+  const local = tree.node(op.ino);
+  const server = await client.node(sid).catch(() => undefined);
+  const parentSid = (local?.parent != null ? tree.node(local.parent)?.sid : undefined) ?? server?.parent_id ?? tree.rootSid;
+  const name = local?.name ?? server?.name ?? `recovered ${sid}`;
+  const mode = local?.mode ?? server?.mode;
+  const { info } = await createUnderFreeName(
+    ctx,
+    { parent_id: await liveFolder(ctx, parentSid), name, kind: 'file', mtime: op.mtime, ...(mode !== undefined && { mode }) },
+    { dated: new Date(entry.createdAt), conflicted: stale },
+  );
+  const manifest = await client.commit(info.id, { base_version: 0, blocks: refs, size: op.size, mtime: op.mtime });
+  ctx.stats.conflicts++;
+  ctx.say(`kept local edit of ${name} as ${info.name}`);
+  const copy = { ...info, head_version: manifest.version, size: manifest.size, mtime: manifest.mtime };
+  if (stale) {
+    tree.applyServer(copy);
+    // The file itself shows the server's head now.
+    await refreshNode(ctx, sid);
+  } else {
+    tree.setSid(op.ino, copy.id);
+    await ctx.own.made(op.ino, manifest.version);
+    tree.applyServer(copy);
+  }
+  return { ino: op.ino, nodeId: copy.id, manifest, conflictedCopy: copy.name };
+}

@@ -1,0 +1,27 @@
+import type { OpLog } from '../oplog/op-log.js';
+
+/**
+ * The version of each node this mount's own latest change made. Every local edit of a node is
+ * made on top of the previous local one, so a queued save's base is at least this (no false
+ * conflict when a file is saved again while its previous save is on the wire), and a delete
+ * refused because the head is this mount's own save deletes that save.
+ */
+export class OwnVersions {
+  private readonly versions = new Map<number, number>();
+
+  constructor(private readonly log: OpLog) {}
+
+  get(ino: number): number {
+    return this.versions.get(ino) ?? 0;
+  }
+
+  /** The node is at `version` by this mount's doing: its queued saves are on top of it now. */
+  async made(ino: number, version: number): Promise<void> {
+    this.versions.set(ino, version);
+    for (const e of this.log.list()) {
+      if (e.op.ino !== ino || e.op.kind !== 'content' || e.send.inFlight || e.op.baseVersion >= version) continue;
+      e.op = { ...e.op, baseVersion: version };
+      await this.log.update(e);
+    }
+  }
+}

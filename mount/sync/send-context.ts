@@ -1,0 +1,35 @@
+import type { BlockCache } from '../../cache/block-cache.js';
+import type { StratusClient } from '../../protocol/client.js';
+import type { ServerConfig } from '../../protocol/types.js';
+import type { ChunkerPool } from '../chunker/pool.js';
+import type { Tree } from '../node/tree.js';
+import type { OpLog } from '../oplog/op-log.js';
+import type { StateStore } from '../state/store.js';
+import type { OwnVersions } from './own-versions.js';
+
+/** Counters of what the sender did (tests and `stratus status` read them). */
+export interface SendStats {
+  commits: number;
+  conflicts: number;
+  uploadedBlocks: number;
+  uploadedBytes: number;
+  checkedBlocks: number;
+  /** Operations sent (each create, move, delete, attribute change and commit). */
+  sent: number;
+}
+
+/** What every sending step works with. */
+export interface SendContext {
+  client: StratusClient;
+  tree: Tree;
+  log: OpLog;
+  store: StateStore;
+  pool: ChunkerPool;
+  cache: BlockCache;
+  config: ServerConfig;
+  device: string;
+  own: OwnVersions;
+  stats: SendStats;
+  parallelUploads: number;
+  say(msg: string): void;
+}

@@ -1,0 +1,49 @@
+import type { MoveOp } from '../model/ops.js';
+import type { Entry } from '../oplog/op-log.js';
+import { isRefusal } from '../../protocol/transient.js';
+import { moveUnderFreeName } from './free-name.js';
+import { isGone } from './gone.js';
+import { liveFolder } from './live-folder.js';
+import { refreshNode } from './refresh-node.js';
+import type { SendContext } from './send-context.js';
+
+/**
+ * Sends a rename or move. Over a file the server has (`replace`), the destination node takes the
+ * source's content as a new version (its history kept) and the local node takes the destination's
+ * server id. A name taken meanwhile by another device: ours becomes a conflicted copy. The node
+ * gone elsewhere: nothing to move (its queued content keeps itself). Its new folder gone: made
+ * again. Refused for good (a folder moved into what was moved into it elsewhere): the node stays
+ * where the server has it — retrying would hold up everything queued after it.
+ */
+export async function sendMove(ctx: SendContext, entry: Entry<MoveOp>): Promise<void> {
+  const { op } = entry;
+  const sid = ctx.tree.node(op.ino)?.sid;
+  let parentSid = ctx.tree.node(op.parent)?.sid;
+  if (!sid || !parentSid) throw new Error(`"${op.name}" or its folder is not on the server yet`);
+  const replaceSid = op.replace === undefined ? undefined : (ctx.tree.node(op.replace)?.sid ?? undefined);
+  for (let again = true; ; again = false) {
+    try {
+      const info = await moveUnderFreeName(ctx, sid, parentSid, op.name, new Date(entry.createdAt), replaceSid !== undefined);
+      if (info.id !== sid) {
+        // File over file: the destination node holds the content now; the local node is that node.
+        ctx.tree.setSid(op.ino, info.id);
+        await ctx.own.made(op.ino, info.head_version);
+        ctx.tree.patchServer(op.ino, info);
+      }
+      if (info.name !== op.name && !ctx.log.laterStructural(entry)) ctx.tree.applyServer(info);
+      return;
+    } catch (err) {
+      if (isGone(err)) {
+        const node = await ctx.client.node(sid).catch(() => undefined);
+        if (!node || node.deleted_at !== null) return;
+        if (!again) throw err;
+        parentSid = await liveFolder(ctx, parentSid);
+        continue;
+      }
+      if (!isRefusal(err)) throw err;
+      ctx.say(`move of "${op.name}" refused: ${err.message}; it stays where the server has it`);
+      await refreshNode(ctx, sid);
+      return;
+    }
+  }
+}

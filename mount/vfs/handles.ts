@@ -1,0 +1,59 @@
+import type { FileHandle } from 'node:fs/promises';
+import { FsError } from './errors.js';
+import type { ManifestReader } from './manifest-reader.js';
+import type { WriteSession } from './write-sessions.js';
+
+/** An open file: a node (by inode number) and how it is read or written. */
+export interface Handle {
+  ino: number;
+  /** Opened for writing. */
+  writable: boolean;
+  /** The write session this handle writes and reads (from open to release), or reads (opened read-only meanwhile). */
+  session?: WriteSession;
+  /** A FLUSH came (one of its descriptors was closed) and it has not changed the file since. */
+  flushed: boolean;
+  /** Opened by the mount itself (truncate by path), not by a descriptor: no close(2) will come. */
+  internal?: boolean;
+  /** A read-only handle on a committed version. */
+  reader?: ManifestReader;
+  /** A read-only handle on queued (not yet committed) content: its own descriptor on the staging file. */
+  file?: FileHandle;
+}
+
+/** The table of open handles, by the number FUSE hands back on every call. */
+export class Handles {
+  private readonly open = new Map<number, Handle>();
+  private next = 1;
+
+  add(h: Handle): number {
+    const fh = this.next++;
+    if (this.next > 0x7fffffff) this.next = 1;
+    this.open.set(fh, h);
+    return fh;
+  }
+
+  /** The handle, or EBADF. */
+  get(fh: number): Handle {
+    const h = this.open.get(fh);
+    if (!h) throw new FsError('EBADF');
+    return h;
+  }
+
+  find(fh: number): Handle | undefined {
+    return this.open.get(fh);
+  }
+
+  delete(fh: number): void {
+    this.open.delete(fh);
+  }
+
+  /** Whether a handle open for writing on the node is left. */
+  writerOf(ino: number): boolean {
+    for (const h of this.open.values()) if (h.writable && h.ino === ino) return true;
+    return false;
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+}

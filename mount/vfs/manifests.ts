@@ -1,0 +1,36 @@
+import { LRUCache } from 'lru-cache';
+import type { StratusClient } from '../../protocol/client.js';
+import type { LocalNode } from '../model/local-node.js';
+import type { StateStore } from '../state/store.js';
+import { PinnedManifest } from './manifest-reader.js';
+
+/**
+ * The manifests of the versions files are opened at: in memory (the last few hundred), on disk in
+ * the state store (a mount restarted while the server is away still opens what it read), else
+ * fetched.
+ */
+export class Manifests {
+  private readonly recent = new LRUCache<string, PinnedManifest>({ max: 512 });
+
+  constructor(
+    private readonly client: StratusClient,
+    private readonly store?: StateStore,
+  ) {}
+
+  /** The manifest of the version the node shows (empty for a file the server has no content of). */
+  async of(node: LocalNode): Promise<PinnedManifest> {
+    if (node.headVersion === 0 || node.sid === null) return new PinnedManifest(0, []);
+    const key = `${node.sid}@${node.headVersion}`;
+    let m = this.recent.get(key);
+    if (m) return m;
+    const saved = await this.store?.getManifest(node.sid, node.headVersion).catch(() => undefined);
+    if (saved) m = new PinnedManifest(node.headVersion, saved);
+    else {
+      const res = await this.client.manifest(node.sid, node.headVersion);
+      m = new PinnedManifest(res.version, res.blocks);
+      this.store?.putManifest(node.sid, res.version, res.blocks).catch(() => undefined);
+    }
+    this.recent.set(key, m);
+    return m;
+  }
+}
