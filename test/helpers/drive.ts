@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { StratusClient } from '../../protocol/client.js';
 import type { MountStatus } from '../../mount/registry.js';
-import type { NodeInfo } from '../../protocol/types.js';
+import { blake3Hex } from '../../protocol/hash.js';
+import type { BlockRef, NodeInfo } from '../../protocol/types.js';
 
 /**
  * End-to-end fixtures: a real `stratus serve` process and real `stratus mount` processes on their
@@ -218,6 +219,56 @@ export async function remoteNode(client: StratusClient, p: string): Promise<Node
     node = next;
   }
   return node;
+}
+
+/** The bytes of a file node's head version, straight from the server (none for a file never committed). */
+export async function remoteBytes(client: StratusClient, node: NodeInfo): Promise<Buffer> {
+  if (node.head_version === 0) return Buffer.alloc(0);
+  const manifest = await client.manifest(node.id);
+  return Buffer.concat(await Promise.all(manifest.blocks.map((b) => client.getBlock(b.hash))));
+}
+
+/**
+ * Makes the file `p` (in a folder the server has) with these bytes straight through the API, as
+ * another device would: uploaded in 1 MiB blocks and committed as its first version.
+ */
+export async function remoteWrite(client: StratusClient, p: string, bytes: Buffer): Promise<NodeInfo> {
+  const dir = path.posix.dirname(p);
+  const parent = await remoteNode(client, dir === '.' ? '' : dir);
+  if (parent?.kind !== 'dir') throw new Error(`no folder ${dir} on the server`);
+  const node = await client.create({ parent_id: parent.id, name: path.posix.basename(p), kind: 'file' });
+  const blocks: BlockRef[] = [];
+  for (let at = 0; at < bytes.length; at += 1024 * 1024) {
+    const part = bytes.subarray(at, at + 1024 * 1024);
+    const hash = blake3Hex(part);
+    await client.putBlock(hash, part);
+    blocks.push({ hash, size: part.length });
+  }
+  await client.commit(node.id, { base_version: 0, blocks, size: bytes.length });
+  return client.node(node.id);
+}
+
+/**
+ * The tree under the folder at `p` of the user's tree as the server holds it (head versions,
+ * through the API, not a mount), in treeOf's form: what a mount of it would show.
+ */
+export async function remoteTree(client: StratusClient, p = ''): Promise<Record<string, string>> {
+  const top = await remoteNode(client, p);
+  if (top?.kind !== 'dir') throw new Error(`no folder ${p || '/'} on the server`);
+  const out: Record<string, string> = {};
+  const walk = async (id: string, rel: string) => {
+    const children = await client.allChildren(id);
+    for (const c of children.sort((x, y) => (x.name < y.name ? -1 : 1))) {
+      const r = rel ? `${rel}/${c.name}` : c.name;
+      if (c.kind === 'dir') {
+        out[`${r}/`] = '<dir>';
+        await walk(c.id, r);
+      } else if (c.kind === 'link') out[r] = treeLink(c.target ?? '');
+      else out[r] = treeValue(await remoteBytes(client, c));
+    }
+  };
+  await walk(top.id, '');
+  return out;
 }
 
 /** Runs a shell command line (bash -c) in `cwd`; rejects with its stderr on failure. */
