@@ -1,4 +1,5 @@
 import type { StratusClient } from '../../protocol/client.js';
+import { FETCH_DEADLINE_MS, withDeadline } from '../../protocol/deadline.js';
 import type { NodeInfo } from '../../protocol/types.js';
 import type { StateChange, StateStore } from '../state/store.js';
 import { ROOT_INO, serverFields, type LocalNode } from '../model/local-node.js';
@@ -36,6 +37,8 @@ export class Tree {
   /** Set by the operation log: the node has operations not sent yet / ones that change its name or place. */
   hasPendingOps: (ino: number) => boolean = () => false;
   hasPendingStructural: (ino: number) => boolean = () => false;
+  /** Set by the syncer: fetch a node's current state and apply it as the change feed would. */
+  refetch: (sid: string) => void = () => undefined;
   /** Set by the Vfs: the node is open for writing (what is written there will need its server id). */
   inUse: (ino: number) => boolean = () => false;
 
@@ -132,7 +135,7 @@ export class Tree {
 
   private async list(dir: LocalNode): Promise<void> {
     if (dir.sid === null) return;
-    const infos = await this.client.allChildren(dir.sid);
+    const infos = await withDeadline(this.client.allChildren(dir.sid), FETCH_DEADLINE_MS, `listing of "${dir.name}"`);
     const current = this.byIno.get(dir.ino);
     if (!current || current.listed) return;
     const seen = new Set<number>();
@@ -290,6 +293,7 @@ export class Tree {
     }
     if (n.sid !== null && this.bySid.get(n.sid) === ino) this.bySid.delete(n.sid);
     this.bySid.set(sid, ino);
+    this.stampLocal(ino);
     this.store_(ino, { ...n, sid });
     this.wake(ino);
   }
@@ -371,13 +375,20 @@ export class Tree {
     return this.byIno.get(ino)?.sid === null || this.hasPendingOps(ino);
   }
 
-  /** The node no longer holds its name (or got its server id): what waited for that name is placed now. */
+  /**
+   * The node no longer holds its name (or got its server id): what waited for that name is placed
+   * now. A waiting state of a node the tree knows by now (ours: its create's or replace's reply
+   * came meanwhile) may be older than that reply: it is fetched afresh instead (`refetch`).
+   */
   private wake(ino: number): void {
     const waiting = this.deferred.get(ino);
     if (!waiting) return;
     this.deferred.delete(ino);
     queueMicrotask(() => {
-      for (const info of waiting) this.applyServer(info);
+      for (const info of waiting) {
+        if (this.bySid.has(info.id)) this.refetch(info.id);
+        else this.applyServer(info);
+      }
     });
   }
 

@@ -159,18 +159,22 @@ export class OpLog extends EventEmitter {
   /**
    * A node made here and removed before anything of it was sent (and which nothing else queued
    * names): its entries are dropped and `change` (its removal from the tree) is written with
-   * that — nothing of it goes to the server. False (nothing done) otherwise.
+   * that — nothing of it goes to the server. `forgotten` false: nothing done. `replaced`: a node
+   * the server has that this one had replaced by a rename (its replace is not dropped with it: the
+   * caller's own operation takes it over — the next rename over the name, or a delete).
    */
-  async forgetIfUnsent(ino: number, change: () => void): Promise<boolean> {
-    if (!this.unsentCreation(ino)) return false;
+  async forgetIfUnsent(ino: number, change: () => void): Promise<{ forgotten: boolean; replaced?: number }> {
+    if (!this.unsentCreation(ino)) return { forgotten: false };
     const mine = this.entries.filter((e) => e.op.ino === ino);
+    let replaced: number | undefined;
+    for (const e of mine) if (e.op.kind === 'move') replaced = e.op.replace ?? replaced;
     for (const e of mine) this.unlink(e);
     change();
     await this.tree.persist({ removeOps: mine.filter((e) => e.durable).map((e) => e.seq) });
     for (const e of mine) await this.release(e);
-    this.letGo(mine);
+    this.letGo(mine, replaced);
     this.emit('changed');
-    return true;
+    return { forgotten: true, ...(replaced !== undefined && { replaced }) };
   }
 
   /** Writes a changed entry (a new base version, a later mtime). */
@@ -265,10 +269,10 @@ export class OpLog extends EventEmitter {
   }
 
   /** Nodes the removed entries named and nothing queued names any more: the tree may let them go. */
-  private letGo(removed: Entry[]): void {
+  private letGo(removed: Entry[], keep?: number): void {
     for (const e of removed) {
       for (const ino of namedBy(e)) {
-        if (this.named.has(ino)) continue;
+        if (this.named.has(ino) || ino === keep) continue;
         this.tree.forget(ino);
         this.tree.settled(ino);
       }

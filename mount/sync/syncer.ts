@@ -19,7 +19,7 @@ export interface HintSource {
 
 export interface SyncerOptions {
   client: Pick<StratusClient, 'changes' | 'node'>;
-  tree: Pick<Tree, 'applyFeed' | 'setCursor' | 'localMark' | 'changedLocallySince' | 'forgetLocalBefore'>;
+  tree: Pick<Tree, 'applyFeed' | 'setCursor' | 'localMark' | 'changedLocallySince' | 'forgetLocalBefore' | 'refetch'>;
   /** The saved cursor the tree was loaded at. */
   cursor: number;
   hints?: HintSource;
@@ -74,6 +74,17 @@ export class Syncer extends EventEmitter<SyncerEvents> {
     super();
     this.cursor = o.cursor;
     this.backoff = new Backoff({ minMs: o.retryMinMs ?? 250, maxMs: o.retryMaxMs ?? 30_000, jitter: o.retryJitter ?? 0.25 });
+    o.tree.refetch = (sid) => void this.refetch(sid);
+  }
+
+  /** Fetches a node's current state and applies it as a change of the feed (unless changed here meanwhile). Best effort. */
+  private async refetch(sid: string): Promise<void> {
+    const mark = this.o.tree.localMark();
+    const now = await this.o.client.node(sid).catch(() => undefined);
+    if (!now || this.closed || this.o.tree.changedLocallySince(sid, mark)) return;
+    const files: number[] = [];
+    this.apply(now, files);
+    if (files.length) this.emit('applied', [{ ...now, seq: this.cursor }], files);
   }
 
   /** The hint channel is open. */

@@ -1,6 +1,7 @@
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChunkerPool } from '../chunker/pool.js';
+import { withDeadline } from '../../protocol/deadline.js';
 import { FsError, isTransient } from './errors.js';
 
 export interface BlockSourceOptions {
@@ -134,7 +135,7 @@ export class BlockSource {
         break;
       }
       try {
-        const bytes = await this.slot(() => withTimeout(this.client.getBlock(hash), this.opts.fetchTimeoutMs ?? 60_000));
+        const bytes = await this.slot(() => withDeadline(this.client.getBlock(hash), this.opts.fetchTimeoutMs ?? 60_000, `block ${hash.slice(0, 12)}`));
         this.silentUntil = 0;
         this.stats.fetches++;
         this.stats.fetchedBytes += bytes.length;
@@ -186,13 +187,5 @@ const SILENCE_HOLD_MS = 2_000;
 
 function isSilence(err: unknown): boolean {
   const code = (err as { code?: unknown } | undefined)?.code;
-  return (err instanceof FsError && err.code === 'EIO') || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new FsError('EIO', `no answer from the server within ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  return (err instanceof FsError && err.code === 'EIO') || code === 'ETIMEDOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
 }

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { StratusClient } from '../../protocol/client.js';
+import { FETCH_DEADLINE_MS, withDeadline } from '../../protocol/deadline.js';
 import type { LocalNode } from '../model/local-node.js';
 import type { StateStore } from '../state/store.js';
 import { PinnedManifest } from './manifest-reader.js';
@@ -26,7 +27,7 @@ export class Manifests {
     const saved = await this.store?.getManifest(node.sid, node.headVersion).catch(() => undefined);
     if (saved) m = new PinnedManifest(node.headVersion, saved);
     else {
-      const res = await this.client.manifest(node.sid, node.headVersion);
+      const res = await withDeadline(this.client.manifest(node.sid, node.headVersion), FETCH_DEADLINE_MS, 'the file\'s manifest');
       m = new PinnedManifest(res.version, res.blocks);
       this.store?.putManifest(node.sid, res.version, res.blocks).catch(() => undefined);
     }

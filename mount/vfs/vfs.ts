@@ -153,9 +153,18 @@ export class Vfs {
     this.sessions.unlink(node.ino);
     await this.o.log.dropContent(node.ino);
     const gone = () => this.o.tree.removeSubtree(node.ino);
-    if (!(await this.o.log.forgetIfUnsent(node.ino, gone))) await this.o.log.append(op, gone);
+    const { forgotten, replaced } = await this.o.log.forgetIfUnsent(node.ino, gone);
+    if (!forgotten) await this.o.log.append(op, gone);
+    // It had replaced a node the server has (rename over it, then removed): that node is deleted.
+    else if (replaced !== undefined) await this.removeReplaced(replaced, op.folder === true);
     this.times.forget(node.ino);
     this.entriesChanged(node.parent!);
+  }
+
+  /** Deletes a node already removed from the tree whose place a forgotten node had taken. */
+  private async removeReplaced(ino: number, folder: boolean): Promise<void> {
+    const n = this.o.tree.node(ino);
+    await this.o.log.append(folder ? { kind: 'delete', ino, folder: true } : { kind: 'delete', ino, ...(n && { ifVersion: n.headVersion }) });
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -180,9 +189,11 @@ export class Vfs {
       this.sessions.unlink(dst.ino);
       await this.o.log.dropContent(dst.ino);
       const gone = () => this.o.tree.removeSubtree(dst.ino);
-      // The server never heard of it: forgetting it here is replacing it. Else the server replaces it
-      // (a file over a file: the destination keeps its history and takes the source's content).
-      if (!(await this.o.log.forgetIfUnsent(dst.ino, gone))) replace = dst.ino;
+      // The server never heard of it: forgetting it here is replacing it — or replacing what it had
+      // replaced. Else the server replaces it (a file over a file: the destination keeps its history
+      // and takes the source's content).
+      const { forgotten, replaced } = await this.o.log.forgetIfUnsent(dst.ino, gone);
+      replace = forgotten ? replaced : dst.ino;
       this.times.forget(dst.ino);
     }
     const oldParent = src.parent;

@@ -188,6 +188,35 @@ t.test('rename of a file over a file keeps the destination history (versions 1, 
   t.ok((await readAll(h.vfs, '/b')).equals(c));
 });
 
+t.test("git's lock-file pattern before anything is sent: temp files renamed over a file twice, then one removed — the server ends with exactly what the mount shows", async (t) => {
+  const faults = new Faults();
+  const { h, user } = await setup(t, { wrapClient: faults.wrap });
+  await writeAll(h.vfs, '/index', Buffer.from('v1'), { create: true });
+  await writeAll(h.vfs, '/gone', Buffer.from('g1'), { create: true });
+  await drained(h.queue);
+  const index = (await serverChild(user.client, 'index'))!;
+  const gone = (await serverChild(user.client, 'gone'))!;
+  // Nothing is sent meanwhile: every lock file is made, renamed over and forgotten before the server hears of it.
+  faults.hold('create');
+  await writeAll(h.vfs, '/index.lock', Buffer.from('v2'), { create: true });
+  await faults.waiting('create');
+  await writeAll(h.vfs, '/next.lock', Buffer.from('v3'), { create: true });
+  await h.vfs.rename('/index.lock', '/index');
+  await writeAll(h.vfs, '/index.lock', Buffer.from('v4 the last'), { create: true });
+  await h.vfs.rename('/next.lock', '/gone');
+  await h.vfs.rename('/index.lock', '/index');
+  await h.vfs.unlink('/gone');
+  faults.open('create');
+  await drained(h.queue);
+  t.same((await h.vfs.readdir('/')).names, ['index'], 'the mount shows one file');
+  t.equal((await readAll(h.vfs, '/index')).toString(), 'v4 the last');
+  const now = await serverChild(user.client, 'index');
+  t.equal(now?.id, index.id, 'the server: the same node (its history kept)');
+  t.equal(now && (await serverBytes(user.client, now.id)).bytes.toString(), 'v4 the last', 'holding the last content');
+  t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), ['index'], 'and nothing else: the file a lock file replaced before it was removed is gone too');
+  t.not((await user.client.node(gone.id)).deleted_at, null, 'it is in the trash');
+});
+
 t.test('rename of a folder with children moves the whole subtree (also with a child commit queued)', async (t) => {
   const { h, user } = await setup(t);
   await h.vfs.mkdir('/d', 0o755);
