@@ -23,7 +23,8 @@ export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (
   const none = () => [];
   return {
     getattr: (path: string, cb: Cb) => run(cb, 'getattr', vfs.getattr(path), (s) => [s]),
-    fgetattr: (path: string, _fd: number, cb: Cb) => run(cb, 'fgetattr', vfs.getattr(path), (s) => [s]),
+    // By the handle: the path of a file unlinked while open may be gone (it crosses as "").
+    fgetattr: (_path: string, fd: number, cb: Cb) => run(cb, 'fgetattr', vfs.fgetattr(fd), (s) => [s]),
     // `.` and `..` as every POSIX directory lists them (`ls -a`); `..` shows the folder's own attributes.
     readdir: (path: string, cb: Cb) =>
       run(cb, 'readdir', Promise.all([vfs.readdir(path), vfs.getattr(path)]), ([r, self]) => [['.', '..', ...r.names], [self, self, ...r.stats]]),

@@ -112,9 +112,9 @@ function loadFuseNative(): FuseNative.Constructor {
       throw new Error(`cannot load the FUSE binding (fuse-native): ${message(again)}`);
     }
   }
-  if (!(Base.STRATUS_PATCH >= 1)) {
+  if (!(Base.STRATUS_PATCH >= 2)) {
     throw new Error(
-      'the FUSE binding is not the patched build (patches/fuse-native+2.2.6.patch), so utimens would lose mtimes: run `npm run postinstall` in the project',
+      'the FUSE binding is not the current patched build (patches/fuse-native+2.2.6.patch: utimens times, calls on open files whose path is gone): run `npm run postinstall` in the project',
     );
   }
   // fuse-native's own unmount (used when a Fuse closes) shells out to `fusermount -uz` only:

@@ -17,7 +17,7 @@ import { Manifests } from './manifests.js';
 import { checkFileSize, checkNameLength, checkNodeType, checkOwnerChange, lookupFailure } from './posix.js';
 import { readFully, StagingFiles } from './staging-file.js';
 import { LocalTimes } from './times.js';
-import { WriteSessions } from './write-sessions.js';
+import { WriteSessions, type WriteSession } from './write-sessions.js';
 
 export interface Stat {
   ino: number;
@@ -51,6 +51,8 @@ const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
 const O_ACCMODE = 3;
+/** The names libfuse gives files unlinked while open. */
+const HIDDEN = /^\.fuse_hidden[0-9a-f]+$/;
 
 /**
  * The file system the mount shows, in plain async methods over paths: the FUSE adapter only
@@ -68,6 +70,10 @@ export class Vfs {
   private readonly uid: number;
   private readonly gid: number;
   private readonly maxFileSize: number;
+  /** Files unlinked while open, by the `.fuse_hiddenNNN` path libfuse gave them (see hide). */
+  private readonly hidden = new Map<string, LocalNode>();
+  /** The write sessions of hidden files still open (by inode number). */
+  private readonly hiddenSessions = new Map<number, WriteSession>();
   /** atime, ctime and folders' entry-change mtimes, which the server does not keep (times.ts). */
   private readonly times = new LocalTimes();
 
@@ -93,7 +99,17 @@ export class Vfs {
   // --- metadata ---------------------------------------------------------------------------------
 
   async getattr(path: string): Promise<Stat> {
+    const hidden = this.hidden.get(path);
+    if (hidden) return this.stat(this.o.tree.node(hidden.ino) ?? hidden, this.hiddenSessions.get(hidden.ino));
     return this.stat(await this.lookup(path));
+  }
+
+  /** fstat(2): the node of an open handle, as its writers see it (also once unlinked). */
+  async fgetattr(fh: number): Promise<Stat> {
+    const h = this.handles.get(fh);
+    const node = this.o.tree.node(h.ino) ?? [...this.hidden.values()].find((n) => n.ino === h.ino);
+    if (!node) throw new FsError('ENOENT');
+    return this.stat(node, h.session);
   }
 
   async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
@@ -142,6 +158,12 @@ export class Vfs {
   }
 
   async unlink(path: string): Promise<void> {
+    const hidden = this.hidden.get(path);
+    if (hidden) {
+      this.hidden.delete(path);
+      this.hiddenSessions.delete(hidden.ino);
+      return;
+    }
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     // Conditional on the version this mount has seen: an edit made elsewhere meanwhile survives the delete.
@@ -161,6 +183,23 @@ export class Vfs {
     this.entriesChanged(node.parent!);
   }
 
+  /**
+   * libfuse's high-level API does not unlink a file that is still open: it renames it to
+   * `.fuse_hiddenNNN` and unlinks that name after the last release (a close(2) returns before
+   * its RELEASE arrives, so `rm f; rmdir d` right after writing f would meet it). The drive takes
+   * the rename as the unlink it stands for: the name is gone at once (the folder is empty, the
+   * delete is logged); the hidden name only resolves for libfuse until it unlinks it.
+   */
+  private async hide(from: string, to: string): Promise<void> {
+    const node = await this.lookup(from);
+    if (node.kind === 'dir') throw new FsError('EISDIR');
+    // Its writers go on writing an unlinked file: stat of the hidden name shows what they wrote.
+    const session = this.sessions.get(node.ino);
+    await this.remove(node, { kind: 'delete', ino: node.ino, ifVersion: node.headVersion });
+    this.hidden.set(to, node);
+    if (session) this.hiddenSessions.set(node.ino, session);
+  }
+
   /** Deletes a node already removed from the tree whose place a forgotten node had taken. */
   private async removeReplaced(ino: number, folder: boolean): Promise<void> {
     const n = this.o.tree.node(ino);
@@ -168,6 +207,7 @@ export class Vfs {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    if (HIDDEN.test(to.slice(to.lastIndexOf('/') + 1))) return this.hide(from, to);
     const src = await this.lookup(from);
     if (src.parent === null) throw new FsError('EBUSY');
     const { parent, name } = await this.parentOf(to);
@@ -418,7 +458,7 @@ export class Vfs {
     return node!;
   }
 
-  private addSessionHandle(d: import('./write-sessions.js').WriteSession, writable: boolean): number {
+  private addSessionHandle(d: WriteSession, writable: boolean): number {
     const h = { ino: d.ino, writable, flushed: false, session: d };
     d.handles.add(h);
     return this.handles.add(h);
@@ -436,10 +476,10 @@ export class Vfs {
   }
 
   /** Sizes and times as the mount shows them: open writers first, then the tree's (which has what was queued here). */
-  private stat(node: LocalNode): Stat {
+  private stat(node: LocalNode, session?: WriteSession): Stat {
     let size = node.size;
     let mtime = node.mtime;
-    const d = this.sessions.get(node.ino);
+    const d = session ?? this.sessions.get(node.ino);
     if (d) ({ size, mtime } = d);
     const times = this.times.shown(node.ino, mtime);
     const isDir = node.kind === 'dir';
@@ -457,6 +497,8 @@ export class Vfs {
   }
 
   private async lookup(path: string): Promise<LocalNode> {
+    const hidden = this.hidden.get(path);
+    if (hidden) return this.o.tree.node(hidden.ino) ?? hidden;
     const node = await this.o.tree.resolve(path);
     if (!node) throw await lookupFailure(this.o.tree, path);
     return node;

@@ -129,7 +129,9 @@ export class VfsDriver implements Driver {
 
   async fstat(fd: number): Promise<Stat> {
     const f = this.fd(fd);
-    return toStat(await this.call(`fstat ${f.path}`, () => this.vfs.getattr(f.path)));
+    // As the FUSE adapter: by the handle when there is one (fgetattr).
+    const fh = f.fh;
+    return toStat(await this.call(`fstat ${f.path}`, () => (fh === undefined ? this.vfs.getattr(f.path) : this.vfs.fgetattr(fh))));
   }
 
   async fsync(fd: number): Promise<void> {
