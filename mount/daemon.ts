@@ -204,6 +204,8 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       startedOffline,
       pendingCommits: queue.pendingCount,
       pendingBytes: queue.pendingBytes,
+      hashedBytes: pool.hashedBytes,
+      uploadedBytes: queue.stats.uploadedBytes,
       cursor: syncer.cursor,
       lastSyncAt: syncer.lastSyncAt === undefined ? null : new Date(syncer.lastSyncAt).toISOString(),
       lastError: syncer.lastError ?? null,
