@@ -193,6 +193,9 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     closers.push(() => refresher.close());
     syncer.on('applied', (_changes, files) => refresher.refresh(files));
 
+    // With no commit pending, this is when the drive became idle (the bench's "until committed").
+    let pendingChangedAt = Date.now();
+    queue.on('changed', () => (pendingChangedAt = Date.now()));
     const status = (): MountStatus => ({
       pid: process.pid,
       mountpoint,
@@ -204,6 +207,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       startedOffline,
       pendingCommits: queue.pendingCount,
       pendingBytes: queue.pendingBytes,
+      pendingChangedAt: new Date(pendingChangedAt).toISOString(),
       hashedBytes: pool.hashedBytes,
       uploadedBytes: queue.stats.uploadedBytes,
       cursor: syncer.cursor,
