@@ -61,6 +61,13 @@ export async function pollUntil<T>(check: () => Promise<T | undefined>, o: { tim
   }
 }
 
+export async function exists(p: string): Promise<boolean> {
+  return fs.stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
 export function fmtSize(bytes: number): string {
   return bytes >= 1024 * MiB && bytes % (1024 * MiB) === 0 ? `${bytes / 1024 / MiB} GiB` : `${+(bytes / MiB).toFixed(1)} MiB`;
 }

@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { pollUntil } from './helpers.js';
+import { exists, pollUntil } from './helpers.js';
 import { markdownTable, num } from './report.js';
 import { addUser, startMount, startServe, stratusBin, type MountProcess } from './serve-process.js';
 
@@ -209,13 +209,6 @@ function arrivedSmall(file: string, bytes: Buffer, timeoutMs: number): Promise<n
 
 function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
   return pollUntil(async () => ((await check()) ? now() : undefined), { timeoutMs, everyMs: POLL_MS, what: `${what} (sync bench)` });
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs.stat(p).then(
-    () => true,
-    () => false,
-  );
 }
 
 async function readAt(file: string, position: number, length: number): Promise<Buffer> {
