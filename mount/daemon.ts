@@ -78,7 +78,7 @@ function tokenHash(token: string): string {
 }
 
 /**
- * Starts the drive: server session, local state, cache, commit queue, the FUSE mount, then the
+ * Starts the drive: server session, local state, cache, operation log and its sender, the FUSE mount, then the
  * change feed (events + syncer). With the server unreachable, a cache folder holding a saved tree
  * (and the session saved by an earlier mount) is enough to start: the drive shows the saved tree
  * and catches up once the server answers.
@@ -197,6 +197,9 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     closers.push(() => refresher.close());
     syncer.on('applied', (_changes, files) => refresher.refresh(files));
 
+    // With no commit pending, this is when the drive became idle (the bench's "until committed").
+    let pendingChangedAt = Date.now();
+    oplog.on('changed', () => (pendingChangedAt = Date.now()));
     const status = (): MountStatus => ({
       pid: process.pid,
       mountpoint,
@@ -208,6 +211,9 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       startedOffline,
       pendingCommits: sender.pendingCount,
       pendingBytes: sender.pendingBytes,
+      pendingChangedAt: new Date(pendingChangedAt).toISOString(),
+      hashedBytes: pool.hashedBytes,
+      uploadedBytes: sender.stats.uploadedBytes,
       cursor: syncer.cursor,
       lastSyncAt: syncer.lastSyncAt === undefined ? null : new Date(syncer.lastSyncAt).toISOString(),
       lastError: syncer.lastError ?? null,
@@ -221,7 +227,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       await publisher.writeNow();
     }
 
-    // The server is back: what waits in the queue goes now, not after its retry backoff (up to 30 s).
+    // The server is back: what waits in the log goes now, not after its retry backoff (up to 30 s).
     let wasOnline = syncer.online;
     syncer.on('status', () => {
       if (syncer.online && !wasOnline) sender.retryNow();
@@ -285,7 +291,7 @@ async function findSavedCacheDir(server: string, token: string): Promise<string 
   return undefined;
 }
 
-/** Staging files no queue entry owns are leftovers of files open for writing when the mount died. */
+/** Staging files no log entry owns are leftovers of files open for writing when the mount died. */
 async function removeOrphanStaging(dir: string, owned: Set<string>): Promise<void> {
   for (const name of await readdir(dir)) {
     const path = join(dir, name);

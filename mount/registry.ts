@@ -84,6 +84,12 @@ export interface MountStatus {
   startedOffline: boolean;
   pendingCommits: number;
   pendingBytes: number;
+  /** ISO time the pending commits last changed (one queued or done; the mount's start before any). */
+  pendingChangedAt: string;
+  /** Bytes the chunker read and hashed since the mount started (staging files at commit, cached blocks checked). */
+  hashedBytes: number;
+  /** Block bytes uploaded since the mount started. */
+  uploadedBytes: number;
   cursor: number;
   /** ISO time of the last successful pull of the change feed; null before the first. */
   lastSyncAt: string | null;

@@ -106,6 +106,8 @@ export class ChunkerPool {
   private nextId = 1;
   private closed = false;
   private startupFailures = 0;
+  /** Bytes read and hashed by chunkFile and hashFile so far (`stratus status --json`, the bench). */
+  hashedBytes = 0;
 
   constructor(opts: ChunkerPoolOptions = {}) {
     const threads = opts.threads ?? defaultThreads();
@@ -125,7 +127,10 @@ export class ChunkerPool {
    */
   chunkFile(path: string, params: ChunkingParams, opts: ChunkFileOptions = {}): Promise<ChunkRef[]> {
     const payload: Payload = { type: 'chunkFile', path, start: opts.start ?? 0, params: { min: params.min, avg: params.avg, max: params.max } };
-    return this.submit('chunk', payload, []) as Promise<ChunkRef[]>;
+    return (this.submit('chunk', payload, []) as Promise<ChunkRef[]>).then((chunks) => {
+      for (const c of chunks) this.hashedBytes += c.size;
+      return chunks;
+    });
   }
 
   /**
@@ -150,6 +155,7 @@ export class ChunkerPool {
   hashFile(path: string, size: number): Promise<{ size: number; hash: string; bytes: Buffer }> {
     return this.submit('hash', { type: 'hashFile', path, size }, []).then((r) => {
       const { size: found, hash, bytes } = r as HashedFile;
+      if (hash !== '') this.hashedBytes += found;
       return { size: found, hash, bytes: Buffer.from(bytes) };
     });
   }

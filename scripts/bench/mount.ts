@@ -1,14 +1,14 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { ChunkerPool } from '../../mount/chunker/pool.js';
 import { StratusClient } from '../../protocol/client.js';
 import { blake3Hex } from '../../protocol/hash.js';
 import type { BlockRef, NodeInfo, ServerConfig } from '../../protocol/types.js';
+import { commitFile, fmtSize, MiB, parallel, pollUntil, runQuiet, seconds, uploadFile, writeRandomFile } from './helpers.js';
 import type { Section } from './report.js';
 import { addUser, startMount, startServe, type MountProcess } from './serve-process.js';
 
@@ -21,7 +21,6 @@ import { addUser, startMount, startServe, type MountProcess } from './serve-proc
  */
 
 const run = promisify(execFile);
-const MiB = 1024 * 1024;
 /** Throughputs in these tables are decimal, as the reference figures are. */
 const MB = 1e6;
 
@@ -172,7 +171,7 @@ async function benchTree(b: Bench, dirs: number, files: number): Promise<Section
 
   const find = (dir: string) => runQuiet('find', [dir]);
   const ls = (dir: string) => runQuiet('ls', ['-lR', dir]);
-  const onMount = async (tool: (dir: string) => Promise<void>) =>
+  const onMount = async (tool: (dir: string) => Promise<unknown>) =>
     withMount(b, {}, async (mnt) => {
       const dir = path.join(mnt, 'tree');
       await dropPageCache(b, [blocksDir(b)]);
@@ -181,7 +180,7 @@ async function benchTree(b: Bench, dirs: number, files: number): Promise<Section
       await checkTreeCount(dir, total);
       return { cold, warm };
     });
-  const onNative = async (tool: (dir: string) => Promise<void>) => {
+  const onNative = async (tool: (dir: string) => Promise<unknown>) => {
     await dropPageCache(b, []);
     const cold = await seconds(() => tool(native));
     return { cold, warm: await seconds(() => tool(native)) };
@@ -286,13 +285,14 @@ async function remoteChild(b: Bench, name: string): Promise<NodeInfo | undefined
 
 /** Polls the server until `name` (in the root) has a head version above `after` holding `size` bytes. */
 async function waitCommitted(b: Bench, name: string, size: number, after: number, timeoutMs = 600_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const node = await remoteChild(b, name);
-    if (node && node.head_version > after && node.size === size) return;
-    if (Date.now() > deadline) throw new Error(`${name} not committed with ${size} bytes within ${timeoutMs} ms (server has ${JSON.stringify(node)})`);
-    await sleep(20);
-  }
+  let node: NodeInfo | undefined;
+  await pollUntil(
+    async () => {
+      node = await remoteChild(b, name);
+      return node && node.head_version > after && node.size === size ? true : undefined;
+    },
+    { timeoutMs, everyMs: 20, what: `${name} committed with ${size} bytes`, why: () => `server has ${JSON.stringify(node)}` },
+  );
 }
 
 /** `to` = `from` with one byte inserted at `at`. */
@@ -401,39 +401,6 @@ function blocksDir(b: Bench): string {
   return path.join(b.serverData, 'blocks');
 }
 
-/** Chunks a local file as the server wants, uploads its blocks (4 in flight) and commits it as `name` in the root. */
-async function uploadFile(b: Bench, local: string, name: string): Promise<void> {
-  const pool = new ChunkerPool({ threads: 1 });
-  const chunks = await pool.chunkFile(local, b.config.chunking).finally(() => pool.close());
-  const fh = await fs.open(local, 'r');
-  try {
-    await parallel(chunks.length, 4, async (i) => {
-      const c = chunks[i]!;
-      const bytes = Buffer.alloc(c.size);
-      await fh.read(bytes, 0, c.size, c.offset);
-      await b.client.putBlock(c.hash, bytes);
-    });
-  } finally {
-    await fh.close();
-  }
-  await commitFile(b, name, chunks.map(({ hash, size }) => ({ hash, size })));
-}
-
-async function commitFile(b: Bench, name: string, blocks: BlockRef[]): Promise<void> {
-  const node = await b.client.create({ parent_id: b.root.id, name, kind: 'file' });
-  await b.client.commit(node.id, { base_version: 0, blocks, size: blocks.reduce((a, x) => a + x.size, 0) });
-}
-
-async function writeRandomFile(file: string, size: number): Promise<void> {
-  const fh = await fs.open(file, 'w');
-  try {
-    for (let done = 0; done < size; done += 16 * MiB) await fh.write(crypto.randomBytes(Math.min(16 * MiB, size - done)));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 async function dropAllPageCache(): Promise<boolean> {
   try {
     await run('sync');
@@ -470,41 +437,6 @@ async function duBytes(dir: string): Promise<number> {
   return total;
 }
 
-/** Runs a command with its output thrown away (stdout to /dev/null); rejects on a non-zero exit. */
-function runQuiet(cmd: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c.slice(0, 4000 - err.length)));
-    child.once('error', reject);
-    child.once('exit', (code, signal) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code ?? signal}: ${err}`))));
-  });
-}
-
 function catSeconds(file: string): Promise<number> {
   return seconds(() => runQuiet('cat', [file]));
-}
-
-async function seconds(fn: () => Promise<unknown>): Promise<number> {
-  const start = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - start) / 1e9;
-}
-
-/** fn(0) … fn(count - 1), `inflight` at a time. */
-async function parallel(count: number, inflight: number, fn: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(inflight, count) }, async () => {
-      while (next < count) await fn(next++);
-    }),
-  );
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function fmtSize(bytes: number): string {
-  return bytes >= 1024 * MiB && bytes % (1024 * MiB) === 0 ? `${bytes / 1024 / MiB} GiB` : `${+(bytes / MiB).toFixed(1)} MiB`;
 }

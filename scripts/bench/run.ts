@@ -9,15 +9,16 @@ import { benchDownload, median } from './download.js';
 import { benchMount } from './mount.js';
 import { markdownTable, num, renderSection } from './report.js';
 import { benchSync, renderSync } from './sync.js';
+import { benchTreeOps } from './tree-ops.js';
 import { benchUpload } from './upload.js';
 
 /**
  * `npm run bench`: figures of the drive and the backend, each next to a baseline measured in the
- * same run (native disk, cp). Markdown on stdout, progress on stderr.
+ * same run (native disk, cp; the tree group also rclone mount). Markdown on stdout, progress on stderr.
  *
  * STRATUS_BENCH_QUICK=1 shrinks every size (a development run of a minute or two);
- * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync picks groups (default: all). Sizes, each
- * overriding the quick and full defaults:
+ * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync,tree picks groups (default: all). Sizes, each
+ * overriding the quick and full defaults (quick in brackets where the tree group has one):
  *   STRATUS_BENCH_MOUNT_GIB (1)  STRATUS_BENCH_TREE_FILES (100000)  STRATUS_BENCH_TREE_DIRS (100)
  *   STRATUS_BENCH_WRITE_MIB (100)  STRATUS_BENCH_EDIT_MIB (256)  STRATUS_BENCH_STREAM_GIB (10)
  *   STRATUS_BENCH_STREAM_CACHE (512MB)  STRATUS_BENCH_CHUNK_MIB (512)
@@ -25,6 +26,8 @@ import { benchUpload } from './upload.js';
  *   STRATUS_BENCH_DOWNLOAD_MIB (512)  STRATUS_BENCH_DOWNLOAD_CHILDREN (5000)  STRATUS_BENCH_DOWNLOAD_ROUNDS (5)
  *   STRATUS_BENCH_SYNC_RUNS (100, 1 KiB saves back to back)  STRATUS_BENCH_SYNC_ISOLATED_RUNS (50)  STRATUS_BENCH_SYNC_GAP_MS (1500)
  *   STRATUS_BENCH_SYNC_BIG_MIB (100)  STRATUS_BENCH_SYNC_BIG_RUNS (3)
+ *   STRATUS_BENCH_TAR_FILES (10000 [1000])  STRATUS_BENCH_TAR_DIRS (500 [50])  STRATUS_BENCH_EDIT_GIB (1 [0.0625])
+ * The tree group needs rclone (Debian's; installed with apt-get when missing and the bench is root).
  */
 const quick = process.env.STRATUS_BENCH_QUICK === '1';
 function setting(name: string, full: number, quickValue: number): number {
@@ -34,7 +37,7 @@ function setting(name: string, full: number, quickValue: number): number {
   return value;
 }
 
-const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync'] as const;
+const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync', 'tree'] as const;
 type Group = (typeof GROUPS)[number];
 const only = (process.env.STRATUS_BENCH_ONLY ?? GROUPS.join(',')).split(',').map((g) => g.trim()).filter(Boolean);
 for (const g of only) if (!GROUPS.includes(g as Group)) throw new Error(`STRATUS_BENCH_ONLY: unknown group ${g} (groups: ${GROUPS.join(', ')})`);
@@ -144,6 +147,18 @@ async function syncGroup(workDir: string): Promise<void> {
   print(renderSync(r));
 }
 
+async function treeGroup(workDir: string): Promise<void> {
+  print(
+    await benchTreeOps(workDir, {
+      files: setting('STRATUS_BENCH_TAR_FILES', 10_000, 1_000),
+      dirs: setting('STRATUS_BENCH_TAR_DIRS', 500, 50),
+      editBytes: Math.round(setting('STRATUS_BENCH_EDIT_GIB', 1, 1 / 16) * 1024 * 1024 * 1024),
+      packages: quick ? ['knex'] : ['knex', 'typescript'],
+      log,
+    }),
+  );
+}
+
 const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-'));
 try {
   print(`# Stratus bench — ${os.cpus().length} cores, node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick mode: small sizes)' : ''}`);
@@ -153,6 +168,7 @@ try {
   if (wanted('download')) await downloadGroup(workDir);
   if (wanted('commits')) await commitsGroup(workDir);
   if (wanted('sync')) await syncGroup(workDir);
+  if (wanted('tree')) await treeGroup(workDir);
 } finally {
   await fs.rm(workDir, { recursive: true, force: true });
 }

@@ -21,9 +21,18 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
-/** Spawns `stratus ARGS` and resolves once its stderr matches `ready`; rejects if it exits (or is not ready in time) first. */
-function spawnUntil(args: string[], ready: RegExp, timeoutMs = 60_000): Promise<{ child: ChildProcess; match: RegExpExecArray; stderr(): string }> {
-  const child = spawn(process.execPath, [stratusBin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/**
+ * Spawns `cmd ARGS` (`name` in messages) and resolves once its stderr matches `ready`; rejects
+ * (and kills it) if it exits or is not ready in time first.
+ */
+export function spawnUntil(
+  cmd: string,
+  args: string[],
+  ready: RegExp,
+  o: { name: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<{ child: ChildProcess; match: RegExpExecArray; stderr(): string }> {
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: o.env ?? process.env });
   let err = '';
   let settled = false;
   return new Promise((resolve, reject) => {
@@ -32,7 +41,7 @@ function spawnUntil(args: string[], ready: RegExp, timeoutMs = 60_000): Promise<
       settled = true;
       clearTimeout(timer);
       child.kill('SIGKILL');
-      reject(new Error(`stratus ${args[0]} ${why}: ${err}`));
+      reject(new Error(`${o.name} ${why}: ${err}`));
     };
     const timer = setTimeout(() => fail(`not ready in ${timeoutMs} ms`), timeoutMs);
     child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
@@ -48,15 +57,20 @@ function spawnUntil(args: string[], ready: RegExp, timeoutMs = 60_000): Promise<
   });
 }
 
+/** `stratus ARGS` until its stderr matches `ready` (see spawnUntil). */
+function spawnStratus(args: string[], ready: RegExp): ReturnType<typeof spawnUntil> {
+  return spawnUntil(process.execPath, [stratusBin, ...args], ready, { name: `stratus ${args[0]}` });
+}
+
 /** SIGTERM, then wait for the exit. */
-async function terminate(child: ChildProcess): Promise<void> {
+export async function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   await exited(child);
 }
 
 /** `stratus serve` as its own process; resolves once it serves. */
 export async function startServe(args: string[]): Promise<{ url: string; stop(): Promise<void> }> {
-  const { child, match } = await spawnUntil(['serve', '--listen', '127.0.0.1:0', ...args], /serving on (http:\/\/\S+)/);
+  const { child, match } = await spawnStratus(['serve', '--listen', '127.0.0.1:0', ...args], /serving on (http:\/\/\S+)/);
   return { url: match[1]!, stop: () => terminate(child) };
 }
 
@@ -72,7 +86,7 @@ export interface MountProcess {
 /** `stratus mount` as its own process; resolves once the drive is ready. */
 export async function startMount(opts: { mountpoint: string; server: string; token: string; cacheDir: string; cacheSize: string }): Promise<MountProcess> {
   const args = ['mount', opts.mountpoint, '--server', opts.server, '--token', opts.token, '--cache', opts.cacheDir, '--cache-size', opts.cacheSize];
-  const { child, stderr } = await spawnUntil(args, /drive ready at/).catch(async (err: unknown) => {
+  const { child, stderr } = await spawnStratus(args, /drive ready at/).catch(async (err: unknown) => {
     await unmountIfMounted(opts.mountpoint).catch(() => undefined);
     throw err;
   });

@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { exists, pollUntil } from './helpers.js';
 import { markdownTable, num } from './report.js';
 import { addUser, startMount, startServe, stratusBin, type MountProcess } from './serve-process.js';
 
@@ -206,20 +207,8 @@ function arrivedSmall(file: string, bytes: Buffer, timeoutMs: number): Promise<n
   return waitFor(async () => (await fs.readFile(file).catch(() => undefined))?.equals(bytes) ?? false, timeoutMs, `${file} to reach B`);
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
-  const deadline = now() + timeoutMs;
-  for (;;) {
-    if (await check()) return now();
-    if (now() > deadline) throw new Error(`sync bench: timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-async function exists(p: string): Promise<boolean> {
-  return fs.stat(p).then(
-    () => true,
-    () => false,
-  );
+function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<number> {
+  return pollUntil(async () => ((await check()) ? now() : undefined), { timeoutMs, everyMs: POLL_MS, what: `${what} (sync bench)` });
 }
 
 async function readAt(file: string, position: number, length: number): Promise<Buffer> {

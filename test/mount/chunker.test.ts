@@ -247,6 +247,19 @@ t.test('ChunkerPool', async (t) => {
     await t.rejects(pool.hashFile(path.join(tmpDir, 'missing.bin'), 1), { code: 'ENOENT', syscall: 'open' }, 'a missing file rejects like fs');
   });
 
+  t.test('hashedBytes counts what chunkFile and hashFile read, not hash nor a file of another size', async (t) => {
+    const own = new ChunkerPool({ threads: 1 });
+    t.teardown(() => own.close());
+    const file = path.join(tmpDir, 'counted.bin');
+    await fs.writeFile(file, crypto.randomBytes(3 * MiB + 5));
+    await own.chunkFile(file, SMALL);
+    await own.chunkFile(file, SMALL, { start: MiB });
+    await own.hashFile(file, 3 * MiB + 5);
+    await own.hashFile(file, 1); // another size: not read
+    await own.hash(crypto.randomBytes(1000));
+    t.equal(own.hashedBytes, 3 * (3 * MiB + 5) - MiB);
+  });
+
   t.test('errors reject the promise', async (t) => {
     await t.rejects(pool.chunkFile(path.join(tmpDir, 'missing.bin'), DEFAULT_CHUNKING), { code: 'ENOENT' }, 'missing file');
     await t.rejects(pool.chunkFile(path.join(tmpDir), DEFAULT_CHUNKING), { code: 'EISDIR' }, 'a directory');
