@@ -289,7 +289,10 @@ export class Tree {
     const previous = this.bySid.get(sid);
     if (previous !== undefined && previous !== ino) {
       const other = this.node(previous);
-      if (other) this.store_(previous, { ...other, sid: null });
+      // The change feed showed the node before its reply came (ours was not in the tree then to hold
+      // the name): that copy of it goes, ours is the node. One changed here meanwhile only lets go of the id.
+      if (other && this.byIno.has(previous) && !this.hasPendingOps(previous)) this.removeSubtree(previous);
+      else if (other) this.store_(previous, { ...other, sid: null });
     }
     if (n.sid !== null && this.bySid.get(n.sid) === ino) this.bySid.delete(n.sid);
     this.bySid.set(sid, ino);
@@ -298,13 +301,17 @@ export class Tree {
     this.wake(ino);
   }
 
-  /** Server fields of a node the sender just heard about (a version committed, a reply's state): name and place stay local. */
-  patchServer(ino: number, info: NodeInfo | { head_version: number; size: number; mtime: number }): void {
+  /**
+   * Server fields of a node the sender just heard about (a version committed, a reply's state):
+   * name and place stay local, and so do size and mtime when `keepLocal` (something logged after
+   * the reply's change has its own).
+   */
+  patchServer(ino: number, info: NodeInfo | { head_version: number; size: number; mtime: number }, keepLocal = false): void {
     const n = this.node(ino);
     if (!n) return;
     this.stampLocal(ino);
     const fields = 'id' in info ? serverFields(info) : { headVersion: info.head_version, size: info.size, mtime: info.mtime };
-    this.store_(ino, { ...n, ...fields });
+    this.store_(ino, { ...n, ...fields, ...(keepLocal && { size: n.size, mtime: n.mtime }) });
   }
 
   /** A node removed here for good, once no queued operation names it and no writer has it open. */

@@ -51,9 +51,7 @@ async function committed(ctx: SendContext, entry: Entry<ContentOp>, sid: string,
   ctx.stats.commits++;
   await ctx.own.made(ino, manifest.version);
   // Size and mtime as committed, unless something logged later (an mtime, a newer save) has its own.
-  const node = ctx.tree.node(ino);
-  const later = ctx.log.laterOf(entry);
-  ctx.tree.patchServer(ino, { head_version: manifest.version, size: later && node ? node.size : manifest.size, mtime: later && node ? node.mtime : manifest.mtime });
+  ctx.tree.patchServer(ino, { head_version: manifest.version, size: manifest.size, mtime: manifest.mtime }, ctx.log.laterOf(entry));
   // What this mount wrote opens offline too (its blocks are in the cache from the upload).
   ctx.store.putManifest(sid, manifest.version, manifest.blocks).catch(() => undefined);
   return { ino, nodeId: sid, manifest };

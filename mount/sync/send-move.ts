@@ -28,7 +28,8 @@ export async function sendMove(ctx: SendContext, entry: Entry<MoveOp>): Promise<
         // File over file: the destination node holds the content now; the local node is that node.
         ctx.tree.setSid(op.ino, info.id);
         await ctx.own.made(op.ino, info.head_version);
-        ctx.tree.patchServer(op.ino, info);
+        // The version the replace made; a save logged after the rename (the file still open) has its own size.
+        ctx.tree.patchServer(op.ino, info, ctx.log.laterOf(entry));
       }
       if (info.name !== op.name && !ctx.log.laterStructural(entry)) ctx.tree.applyServer(info);
       return;

@@ -243,6 +243,7 @@ t.test('rename of a folder with children moves the whole subtree (also with a ch
   await h.vfs.rename('/e/sub', '/sub2');
   t.same((await h.vfs.readdir('/')).names.sort(), ['e', 'sub2'], 'moved to another folder');
   t.same(await readAll(h.vfs, '/sub2/y'), y);
+  await drained(h.queue);
   t.ok(await serverChild(user.client, 'y', (await serverChild(user.client, 'sub2'))!.id), 'the server agrees');
 });
 
@@ -326,9 +327,12 @@ t.test('utimens sets the server mtime: idle file, file open, right after release
   await writeAll(h.vfs, '/idle', Buffer.from('idle'), { create: true });
   await drained(h.queue);
   await h.vfs.utimens('/idle', null, T + 1);
+  t.equal((await h.vfs.getattr('/idle')).mtime, T + 1, 'shown at once');
+  await drained(h.queue);
   t.equal(await mtimeOf('idle'), T + 1, 'idle file: set on the server');
   t.equal((await h.vfs.getattr('/idle')).mtime, T + 1, 'and shown');
   await h.vfs.utimens('/idle', Date.now(), null);
+  await drained(h.queue);
   t.equal(await mtimeOf('idle'), T + 1, 'mtime null (UTIME_OMIT) leaves it');
 
   const fh = await h.vfs.create('/open', 0o644);
