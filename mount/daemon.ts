@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BlockCache } from '../cache/block-cache.js';
 import { StratusClient } from '../protocol/client.js';
-import { isTransient } from './vfs/errors.js';
+import { isTransient } from './model/errors.js';
 import type { ServerConfig, WhoAmI } from '../protocol/types.js';
 import { ChunkerPool } from './chunker/pool.js';
 import { fuseOps } from './fuse/adapter.js';
@@ -15,7 +15,7 @@ import { StateStore } from './state/store.js';
 import { EventsClient } from './sync/events.js';
 import { KernelRefresher } from './sync/kernel-refresh.js';
 import { Syncer } from './sync/syncer.js';
-import { BlockSource } from './vfs/block-source.js';
+import { BlockSource } from './blocks/block-source.js';
 import { Tree } from './node/tree.js';
 import { OpLog } from './oplog/op-log.js';
 import { Sender } from './sync/sender.js';
@@ -168,7 +168,8 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     const device = opts.device ?? whoami.device.name;
     const oplog = new OpLog(store, tree);
     await oplog.load((bytes) => cache.reserve(bytes));
-    const sender = new Sender({ log: oplog, tree, store, client, pool, cache, config, device, say: log });
+    const source = new BlockSource(client, cache, pool, { log });
+    const sender = new Sender({ log: oplog, tree, store, client, pool, cache, source, config, device, say: log });
     closers.push(() => sender.stop());
     sender.start();
     await removeOrphanStaging(stagingDir, new Set(oplog.list().flatMap((e) => (e.op.kind === 'content' ? [e.op.staging] : []))));
@@ -180,7 +181,6 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     // Online, the drive shows current state from its first listing; offline, it catches up later.
     if (!startedOffline) await syncer.pullNow().catch(() => undefined);
 
-    const source = new BlockSource(client, cache, pool, { log });
     const vfs = new Vfs({ tree, log: oplog, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config) });
     const fuse = await mountFuse(mountpoint, fuseOps(vfs, log), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout });
     let mounted = true;

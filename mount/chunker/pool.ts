@@ -21,7 +21,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { BlockRef, ChunkingParams } from '../../protocol/types.js';
-import type { HashedFile, SerializedError, WorkerRequest, WorkerResponse } from './worker.js';
+import type { ChunkWindow, HashedFile, SerializedError, WorkerRequest, WorkerResponse } from './worker.js';
 
 export type ChunkRef = BlockRef & { offset: number };
 
@@ -30,7 +30,7 @@ export interface ChunkerPoolOptions {
   threads?: number;
 }
 
-export interface ChunkFileOptions {
+export interface ChunkFileOptions extends ChunkWindow {
   /** Byte offset to start chunking at (the first chunk starts there); default 0. */
   start?: number;
 }
@@ -126,7 +126,8 @@ export class ChunkerPool {
    * memory). Offsets are absolute in the file; sizes add up to the bytes from `start` to EOF.
    */
   chunkFile(path: string, params: ChunkingParams, opts: ChunkFileOptions = {}): Promise<ChunkRef[]> {
-    const payload: Payload = { type: 'chunkFile', path, start: opts.start ?? 0, params: { min: params.min, avg: params.avg, max: params.max } };
+    const { start = 0, ...window } = opts;
+    const payload: Payload = { type: 'chunkFile', path, start, params: { min: params.min, avg: params.avg, max: params.max }, window };
     return (this.submit('chunk', payload, []) as Promise<ChunkRef[]>).then((chunks) => {
       for (const c of chunks) this.hashedBytes += c.size;
       return chunks;

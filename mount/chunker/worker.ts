@@ -31,8 +31,21 @@ export interface ChunkRef {
   offset: number;
 }
 
+/**
+ * Part of a file to cut (re-cutting an edited file from its first changed block): stop reading at
+ * `end` (and, unless `final`, leave the bytes after the last cut unemitted: the caller goes on from
+ * there); stop at the first cut at or after `resyncAfter` that lands on one of `resyncAt` (block
+ * boundaries of the previous version: from there on its blocks are the file's again).
+ */
+export interface ChunkWindow {
+  end?: number;
+  final?: boolean;
+  resyncAfter?: number;
+  resyncAt?: number[];
+}
+
 export type WorkerRequest =
-  | { id: number; type: 'chunkFile'; path: string; start: number; params: ChunkingParams }
+  | { id: number; type: 'chunkFile'; path: string; start: number; params: ChunkingParams; window?: ChunkWindow }
   | { id: number; type: 'hash'; bytes: ArrayBuffer }
   | { id: number; type: 'hashFile'; path: string; size: number }
   | { id: number; type: 'crash' };
@@ -69,12 +82,16 @@ function takePair(): [Buffer, Buffer] {
   return freePairs.pop() ?? [Buffer.allocUnsafeSlow(READ_SIZE), Buffer.allocUnsafeSlow(READ_SIZE)];
 }
 
-export async function chunkFile(path: string, start: number, params: ChunkingParams): Promise<ChunkRef[]> {
+export async function chunkFile(path: string, start: number, params: ChunkingParams, window: ChunkWindow = {}): Promise<ChunkRef[]> {
   if (!Number.isSafeInteger(start) || start < 0) throw new RangeError(`start must be a non-negative integer, got ${start}`);
   const cutter = new FastCdcCutter(params); // validates params before the file is opened
   const fh = await open(path, 'r');
   const pair = takePair();
   let pending: Promise<{ bytesRead: number }> | null = null;
+  const stopReading = window.end ?? Infinity;
+  const resync = new Set(window.resyncAt ?? []);
+  const resyncAfter = window.resyncAfter ?? Infinity;
+  const readAt = (buf: Buffer, at: number) => fh.read(buf, 0, Math.max(0, Math.min(READ_SIZE, stopReading - at)), at);
   try {
     const refs: ChunkRef[] = [];
     const ends: number[] = [];
@@ -82,7 +99,7 @@ export async function chunkFile(path: string, start: number, params: ChunkingPar
     let chunkStart = 0; // relative to `start`, like the cutter's offsets
     let pos = 0; // relative offset of the next byte to read
     let cur = 0;
-    pending = fh.read(pair[cur]!, 0, READ_SIZE, start + pos);
+    pending = readAt(pair[cur]!, start + pos);
     for (;;) {
       const { bytesRead } = await pending;
       pending = null;
@@ -91,7 +108,7 @@ export async function chunkFile(path: string, start: number, params: ChunkingPar
       const pieceStart = pos;
       pos += bytesRead;
       cur ^= 1;
-      pending = fh.read(pair[cur]!, 0, READ_SIZE, start + pos); // prefetch while this piece is cut and hashed
+      pending = readAt(pair[cur]!, start + pos); // prefetch while this piece is cut and hashed
       ends.length = 0;
       cutter.push(piece, ends);
       let p = 0;
@@ -102,9 +119,11 @@ export async function chunkFile(path: string, start: number, params: ChunkingPar
         hasher = createHash();
         chunkStart = end;
         p = e;
+        if (start + end >= resyncAfter && resync.has(start + end)) return refs;
       }
       if (p < bytesRead) hasher.update(piece.subarray(p));
     }
+    if (window.final === false) return refs;
     const last = cutter.finish();
     if (last !== null) {
       refs.push({ hash: hasher.digest().toString('hex'), size: last - chunkStart, offset: start + chunkStart });
@@ -164,7 +183,7 @@ async function handle(msg: WorkerRequest): Promise<void> {
   try {
     switch (msg.type) {
       case 'chunkFile': {
-        const result = await chunkFile(msg.path, msg.start, msg.params);
+        const result = await chunkFile(msg.path, msg.start, msg.params, msg.window);
         port.postMessage({ id: msg.id, ok: true, result } satisfies WorkerResponse);
         return;
       }

@@ -1,4 +1,4 @@
-import { toErrno } from '../vfs/errors.js';
+import { toErrno } from '../model/errors.js';
 import type { Vfs } from '../vfs/vfs.js';
 
 type Cb = (code: number, ...rest: unknown[]) => void;

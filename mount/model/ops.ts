@@ -44,7 +44,13 @@ export interface SetattrOp {
   mtime?: number;
 }
 
-/** A closed file's content: a staging file this entry owns, made on top of `baseVersion`. */
+/**
+ * A closed file's content: a staging file this entry owns, made on top of `baseVersion`. With
+ * `base`, the file was opened on that version without downloading it: the staging file holds
+ * only `present` (what was written, and what reads fetched); the rest of [0, base.limit) is the
+ * version's. `changed` spans every byte written (and `base.limit`, a truncate, is a change too):
+ * the sender re-cuts from the first changed block only.
+ */
 export interface ContentOp {
   kind: 'content';
   ino: number;
@@ -52,6 +58,9 @@ export interface ContentOp {
   size: number;
   mtime: number;
   baseVersion: number;
+  base?: { sid: string; version: number; limit: number };
+  present?: [number, number][];
+  changed?: [number, number];
 }
 
 /** An operation in the durable log: `seq` orders it; `createdAt` dates conflicted copies. */

@@ -4,6 +4,7 @@ import type { ContentOp } from '../model/ops.js';
 import type { Entry } from '../oplog/op-log.js';
 import { keepAsCopy } from './keep-as-copy.js';
 import type { SendContext } from './send-context.js';
+import { cutSave } from './recut.js';
 import { uploadMissing } from './upload.js';
 
 /** What a content entry became on the server: a version of its node, or of a conflicted copy. */
@@ -26,13 +27,24 @@ export async function sendContent(ctx: SendContext, entry: Entry<ContentOp>): Pr
   const { op } = entry;
   const sid = ctx.tree.node(op.ino)?.sid;
   if (!sid) throw new Error(`the file of a queued save is not on the server yet`);
-  const blocks = await ctx.pool.chunkFile(op.staging, ctx.config.chunking);
-  await uploadMissing(ctx, op.staging, blocks, () => entry.send.cancelled);
+  let cut = await cutSave(ctx, op);
+  await uploadMissing(ctx, op.staging, cut.fresh, () => entry.send.cancelled);
   if (entry.send.cancelled) return undefined;
-  const refs: BlockRef[] = blocks.map((b) => ({ hash: b.hash, size: b.size }));
+  let refs: BlockRef[] = cut.refs.map((b) => ({ hash: b.hash, size: b.size }));
   const base = Math.max(op.baseVersion, ctx.own.get(op.ino));
+  const commit = () => ctx.client.commit(sid, { base_version: base, blocks: refs, size: op.size, mtime: op.mtime });
   try {
-    return await committed(ctx, entry, sid, await ctx.client.commit(sid, { base_version: base, blocks: refs, size: op.size, mtime: op.mtime }));
+    try {
+      return await committed(ctx, entry, sid, await commit());
+    } catch (err) {
+      // Blocks of the version the save was made on are gone from the server (purged): cut and upload all of it.
+      if (!(err instanceof ApiError && err.code === 'missing_blocks' && op.base)) throw err;
+      cut = await cutSave(ctx, op, true);
+      await uploadMissing(ctx, op.staging, cut.fresh, () => entry.send.cancelled);
+      if (entry.send.cancelled) return undefined;
+      refs = cut.refs.map((b) => ({ hash: b.hash, size: b.size }));
+      return await committed(ctx, entry, sid, await commit());
+    }
   } catch (err) {
     if (!(err instanceof ApiError)) throw err;
     if (err.code === 'stale_version') {

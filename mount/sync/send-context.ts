@@ -1,6 +1,7 @@
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ServerConfig } from '../../protocol/types.js';
+import type { BlockSource } from '../blocks/block-source.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import type { Tree } from '../node/tree.js';
 import type { OpLog } from '../oplog/op-log.js';
@@ -26,6 +27,8 @@ export interface SendContext {
   store: StateStore;
   pool: ChunkerPool;
   cache: BlockCache;
+  /** Blocks of versions saves were made on (cache first, verified). */
+  source: BlockSource;
   config: ServerConfig;
   device: string;
   own: OwnVersions;

@@ -3,6 +3,7 @@ import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { isRefusal, isTransientFailure, retryAfterMs } from '../../protocol/transient.js';
 import type { ServerConfig } from '../../protocol/types.js';
+import type { BlockSource } from '../blocks/block-source.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import { isStructural, type ContentOp, type CreateOp, type DeleteOp, type MoveOp, type SetattrOp } from '../model/ops.js';
 import type { Tree } from '../node/tree.js';
@@ -27,6 +28,7 @@ export interface SenderOptions {
   client: StratusClient;
   pool: ChunkerPool;
   cache: BlockCache;
+  source: BlockSource;
   config: ServerConfig;
   device: string;
   /** Saves committed at once (different files); blocks uploaded at once per file. */
@@ -64,6 +66,7 @@ export class Sender extends EventEmitter {
       store: o.store,
       pool: o.pool,
       cache: o.cache,
+      source: o.source,
       config: o.config,
       device: o.device,
       own: new OwnVersions(o.log),

@@ -1,5 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
-import { FsError } from './errors.js';
+import { FsError } from '../model/errors.js';
 import type { ManifestReader } from './manifest-reader.js';
 import type { WriteSession } from './write-sessions.js';
 
@@ -14,8 +14,8 @@ export interface Handle {
   flushed: boolean;
   /** Opened by the mount itself (truncate by path), not by a descriptor: no close(2) will come. */
   internal?: boolean;
-  /** A read-only handle on a committed version. */
-  reader?: ManifestReader;
+  /** A read-only handle on a committed version (or on queued content over one). */
+  reader?: Pick<ManifestReader, 'read'>;
   /** A read-only handle on queued (not yet committed) content: its own descriptor on the staging file. */
   file?: FileHandle;
 }

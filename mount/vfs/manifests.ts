@@ -3,7 +3,7 @@ import type { StratusClient } from '../../protocol/client.js';
 import { FETCH_DEADLINE_MS, withDeadline } from '../../protocol/deadline.js';
 import type { LocalNode } from '../model/local-node.js';
 import type { StateStore } from '../state/store.js';
-import { PinnedManifest } from './manifest-reader.js';
+import { PinnedManifest } from '../blocks/pinned-manifest.js';
 
 /**
  * The manifests of the versions files are opened at: in memory (the last few hundred), on disk in
@@ -19,17 +19,22 @@ export class Manifests {
   ) {}
 
   /** The manifest of the version the node shows (empty for a file the server has no content of). */
-  async of(node: LocalNode): Promise<PinnedManifest> {
-    if (node.headVersion === 0 || node.sid === null) return new PinnedManifest(0, []);
-    const key = `${node.sid}@${node.headVersion}`;
+  of(node: LocalNode): Promise<PinnedManifest> {
+    if (node.headVersion === 0 || node.sid === null) return Promise.resolve(new PinnedManifest(0, []));
+    return this.at(node.sid, node.headVersion);
+  }
+
+  /** The manifest of version `version` of the file the server knows as `sid`. */
+  async at(sid: string, version: number): Promise<PinnedManifest> {
+    const key = `${sid}@${version}`;
     let m = this.recent.get(key);
     if (m) return m;
-    const saved = await this.store?.getManifest(node.sid, node.headVersion).catch(() => undefined);
-    if (saved) m = new PinnedManifest(node.headVersion, saved);
+    const saved = await this.store?.getManifest(sid, version).catch(() => undefined);
+    if (saved) m = new PinnedManifest(version, saved);
     else {
-      const res = await withDeadline(this.client.manifest(node.sid, node.headVersion), FETCH_DEADLINE_MS, 'the file\'s manifest');
+      const res = await withDeadline(this.client.manifest(sid, version), FETCH_DEADLINE_MS, 'the file\'s manifest');
       m = new PinnedManifest(res.version, res.blocks);
-      this.store?.putManifest(node.sid, res.version, res.blocks).catch(() => undefined);
+      this.store?.putManifest(sid, res.version, res.blocks).catch(() => undefined);
     }
     this.recent.set(key, m);
     return m;

@@ -1,6 +1,6 @@
 import { MAX_NAME_BYTES } from '../../protocol/names.js';
 import type { ServerConfig } from '../../protocol/types.js';
-import { FsError } from './errors.js';
+import { FsError } from '../model/errors.js';
 import type { Tree } from '../node/tree.js';
 
 /**

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockCache } from '../../cache/block-cache.js';
-import { FsError } from './errors.js';
-import { Extents } from './extents.js';
+import { FsError } from '../model/errors.js';
+import { Extents } from '../model/extents.js';
+import { writeFully } from '../blocks/file-io.js';
 
 /** A staging file: bytes written on this mount that the server does not have yet. */
 export interface StagingFile {
@@ -128,24 +129,9 @@ export class StagingFiles {
         if (!chunk.equals(ZEROS.subarray(0, bytesRead))) {
           await this.reserveMore(to, bytesRead);
           await this.write(to, chunk, pos);
-        }
+        } else to.extents.add(pos, pos + bytesRead); // held as a hole: still the file's own bytes (not its version's)
         pos += bytesRead;
       }
     }
   }
-}
-
-export async function writeFully(fh: FileHandle, bytes: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
-}
-
-/** Reads up to `length` bytes at `position` (fewer only at the end of the file). */
-export async function readFully(fh: FileHandle, buf: Buffer, length: number, position: number): Promise<number> {
-  let total = 0;
-  while (total < length) {
-    const { bytesRead } = await fh.read(buf, total, length - total, position + total);
-    if (bytesRead === 0) break;
-    total += bytesRead;
-  }
-  return total;
 }

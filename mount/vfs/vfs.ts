@@ -9,13 +9,15 @@ import type { LocalNode } from '../model/local-node.js';
 import type { Tree } from '../node/tree.js';
 import type { OpLog } from '../oplog/op-log.js';
 import type { StateStore } from '../state/store.js';
-import type { BlockSource } from './block-source.js';
-import { FsError } from './errors.js';
+import type { BlockSource } from '../blocks/block-source.js';
+import { FsError } from '../model/errors.js';
 import { Handles } from './handles.js';
+import { LayeredReader } from './layered-reader.js';
 import { ManifestReader } from './manifest-reader.js';
 import { Manifests } from './manifests.js';
 import { checkFileSize, checkNameLength, checkNodeType, checkOwnerChange, lookupFailure } from './posix.js';
-import { readFully, StagingFiles } from './staging-file.js';
+import { readFully } from '../blocks/file-io.js';
+import { StagingFiles } from './staging-file.js';
 import { LocalTimes } from './times.js';
 import { WriteSessions, type WriteSession } from './write-sessions.js';
 
@@ -178,7 +180,7 @@ export class Vfs {
     const { forgotten, replaced } = await this.o.log.forgetIfUnsent(node.ino, gone);
     if (!forgotten) await this.o.log.append(op, gone);
     // It had replaced a node the server has (rename over it, then removed): that node is deleted.
-    else if (replaced !== undefined) await this.removeReplaced(replaced, op.folder === true);
+    else if (replaced !== undefined) await this.removeReplaced(replaced);
     this.times.forget(node.ino);
     this.entriesChanged(node.parent!);
   }
@@ -201,9 +203,9 @@ export class Vfs {
   }
 
   /** Deletes a node already removed from the tree whose place a forgotten node had taken. */
-  private async removeReplaced(ino: number, folder: boolean): Promise<void> {
+  private async removeReplaced(ino: number): Promise<void> {
     const n = this.o.tree.node(ino);
-    await this.o.log.append(folder ? { kind: 'delete', ino, folder: true } : { kind: 'delete', ino, ...(n && { ifVersion: n.headVersion }) });
+    await this.o.log.append(n?.kind === 'dir' ? { kind: 'delete', ino, folder: true } : { kind: 'delete', ino, ...(n && { ifVersion: n.headVersion }) });
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -232,8 +234,11 @@ export class Vfs {
       // The server never heard of it: forgetting it here is replacing it — or replacing what it had
       // replaced. Else the server replaces it (a file over a file: the destination keeps its history
       // and takes the source's content).
-      const { forgotten, replaced } = await this.o.log.forgetIfUnsent(dst.ino, gone);
-      replace = forgotten ? replaced : dst.ino;
+      const { forgotten, replaced, moved } = await this.o.log.forgetIfUnsent(dst.ino, gone);
+      if (!forgotten) replace = dst.ino;
+      // It had replaced a node the server has: replaced in turn where it did so, or — moved on since — that node is deleted.
+      else if (replaced !== undefined && !moved) replace = replaced;
+      else if (replaced !== undefined) await this.removeReplaced(replaced);
       this.times.forget(dst.ino);
     }
     const oldParent = src.parent;
@@ -335,10 +340,18 @@ export class Vfs {
     // Being written here: the reader sees the writes as they happen, as on a local disk.
     const d = this.sessions.get(node.ino);
     if (d) return this.addSessionHandle(d, false);
-    const staging = this.o.log.latestContent(node.ino)?.staging;
-    if (staging) {
+    const queued = this.o.log.latestContent(node.ino);
+    if (queued) {
       try {
-        return this.handles.add({ ino: node.ino, writable: false, flushed: false, file: await open(staging, 'r') });
+        const file = await open(queued.staging, 'r');
+        if (!queued.base) return this.handles.add({ ino: node.ino, writable: false, flushed: false, file });
+        // Saved on a version without downloading it: the version fills in what the staging file does not hold.
+        const base = await this.manifests.at(queued.base.sid, queued.base.version).catch(async (err: unknown) => {
+          await file.close();
+          throw err;
+        });
+        const reader = new LayeredReader(file, queued.present ?? [], new ManifestReader(base, this.o.source), queued.base.limit, queued.size);
+        return this.handles.add({ ino: node.ino, writable: false, flushed: false, file, reader });
       } catch (err) {
         // Committed and removed in between: the manifest below is the content now.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;

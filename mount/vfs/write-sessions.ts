@@ -2,11 +2,13 @@ import { open, rm } from 'node:fs/promises';
 import type { LocalNode } from '../model/local-node.js';
 import type { Tree } from '../node/tree.js';
 import type { OpLog } from '../oplog/op-log.js';
-import type { BlockSource } from './block-source.js';
-import type { Extents } from './extents.js';
-import type { PinnedManifest } from './manifest-reader.js';
+import type { BlockSource } from '../blocks/block-source.js';
+import type { Extents } from '../model/extents.js';
+import type { PinnedManifest } from '../blocks/pinned-manifest.js';
 import type { Manifests } from './manifests.js';
-import { readFully, ZEROS, type StagingFile, type StagingFiles } from './staging-file.js';
+import { readFully } from '../blocks/file-io.js';
+import { fillFromBase } from '../blocks/base-fill.js';
+import type { StagingFile, StagingFiles } from './staging-file.js';
 
 /** What a session knows of the handles on it (handles.ts: Handle). */
 export interface SessionHandle {
@@ -47,9 +49,19 @@ export interface WriteSession {
   ended: boolean;
   /** Deleted or replaced here: nothing of it is queued any more. */
   unlinked: boolean;
+  /**
+   * Opened on a version without downloading it (DESIGN §6): bytes [0, limit) are the version's
+   * wherever the staging file holds none (`file.extents`); reads and the commit fill them in.
+   */
+  base?: { manifest: PinnedManifest; sid: string; limit: number };
+  /** The span of every byte written ([first, end)): the commit re-cuts from its first block. */
+  changed?: [number, number];
+  /** A fill from the version in progress: writes and truncates wait for it. */
+  filling?: Promise<void>;
 }
 
-const MATERIALIZE_PARALLEL = 4;
+/** Past this many separate ranges a session with a base downloads the rest and goes on without it. */
+const MAX_PRESENT_RANGES = 1000;
 
 /**
  * The write sessions of the mount, by inode number: started (from queued content, or from the
@@ -118,6 +130,7 @@ export class WriteSessions {
   private async begin(node: LocalNode, truncate: boolean): Promise<WriteSession> {
     const { log, staging } = this.o;
     const queued = log.latestContent(node.ino);
+    const queuedBase = !truncate && queued?.base ? await this.o.manifests.at(queued.base.sid, queued.base.version) : undefined;
     // The queued file stays on disk until copied, even if its commit lands meanwhile (else: ENOENT, i.e. EIO).
     const copyFrom = !truncate && queued ? queued.staging : undefined;
     if (copyFrom) log.useStaging(copyFrom);
@@ -149,12 +162,22 @@ export class WriteSessions {
         const src = await open(copyFrom, 'r');
         try {
           // Where this mount wrote the queued file, only its data ranges are read (holes are not even read).
-          await staging.copyInto(file, src, this.stagedExtents.get(copyFrom)?.list, queued!.size);
+          await staging.copyInto(file, src, queued!.present ?? this.stagedExtents.get(copyFrom)?.list, queued!.size);
         } finally {
           await src.close();
         }
         d.size = queued!.size;
-      } else if (!truncate && node.headVersion > 0 && node.size > 0) await this.materialize(d, await this.o.manifests.of(node));
+        if (queuedBase && queued!.base) {
+          d.base = { manifest: queuedBase, sid: queued!.base.sid, limit: queued!.base.limit };
+          if (queued!.changed) d.changed = [...queued!.changed];
+        }
+      } else if (!truncate && node.headVersion > 0 && node.size > 0 && node.sid !== null) {
+        // Nothing is downloaded: the version's bytes come in where they are read, or at the commit.
+        const manifest = await this.o.manifests.of(node);
+        await file.fh.truncate(manifest.size);
+        d.size = manifest.size;
+        d.base = { manifest, sid: node.sid, limit: manifest.size };
+      }
     } catch (err) {
       await staging.drop(file);
       throw err;
@@ -166,52 +189,43 @@ export class WriteSessions {
     return d;
   }
 
-  /** Copies a version into a staging file (a writer that does not truncate edits the whole file). */
-  private async materialize(d: WriteSession, m: PinnedManifest): Promise<void> {
+  /**
+   * Brings the version's bytes of [from, to) into the session's file where it holds none. Runs
+   * alone: writes and truncates in progress finish first, new ones wait for it.
+   */
+  private async fill(d: WriteSession, from: number, to: number): Promise<void> {
+    for (;;) {
+      if (!d.base) return;
+      if (d.filling) await d.filling.catch(() => undefined);
+      else if (d.changing > 0) await new Promise<void>((wake) => d.idle.push(wake));
+      else break;
+    }
     const f = d.file;
     const { staging, source } = this.o;
-    // The staging file starts sparse: blocks of zeros (holes of sparse files) need no write.
-    await f.fh.truncate(m.size);
-    const zeroBlocks = new Set<string>();
-    let next = 0;
-    let failed = false;
-    const worker = async () => {
-      while (next < m.blocks.length && !failed) {
-        const i = next++;
-        const b = m.blocks[i]!;
-        if (zeroBlocks.has(b.hash)) continue;
-        const bytes = await source.get(b.hash, b.size);
-        if (bytes.length <= ZEROS.length && bytes.equals(ZEROS.subarray(0, bytes.length))) {
-          zeroBlocks.add(b.hash);
-          continue;
-        }
-        // Only written bytes hold room in the cache bound (a 5 GiB sparse file is not 5 GiB here).
-        await staging.reserveMore(f, bytes.length);
-        await staging.write(f, bytes, m.offsets[i]!);
-      }
-    };
-    // Every worker has stopped before a failure propagates (the caller then closes the file and gives back the room).
-    const results = await Promise.allSettled(
-      Array.from({ length: Math.min(MATERIALIZE_PARALLEL, m.blocks.length) }, () =>
-        worker().catch((err: unknown) => {
-          failed = true;
-          throw err;
-        }),
-      ),
-    );
-    for (const r of results) if (r.status === 'rejected') throw r.reason;
-    d.size = m.size;
+    const base = d.base;
+    // A queued file's room passed to its log entry; filling it in holds none of its own.
+    const reserve = f.queued ? undefined : (bytes: number) => staging.reserveMore(f, bytes);
+    const p = staging.using(f, () => fillFromBase({ fh: f.fh, present: f.extents, base: base.manifest, limit: base.limit, source, ...(reserve && { reserve }) }, from, to));
+    d.filling = p.finally(() => (d.filling = undefined));
+    await d.filling;
   }
 
   /** Reads the session's live content (whatever a close queued meanwhile); its file stays open until the read is done. */
-  read(d: WriteSession, buf: Buffer, length: number, position: number): Promise<number> {
+  async read(d: WriteSession, buf: Buffer, length: number, position: number): Promise<number> {
+    if (d.base) await this.fill(d, position, position + length);
     const f = d.file;
     return this.o.staging.using(f, () => readFully(f.fh, buf, length, position));
   }
 
   /** Writes at `position`; room is held for the bytes written, not for a hole before them (a sparse file costs what is written). */
-  write(d: WriteSession, bytes: Buffer, position: number): Promise<number> {
+  async write(d: WriteSession, bytes: Buffer, position: number): Promise<number> {
+    // Scattered writes all over a file opened on a version: take the rest of the version and go on without it.
+    if (d.base && (d.file.extents.count ?? Infinity) > MAX_PRESENT_RANGES) {
+      await this.fill(d, 0, d.base.limit);
+      d.base = undefined;
+    }
     return this.change(d, async (f) => {
+      d.changed = d.changed ? [Math.min(d.changed[0], position), Math.max(d.changed[1], position + bytes.length)] : [position, position + bytes.length];
       await this.o.staging.reserveUpTo(f, Math.min(f.reserved + bytes.length, Math.max(d.size, position + bytes.length)));
       d.gen++;
       await this.o.staging.write(f, bytes, position);
@@ -233,6 +247,8 @@ export class WriteSessions {
 
   private async cut(d: WriteSession, f: StagingFile, size: number): Promise<void> {
     d.gen++;
+    // What the cut takes off the version is gone, also if the file grows again (it reads zeros).
+    if (d.base) d.base.limit = Math.min(d.base.limit, size);
     // Growing leaves a hole, which takes no disk: nothing to reserve. Shrinking gives back what is cut off.
     await this.o.staging.cut(f, size);
     d.size = size;
@@ -302,8 +318,9 @@ export class WriteSessions {
     f.queued = true;
     try {
       // Invariant 5: queued on disk before close returns. The reservation passes to the log entry.
-      const { size, mtime } = d;
-      await this.o.log.append({ kind: 'content', ino: d.ino, staging: f.path, size, mtime, baseVersion: d.baseVersion }, () => this.o.tree.patch(d.ino, { size, mtime }), f.reserved);
+      const { size, mtime, base, changed } = d;
+      const lazy = base && { base: { sid: base.sid, version: base.manifest.version, limit: base.limit }, present: (f.extents.list ?? []).map(([a, b]): [number, number] => [a, b]), ...(changed && { changed: [...changed] as [number, number] }) };
+      await this.o.log.append({ kind: 'content', ino: d.ino, staging: f.path, size, mtime, baseVersion: d.baseVersion, ...lazy }, () => this.o.tree.patch(d.ino, { size, mtime }), f.reserved);
     } catch (err) {
       f.queued = false;
       throw err;
@@ -319,6 +336,7 @@ export class WriteSessions {
   private async change<T>(d: WriteSession, fn: (f: StagingFile) => Promise<T>): Promise<T> {
     for (;;) {
       if (d.snapshotting) await d.snapshotting.catch(() => undefined);
+      else if (d.filling) await d.filling.catch(() => undefined);
       else if (d.file.queued) {
         d.copying ??= this.unqueue(d).finally(() => (d.copying = undefined));
         await d.copying;

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { BlockCache } from '../../cache/block-cache.js';
 import { blockPath, blocksRoot } from '../../cache/layout.js';
 import { ChunkerPool } from '../../mount/chunker/pool.js';
-import { BlockSource } from '../../mount/vfs/block-source.js';
+import { BlockSource } from '../../mount/blocks/block-source.js';
 import { blake3Hex } from '../../protocol/hash.js';
 import type { StratusClient } from '../../protocol/client.js';
 

@@ -1,4 +1,4 @@
-import { toErrno } from '../../mount/vfs/errors.js';
+import { toErrno } from '../../mount/model/errors.js';
 import type { Stat as VfsStat, Vfs } from '../../mount/vfs/vfs.js';
 import { constants } from 'node:os';
 import { drained, type VfsHarness } from '../helpers/vfs.js';

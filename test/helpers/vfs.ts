@@ -9,8 +9,8 @@ import type { ContentOp } from '../../mount/model/ops.js';
 import { OpLog } from '../../mount/oplog/op-log.js';
 import { Sender, type CommitResult } from '../../mount/sync/sender.js';
 import { Syncer } from '../../mount/sync/syncer.js';
-import { BlockSource, type BlockSourceOptions } from '../../mount/vfs/block-source.js';
-import { FsError, toErrno, type Errno } from '../../mount/vfs/errors.js';
+import { BlockSource, type BlockSourceOptions } from '../../mount/blocks/block-source.js';
+import { FsError, toErrno, type Errno } from '../../mount/model/errors.js';
 import { Tree } from '../../mount/node/tree.js';
 import { fileSizeLimit } from '../../mount/vfs/posix.js';
 import { Vfs } from '../../mount/vfs/vfs.js';
@@ -101,6 +101,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
 
     const log = new OpLog(store, tree);
     await log.load((bytes) => cache.reserve(bytes));
+    const source = new BlockSource(client, cache, pool, opts.source);
     const queue = new Sender({
       log,
       tree,
@@ -108,6 +109,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
       client,
       pool,
       cache,
+      source,
       config,
       device: opts.device ?? whoami.device.name,
       say: opts.log,
@@ -131,7 +133,6 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
     await syncer.pullNow().catch(() => undefined);
     const pull = () => syncer.pullNow();
 
-    const source = new BlockSource(client, cache, pool, opts.source);
     const vfs = new Vfs({ tree, log, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config) });
 
     let closing: Promise<void> | undefined;

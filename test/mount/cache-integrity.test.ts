@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { toErrno } from '../../mount/vfs/errors.js';
+import { toErrno } from '../../mount/model/errors.js';
 import { blake3Hex } from '../../protocol/hash.js';
 import type { BlockRef } from '../../protocol/types.js';
 import { startTestBackend, type TestBackend } from '../helpers/backend.js';
@@ -155,7 +155,7 @@ t.test('a verified block whose file shrinks afterwards is checked again: the rea
   t.ok((await readAll(h.vfs, '/f.bin')).equals(s.data), 'the whole file reads right');
 });
 
-t.test('staging is filled with verified bytes only: an append to a file whose cached blocks are bad commits the right bytes', async (t) => {
+t.test('staging is filled with verified bytes only: a file whose cached blocks are bad, read and appended to through one descriptor, commits the right bytes', async (t) => {
   const s = await setup(t);
   const h = await s.restart();
   await damageFile(cachedBlockFile(s.cacheDir, s.blocks[0]!.hash), 'flip');
@@ -163,8 +163,10 @@ t.test('staging is filled with verified bytes only: an append to a file whose ca
   await damageFile(cachedBlockFile(s.cacheDir, s.blocks[3]!.hash), 'flip');
 
   const tail = Buffer.from('one more line\n');
-  const fh = await h.vfs.open('/f.bin', fsc.O_WRONLY | fsc.O_APPEND);
+  const fh = await h.vfs.open('/f.bin', fsc.O_RDWR);
   try {
+    // Reading through the writer fills its staging file from the version it opened (the cache, then the server).
+    t.ok((await readFh(h.vfs, fh, s.data.length, 0)).equals(s.data), 'the writer reads the right bytes');
     await h.vfs.write(fh, tail, tail.length, s.data.length);
   } finally {
     await h.vfs.release(fh);

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { Extents } from '../../mount/vfs/extents.js';
+import { Extents } from '../../mount/model/extents.js';
 
 /** A reference: the set of written bytes of a small file, as a bitmap. */
 function ranges(bits: boolean[]): [number, number][] {

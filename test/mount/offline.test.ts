@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import t, { type Test } from 'tap';
-import { toErrno } from '../../mount/vfs/errors.js';
+import { toErrno } from '../../mount/model/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
 import { drained, readAll, restartVfs, serverBytes, serverChild, switchableDevice, writeAll, type Device, type VfsHarness } from '../helpers/vfs.js';

@@ -4,8 +4,8 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { BlockSource } from '../../mount/vfs/block-source.js';
-import type { Errno } from '../../mount/vfs/errors.js';
+import { BlockSource } from '../../mount/blocks/block-source.js';
+import type { Errno } from '../../mount/model/errors.js';
 import type { StratusClient } from '../../protocol/client.js';
 import { commitRandomBlocks, randomBlock, startTestBackend, type TestBackend, type TestUser } from '../helpers/backend.js';
 import {
@@ -193,9 +193,11 @@ t.test("git's lock-file pattern before anything is sent: temp files renamed over
   const { h, user } = await setup(t, { wrapClient: faults.wrap });
   await writeAll(h.vfs, '/index', Buffer.from('v1'), { create: true });
   await writeAll(h.vfs, '/gone', Buffer.from('g1'), { create: true });
+  await writeAll(h.vfs, '/left', Buffer.from('l1'), { create: true });
   await drained(h.queue);
   const index = (await serverChild(user.client, 'index'))!;
   const gone = (await serverChild(user.client, 'gone'))!;
+  const left = (await serverChild(user.client, 'left'))!;
   // Nothing is sent meanwhile: every lock file is made, renamed over and forgotten before the server hears of it.
   faults.hold('create');
   await writeAll(h.vfs, '/index.lock', Buffer.from('v2'), { create: true });
@@ -206,14 +208,24 @@ t.test("git's lock-file pattern before anything is sent: temp files renamed over
   await h.vfs.rename('/next.lock', '/gone');
   await h.vfs.rename('/index.lock', '/index');
   await h.vfs.unlink('/gone');
+  // Replaced, then the one that replaced it moves on and is itself replaced at its new name.
+  await writeAll(h.vfs, '/a.tmp', Buffer.from('a'), { create: true });
+  await h.vfs.rename('/a.tmp', '/left');
+  await h.vfs.rename('/left', '/moved');
+  await writeAll(h.vfs, '/b.tmp', Buffer.from('b, the last'), { create: true });
+  await h.vfs.rename('/b.tmp', '/moved');
   faults.open('create');
   await drained(h.queue);
-  t.same((await h.vfs.readdir('/')).names, ['index'], 'the mount shows one file');
+  t.same((await h.vfs.readdir('/')).names.sort(), ['index', 'moved'], 'the mount shows two files');
+  t.equal((await readAll(h.vfs, '/moved')).toString(), 'b, the last');
+  const moved = await serverChild(user.client, 'moved');
+  t.equal(moved && (await serverBytes(user.client, moved.id)).bytes.toString(), 'b, the last', 'the server: the last file at the name it was moved to');
+  t.not((await user.client.node(left.id)).deleted_at, null, 'and the file replaced where the name was left is in the trash');
   t.equal((await readAll(h.vfs, '/index')).toString(), 'v4 the last');
   const now = await serverChild(user.client, 'index');
   t.equal(now?.id, index.id, 'the server: the same node (its history kept)');
   t.equal(now && (await serverBytes(user.client, now.id)).bytes.toString(), 'v4 the last', 'holding the last content');
-  t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), ['index'], 'and nothing else: the file a lock file replaced before it was removed is gone too');
+  t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name).sort(), ['index', 'moved'], 'and nothing else: the file a lock file replaced before it was removed is gone too');
   t.not((await user.client.node(gone.id)).deleted_at, null, 'it is in the trash');
 });
 
@@ -386,16 +398,31 @@ t.test('ENOSPC when the cache cannot hold dirty data; nothing half-written is co
   t.ok(s.bytes.equals(first), 'it holds exactly the bytes of the accepted write, none of the refused one');
   t.equal(h.cache.stats().reservedBytes, 0, 'nothing stays reserved after the commit');
 
-  // A file larger than the cache written elsewhere cannot be opened for an in-place edit here...
-  const remote = await user.client.create({ parent_id: (await user.client.root()).id, name: 'remote', kind: 'file' });
-  await commitRandomBlocks(user.client, remote.id, 0, [600 * KiB, 600 * KiB]);
+  // A file larger than the cache written elsewhere opens for an in-place edit here: nothing is
+  // downloaded at open, and the edit commits, cutting and uploading only the part around it.
+  const otherDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-vfs-'));
+  t.teardown(() => fs.rm(otherDir, { recursive: true, force: true }));
+  const other = await assembleVfs({ url: backend.url, token: user.token, cacheDir: otherDir });
+  t.teardown(() => other.close());
+  const original = bytes(1200 * KiB);
+  await writeAll(other.vfs, '/remote', original, { create: true });
+  await drained(other.queue);
+  const remote = (await serverChild(user.client, 'remote'))!;
   await h.pull();
-  const before = await backend.snapshot();
-  await fails(t, h.vfs.open('/remote', fsc.O_WRONLY), 'ENOSPC', 'open for writing of a file larger than the cache');
-  t.equal(await backend.snapshot(), before, 'the server is unchanged');
-  t.equal(h.queue.pendingCount, 0, 'nothing queued');
+  const fetched = h.source.stats.fetches;
+  const uploaded = h.queue.stats.uploadedBytes;
+  const fh2 = await h.vfs.open('/remote', fsc.O_WRONLY);
+  t.equal(h.source.stats.fetches, fetched, 'opening it for writing fetched no block');
+  await h.vfs.write(fh2, Buffer.from('EDIT'), 4, 1000);
+  await h.vfs.release(fh2);
+  await drained(h.queue);
+  const edited = Buffer.from(original);
+  edited.write('EDIT', 1000);
+  t.ok((await serverBytes(user.client, remote.id)).bytes.equals(edited), 'the server has the edit, the rest as it was');
+  t.ok(h.queue.stats.uploadedBytes - uploaded <= 2 * CHUNKING.max, `uploaded ${h.queue.stats.uploadedBytes - uploaded} of ${original.length} bytes: the edited blocks, not the file`);
   t.same(await stagingFiles(h), [], 'no staging file left');
   t.equal(h.vfs.openHandles, 0, 'no handle left');
+  t.equal(h.cache.stats().reservedBytes, 0, 'no room held');
 
   // ...while the room freed by the commit is usable again.
   const again = bytes(900 * KiB);
@@ -403,6 +430,42 @@ t.test('ENOSPC when the cache cannot hold dirty data; nothing half-written is co
   await drained(h.queue);
   t.ok((await serverBytes(user.client, (await serverChild(user.client, 'again'))!.id)).bytes.equals(again), 'a later file that fits commits');
   t.equal(h.cache.stats().reservedBytes, 0);
+});
+
+t.test('an edit of a file never read here: nothing fetched at open, reads of the queued save and a second edit on top show the whole file, the server gets both edits', async (t) => {
+  const faults = new Faults();
+  const { h, user } = await setup(t, { wrapClient: faults.wrap });
+  const otherDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-vfs-'));
+  t.teardown(() => fs.rm(otherDir, { recursive: true, force: true }));
+  const other = await assembleVfs({ url: backend.url, token: user.token, cacheDir: otherDir });
+  t.teardown(() => other.close());
+  const original = bytes(900 * KiB);
+  await writeAll(other.vfs, '/doc.bin', original, { create: true });
+  await drained(other.queue);
+  await h.pull();
+  const expected = Buffer.from(original);
+
+  faults.hold('commit');
+  const fetched = h.source.stats.fetches;
+  let fh = await h.vfs.open('/doc.bin', fsc.O_WRONLY);
+  t.equal(h.source.stats.fetches, fetched, 'open for writing fetched nothing');
+  await h.vfs.write(fh, Buffer.from('FIRST'), 5, 300 * KiB);
+  expected.write('FIRST', 300 * KiB);
+  await h.vfs.release(fh);
+  await faults.waiting('commit');
+  t.ok((await readAll(h.vfs, '/doc.bin')).equals(expected), 'a reader of the queued save sees the edit over the version');
+  // Edited again while the first save is on the wire: the new session starts from the queued one.
+  fh = await h.vfs.open('/doc.bin', fsc.O_RDWR);
+  await h.vfs.write(fh, Buffer.from('SECOND'), 6, 800 * KiB);
+  expected.write('SECOND', 800 * KiB);
+  t.ok((await readFh(h.vfs, fh, expected.length + 1, 0)).equals(expected), 'the writer reads both edits and the version around them');
+  await h.vfs.release(fh);
+  faults.open('commit');
+  await drained(h.queue);
+  const node = (await serverChild(user.client, 'doc.bin'))!;
+  t.equal(node.head_version, 3, 'two new versions');
+  t.ok((await serverBytes(user.client, node.id)).bytes.equals(expected), 'the server has both edits and every other byte');
+  t.same(await stagingFiles(h), [], 'no staging file left');
 });
 
 t.test('a fetch that fails gives EIO promptly: server gone, server hung; other calls are not stalled', async (t) => {

@@ -59,6 +59,28 @@ export class Extents {
     if (last && last[1] > size) last[1] = size;
   }
 
+  /** The parts of [from, to) no range covers (undefined when ranges are no longer tracked). */
+  gaps(from: number, to: number): [number, number][] | undefined {
+    const r = this.ranges;
+    if (!r) return undefined;
+    const out: [number, number][] = [];
+    let at = from;
+    for (const [s, e] of r) {
+      if (e <= at) continue;
+      if (s >= to) break;
+      if (s > at) out.push([at, s]);
+      at = Math.max(at, e);
+      if (at >= to) break;
+    }
+    if (at < to) out.push([at, to]);
+    return out;
+  }
+
+  /** How many ranges (undefined when no longer tracked). */
+  get count(): number | undefined {
+    return this.ranges?.length;
+  }
+
   /** Bytes of data (an upper bound of what a copy writes). */
   get bytes(): number | undefined {
     return this.ranges?.reduce((a, [s, e]) => a + e - s, 0);

@@ -2,7 +2,7 @@ import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import { withDeadline } from '../../protocol/deadline.js';
-import { FsError, isTransient } from './errors.js';
+import { FsError, isTransient } from '../model/errors.js';
 
 export interface BlockSourceOptions {
   /** How long one block fetch may take before the reader gets EIO. */
