@@ -161,20 +161,26 @@ export class OpLog extends EventEmitter {
    * names): its entries are dropped and `change` (its removal from the tree) is written with
    * that — nothing of it goes to the server. `forgotten` false: nothing done. `replaced`: a node
    * the server has that this one had replaced by a rename (its replace is not dropped with it: the
-   * caller's own operation takes it over — the next rename over the name, or a delete).
+   * caller's own operation takes it over — the next rename over the name, or a delete); `moved`:
+   * this one left that name since (so the replaced node is only to be deleted).
    */
-  async forgetIfUnsent(ino: number, change: () => void): Promise<{ forgotten: boolean; replaced?: number }> {
+  async forgetIfUnsent(ino: number, change: () => void): Promise<{ forgotten: boolean; replaced?: number; moved?: boolean }> {
     if (!this.unsentCreation(ino)) return { forgotten: false };
     const mine = this.entries.filter((e) => e.op.ino === ino);
     let replaced: number | undefined;
-    for (const e of mine) if (e.op.kind === 'move') replaced = e.op.replace ?? replaced;
+    let moved = false;
+    for (const e of mine) {
+      if (e.op.kind !== 'move') continue;
+      if (e.op.replace !== undefined) [replaced, moved] = [e.op.replace, false];
+      else moved = true;
+    }
     for (const e of mine) this.unlink(e);
     change();
     await this.tree.persist({ removeOps: mine.filter((e) => e.durable).map((e) => e.seq) });
     for (const e of mine) await this.release(e);
     this.letGo(mine, replaced);
     this.emit('changed');
-    return { forgotten: true, ...(replaced !== undefined && { replaced }) };
+    return { forgotten: true, ...(replaced !== undefined && { replaced, moved }) };
   }
 
   /** Writes a changed entry (a new base version, a later mtime). */
