@@ -4,8 +4,7 @@ import type { Entry } from '../oplog/op-log.js';
 import { createUnderFreeName } from './free-name.js';
 import { liveFolder } from './live-folder.js';
 import { refreshNode } from './refresh-node.js';
-import type { CommitResult } from './send-content.js';
-import type { SendContext } from './send-context.js';
+import type { CommitResult, SendContext } from './send-context.js';
 
 /**
  * Invariant 6: the head moved (`stale`), or the file went away elsewhere — these bytes are kept.

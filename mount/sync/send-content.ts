@@ -3,18 +3,9 @@ import type { BlockRef, Manifest } from '../../protocol/types.js';
 import type { ContentOp } from '../model/ops.js';
 import type { Entry } from '../oplog/op-log.js';
 import { keepAsCopy } from './keep-as-copy.js';
-import type { SendContext } from './send-context.js';
+import type { CommitResult, SendContext } from './send-context.js';
 import { cutSave } from './recut.js';
 import { uploadMissing } from './upload.js';
-
-/** What a content entry became on the server: a version of its node, or of a conflicted copy. */
-export interface CommitResult {
-  ino: number;
-  /** The server id of the node the version belongs to (the copy's, for a conflicted copy). */
-  nodeId: string;
-  manifest: Manifest;
-  conflictedCopy?: string;
-}
 
 /**
  * Commits a closed file's content (invariants 5 and 6): chunks and hashes the staging file in a

@@ -1,6 +1,6 @@
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
-import type { ServerConfig } from '../../protocol/types.js';
+import type { Manifest, ServerConfig } from '../../protocol/types.js';
 import type { BlockSource } from '../blocks/block-source.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import type { Tree } from '../node/tree.js';
@@ -35,4 +35,13 @@ export interface SendContext {
   stats: SendStats;
   parallelUploads: number;
   say(msg: string): void;
+}
+
+/** What a content entry became on the server: a version of its node, or of a conflicted copy. */
+export interface CommitResult {
+  ino: number;
+  /** The server id of the node the version belongs to (the copy's, for a conflicted copy). */
+  nodeId: string;
+  manifest: Manifest;
+  conflictedCopy?: string;
 }

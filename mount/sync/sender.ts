@@ -12,14 +12,14 @@ import { Backoff } from '../retry/backoff.js';
 import type { StateStore } from '../state/store.js';
 import { OwnVersions } from './own-versions.js';
 import { refreshNode } from './refresh-node.js';
-import { sendContent, type CommitResult } from './send-content.js';
-import type { SendContext, SendStats } from './send-context.js';
+import { sendContent } from './send-content.js';
+import type { CommitResult, SendContext, SendStats } from './send-context.js';
 import { sendCreate } from './send-create.js';
 import { sendDelete } from './send-delete.js';
 import { sendMove } from './send-move.js';
 import { sendSetattr } from './send-setattr.js';
 
-export type { CommitResult } from './send-content.js';
+export type { CommitResult } from './send-context.js';
 
 export interface SenderOptions {
   log: OpLog;

@@ -59,6 +59,17 @@ async function setup(t: Test, opts: Partial<VfsOptions> = {}, on: TestBackend = 
   return { h, user };
 }
 
+/** A second mount of `user`'s drive on its own cache folder (another device), closed at teardown. */
+async function anotherDevice(t: Test, user: TestUser): Promise<VfsHarness> {
+  const cacheDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-vfs-'));
+  const other = await assembleVfs({ url: backend.url, token: user.token, cacheDir });
+  t.teardown(async () => {
+    await other.close();
+    await fs.rm(cacheDir, { recursive: true, force: true });
+  });
+  return other;
+}
+
 const bytes = (n: number) => crypto.randomBytes(n);
 
 async function stagingFiles(h: VfsHarness): Promise<string[]> {
@@ -400,10 +411,7 @@ t.test('ENOSPC when the cache cannot hold dirty data; nothing half-written is co
 
   // A file larger than the cache written elsewhere opens for an in-place edit here: nothing is
   // downloaded at open, and the edit commits, cutting and uploading only the part around it.
-  const otherDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-vfs-'));
-  t.teardown(() => fs.rm(otherDir, { recursive: true, force: true }));
-  const other = await assembleVfs({ url: backend.url, token: user.token, cacheDir: otherDir });
-  t.teardown(() => other.close());
+  const other = await anotherDevice(t, user);
   const original = bytes(1200 * KiB);
   await writeAll(other.vfs, '/remote', original, { create: true });
   await drained(other.queue);
@@ -435,10 +443,7 @@ t.test('ENOSPC when the cache cannot hold dirty data; nothing half-written is co
 t.test('an edit of a file never read here: nothing fetched at open, reads of the queued save and a second edit on top show the whole file, the server gets both edits', async (t) => {
   const faults = new Faults();
   const { h, user } = await setup(t, { wrapClient: faults.wrap });
-  const otherDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-vfs-'));
-  t.teardown(() => fs.rm(otherDir, { recursive: true, force: true }));
-  const other = await assembleVfs({ url: backend.url, token: user.token, cacheDir: otherDir });
-  t.teardown(() => other.close());
+  const other = await anotherDevice(t, user);
   const original = bytes(900 * KiB);
   await writeAll(other.vfs, '/doc.bin', original, { create: true });
   await drained(other.queue);
