@@ -15,12 +15,18 @@ export class OwnVersions {
     return this.versions.get(ino) ?? 0;
   }
 
-  /** The node is at `version` by this mount's doing: its queued saves are on top of it now. */
+  /**
+   * The node is at `version` by this mount's doing: its queued saves are on top of it now, and a
+   * delete logged after it deletes it. Written to the log, so a restart (which forgets this map)
+   * does not take this mount's own save for another device's edit.
+   */
   async made(ino: number, version: number): Promise<void> {
     this.versions.set(ino, version);
     for (const e of this.log.list()) {
-      if (e.op.ino !== ino || e.op.kind !== 'content' || e.send.inFlight || e.op.baseVersion >= version) continue;
-      e.op = { ...e.op, baseVersion: version };
+      if (e.op.ino !== ino || e.send.inFlight) continue;
+      if (e.op.kind === 'content' && e.op.baseVersion < version) e.op = { ...e.op, baseVersion: version };
+      else if (e.op.kind === 'delete' && e.op.ifVersion !== undefined && e.op.ifVersion < version) e.op = { ...e.op, ifVersion: version };
+      else continue;
       await this.log.update(e);
     }
   }

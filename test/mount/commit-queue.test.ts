@@ -114,6 +114,25 @@ t.test('invariant 5: a file still open for writing at the crash was never acknow
   t.same(await versionNumbers(user.client, (await serverChild(user.client, 'kept'))!.id), [1]);
 });
 
+t.test('invariant 5: an unlink logged while the file\'s save was on the wire deletes that save, also when the mount dies before sending it', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, log: logs.log, retryMs: 60_000 });
+  faults.hold('commit');
+  await writeAll(ref.h.vfs, '/f.bin', bytes(10 * KiB), { create: true });
+  await faults.waiting('commit');
+  // The mount saw no version of it yet: the delete is logged for version 0, then the save lands as version 1.
+  await ref.h.vfs.unlink('/f.bin');
+  faults.offline.add('remove');
+  faults.open('commit');
+  await logs.until((l) => l.startsWith('delete of') && l.includes('failed'));
+  t.equal((await serverChild(user.client, 'f.bin'))?.head_version, 1, 'the save landed; the delete did not reach the server');
+  ref.h = await restartVfs(ref.h, 'crash', { wrapClient: undefined, log: undefined });
+  await drained(ref.h.queue);
+  t.equal(await serverChild(user.client, 'f.bin'), undefined, 'the restarted mount deleted it: its own save is not another device\'s edit');
+  t.same((await ref.h.vfs.readdir('/')).names, [], 'and shows nothing');
+});
+
 t.test('coalescing: three quick re-saves while the first has not started make one commit; the final content wins', async (t) => {
   const faults = new Faults();
   // One commit at a time, and another file's commit held in flight: the saves of c.txt wait unstarted.
