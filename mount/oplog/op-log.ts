@@ -34,14 +34,19 @@ export interface Entry<T extends Op = Op> extends LoggedOp<T> {
  * what is safe: a newer save supersedes an older one not yet sent; a node made and removed before
  * anything of it was sent leaves nothing behind; an mtime set after a save rides with it.
  *
- * Events: `changed` (entries came or went), `released` (bytes of the cache bound given back).
+ * Events: `changed` (entries came or went), `released` (bytes of the cache bound given back),
+ * `staging-gone` (a content entry's staging file left the log).
  */
 export class OpLog extends EventEmitter {
   private entries: Entry[] = [];
   /** The newest content entry of each node (getattr asks on every call). */
   private readonly newest = new Map<number, Entry<ContentOp>>();
-  /** Entries per node (how many). */
-  private readonly perNode = new Map<number, number>();
+  /** Each node's entries, in order (every question about one node looks only at its own). */
+  private readonly byIno = new Map<number, Entry[]>();
+  /** Renames, moves, deletes, creates and attribute changes per node (how many). */
+  private readonly structural = new Map<number, number>();
+  /** Bytes of content not yet sent. */
+  private contentBytes = 0;
   /** Entries naming each node (as their node, folder or replaced node): the tree keeps such a node's server id. */
   private readonly named = new Map<number, number>();
   /** Nodes whose queued content waits for the file's release before it is sent (see hold). */
@@ -57,7 +62,7 @@ export class OpLog extends EventEmitter {
   ) {
     super();
     tree.hasPendingOps = (ino) => (this.named.get(ino) ?? 0) > 0;
-    tree.hasPendingStructural = (ino) => this.entries.some((e) => e.op.ino === ino && isStructural(e.op));
+    tree.hasPendingStructural = (ino) => this.structural.has(ino);
   }
 
   /** Loads what was logged before (a restart); each content entry holds its size of the cache bound again when it can. */
@@ -82,14 +87,17 @@ export class OpLog extends EventEmitter {
 
   /** Nodes with something not yet sent. */
   get pendingNodes(): number {
-    return this.perNode.size;
+    return this.byIno.size;
   }
 
   /** Bytes of content not yet sent. */
   get pendingBytes(): number {
-    let n = 0;
-    for (const e of this.entries) if (e.op.kind === 'content') n += e.op.size;
-    return n;
+    return this.contentBytes;
+  }
+
+  /** The node's entries, in order. */
+  entriesOf(ino: number): readonly Entry[] {
+    return this.byIno.get(ino) ?? [];
   }
 
   /** The newest queued content of a node, if any (what a reader must see until it is committed). */
@@ -98,12 +106,12 @@ export class OpLog extends EventEmitter {
   }
 
   has(ino: number): boolean {
-    return (this.perNode.get(ino) ?? 0) > 0;
+    return this.byIno.has(ino);
   }
 
   /** Something of the node is being sent right now. */
   sending(ino: number): boolean {
-    return this.entries.some((e) => e.op.ino === ino && e.send.inFlight);
+    return this.entriesOf(ino).some((e) => e.send.inFlight);
   }
 
   /**
@@ -114,9 +122,9 @@ export class OpLog extends EventEmitter {
     const removed: Entry[] = [];
     if (op.kind === 'content') {
       // A newer save of a file supersedes the ones not sent yet since its last rename or create.
-      for (let i = this.entries.length - 1; i >= 0; i--) {
-        const e = this.entries[i]!;
-        if (e.op.ino !== op.ino) continue;
+      const mine = this.entriesOf(op.ino);
+      for (let i = mine.length - 1; i >= 0; i--) {
+        const e = mine[i]!;
         if (e.op.kind !== 'content' || e.send.started) break;
         removed.push(e);
       }
@@ -145,11 +153,9 @@ export class OpLog extends EventEmitter {
       entry.durable = true;
     } catch (err) {
       this.unlink(entry);
-      for (const e of removed) {
-        this.entries.push(e);
-        this.index(e);
-      }
+      this.entries.push(...removed);
       this.entries.sort((a, b) => (a.seq < 0 ? Infinity : a.seq) - (b.seq < 0 ? Infinity : b.seq));
+      this.reindex();
       throw err;
     }
     for (const e of removed) await this.release(e);
@@ -166,7 +172,7 @@ export class OpLog extends EventEmitter {
    */
   async forgetIfUnsent(ino: number, change: () => void): Promise<{ forgotten: boolean; replaced?: number; moved?: boolean }> {
     if (!this.unsentCreation(ino)) return { forgotten: false };
-    const mine = this.entries.filter((e) => e.op.ino === ino);
+    const mine = [...this.entriesOf(ino)];
     let replaced: number | undefined;
     let moved = false;
     for (const e of mine) {
@@ -200,7 +206,7 @@ export class OpLog extends EventEmitter {
 
   /** Drops a node's queued content (the file was deleted or replaced here); what is in flight is cancelled. */
   async dropContent(ino: number): Promise<void> {
-    for (const e of this.entries.filter((x) => x.op.ino === ino && x.op.kind === 'content')) {
+    for (const e of this.entriesOf(ino).filter((x) => x.op.kind === 'content')) {
       if (e.send.inFlight) e.send.cancelled = true;
       else await this.done(e);
     }
@@ -269,9 +275,10 @@ export class OpLog extends EventEmitter {
 
   /** A node made here whose creation has not started to be sent, and which nothing else queued names. */
   private unsentCreation(ino: number): boolean {
-    const create = this.entries.find((e) => e.op.ino === ino && e.op.kind === 'create');
-    if (!create || this.entries.some((e) => e.op.ino === ino && e.send.started)) return false;
-    return !this.entries.some((e) => e.op.ino !== ino && ((e.op.kind === 'create' || e.op.kind === 'move') && e.op.parent === ino || (e.op.kind === 'move' && e.op.replace === ino)));
+    const mine = this.entriesOf(ino);
+    if (!mine.some((e) => e.op.kind === 'create') || mine.some((e) => e.send.started)) return false;
+    // Named only by its own entries (no create or move into it, no rename over it, waits to be sent).
+    return (this.named.get(ino) ?? 0) === mine.length;
   }
 
   /** Nodes the removed entries named and nothing queued names any more: the tree may let them go. */
@@ -287,19 +294,19 @@ export class OpLog extends EventEmitter {
 
   /** Anything of the entry's node logged after it (what a reply to it says may be outdated here). */
   laterOf(entry: Entry): boolean {
-    const i = this.entries.indexOf(entry);
-    return this.entries.some((e, j) => j > i && e.op.ino === entry.op.ino);
+    const mine = this.entriesOf(entry.op.ino);
+    return mine.length > 0 && mine[mine.length - 1] !== entry;
   }
 
   /** A rename, move or delete of the entry's node logged after it. */
   laterStructural(entry: Entry): boolean {
-    const i = this.entries.indexOf(entry);
-    return this.entries.some((e, j) => j > i && e.op.ino === entry.op.ino && isStructural(e.op));
+    const mine = this.entriesOf(entry.op.ino);
+    const i = mine.indexOf(entry);
+    return mine.some((e, j) => j > i && isStructural(e.op));
   }
 
   private lastOf(ino: number): Entry | undefined {
-    for (let i = this.entries.length - 1; i >= 0; i--) if (this.entries[i]!.op.ino === ino) return this.entries[i];
-    return undefined;
+    return this.entriesOf(ino).at(-1);
   }
 
   private unlink(entry: Entry): void {
@@ -307,23 +314,36 @@ export class OpLog extends EventEmitter {
     if (i < 0) return;
     this.entries.splice(i, 1);
     const ino = entry.op.ino;
-    count(this.perNode, ino, -1);
+    const mine = this.byIno.get(ino);
+    if (mine) {
+      const k = mine.indexOf(entry);
+      if (k >= 0) mine.splice(k, 1);
+      if (!mine.length) this.byIno.delete(ino);
+    }
+    if (isStructural(entry.op)) count(this.structural, ino, -1);
+    if (entry.op.kind === 'content') this.contentBytes -= entry.op.size;
     for (const named of namedBy(entry)) count(this.named, named, -1);
     if (this.newest.get(ino) === entry) {
       this.newest.delete(ino);
-      const last = [...this.entries].reverse().find((e) => e.op.ino === ino && e.op.kind === 'content');
+      const last = [...this.entriesOf(ino)].reverse().find((e) => e.op.kind === 'content');
       if (last) this.newest.set(ino, last as Entry<ContentOp>);
     }
   }
 
   private index(entry: Entry): void {
-    count(this.perNode, entry.op.ino, 1);
+    const mine = this.byIno.get(entry.op.ino);
+    if (mine) mine.push(entry);
+    else this.byIno.set(entry.op.ino, [entry]);
+    if (isStructural(entry.op)) count(this.structural, entry.op.ino, 1);
+    if (entry.op.kind === 'content') this.contentBytes += entry.op.size;
     for (const named of namedBy(entry)) count(this.named, named, 1);
     if (entry.op.kind === 'content') this.newest.set(entry.op.ino, entry as Entry<ContentOp>);
   }
 
   private reindex(): void {
-    this.perNode.clear();
+    this.byIno.clear();
+    this.structural.clear();
+    this.contentBytes = 0;
     this.named.clear();
     this.newest.clear();
     for (const e of this.entries) this.index(e);
@@ -334,6 +354,7 @@ export class OpLog extends EventEmitter {
     entry.reserved = 0;
     if (entry.op.kind !== 'content') return;
     const path = entry.op.staging;
+    this.emit('staging-gone', path);
     if (this.stagingUsers.has(path)) this.orphanStaging.add(path);
     else await rm(path, { force: true });
   }

@@ -22,8 +22,8 @@ export class OwnVersions {
    */
   async made(ino: number, version: number): Promise<void> {
     this.versions.set(ino, version);
-    for (const e of this.log.list()) {
-      if (e.op.ino !== ino || e.send.inFlight) continue;
+    for (const e of this.log.entriesOf(ino)) {
+      if (e.send.inFlight) continue;
       if (e.op.kind === 'content' && e.op.baseVersion < version) e.op = { ...e.op, baseVersion: version };
       else if (e.op.kind === 'delete' && e.op.ifVersion !== undefined && e.op.ifVersion < version) e.op = { ...e.op, ifVersion: version };
       else continue;

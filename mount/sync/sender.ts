@@ -39,6 +39,9 @@ export interface SenderOptions {
   retryMs?: number;
 }
 
+/** Entries of the log's front a kick looks at (see kick). */
+const KICK_WINDOW = 512;
+
 /**
  * The one code that sends local changes to the server (DESIGN §6): it drains the operation log
  * in order. Creates, renames, deletes and attribute changes go one at a time, in the order they
@@ -130,10 +133,15 @@ export class Sender extends EventEmitter {
     /** Nodes with an earlier entry not done: their later entries wait. */
     const busy = new Set<number>();
     let laneTaken = false;
+    // Entries in flight started within the front and only move closer to it.
     let inFlight = 0;
-    for (const e of this.o.log.list()) if (e.send.inFlight) inFlight++;
+    for (const e of this.o.log.list().slice(0, KICK_WINDOW)) if (e.send.inFlight && !isStructural(e.op)) inFlight++;
     let nextRetry = Infinity;
+    // Only the front of the log can be ready (everything behind waits on its node's earlier
+    // entries or the one structural lane): looking further would make each kick cost the whole log.
+    let looked = 0;
     for (const e of this.o.log.list()) {
+      if (++looked > KICK_WINDOW) break;
       const structural = isStructural(e.op);
       const replaced = e.op.kind === 'move' ? e.op.replace : undefined;
       const blocked = busy.has(e.op.ino) || (replaced !== undefined && busy.has(replaced)) || !e.durable || this.o.log.isHeld(e.op.ino);

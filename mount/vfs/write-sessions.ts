@@ -79,6 +79,7 @@ export class WriteSessions {
     private readonly o: { staging: StagingFiles; log: OpLog; tree: Tree; manifests: Manifests; source: BlockSource },
   ) {
     o.tree.inUse = (ino) => this.live.has(ino) || this.starting.has(ino);
+    o.log.on('staging-gone', (path: string) => this.stagedExtents.delete(path));
   }
 
   get(ino: number): WriteSession | undefined {
@@ -310,9 +311,7 @@ export class WriteSessions {
     if (d.gen === d.queuedGen || d.unlinked) return;
     const f = d.file;
     const gen = d.gen;
-    // Kept for a copy of this queued content (the next writer's); entries that left the log are dropped.
-    const queued = new Set(this.o.log.list().flatMap((e) => (e.op.kind === 'content' ? [e.op.staging] : [])));
-    for (const path of this.stagedExtents.keys()) if (!queued.has(path)) this.stagedExtents.delete(path);
+    // Kept for a copy of this queued content (the next writer's) until the entry leaves the log.
     this.stagedExtents.set(f.path, f.extents);
     // From here on the file is the log's: the next change copies it.
     f.queued = true;
