@@ -292,12 +292,12 @@ export class Tree {
       // The change feed showed the node before its reply came (ours was not in the tree then to hold
       // the name): that copy of it goes, ours is the node. One changed here meanwhile only lets go of the id.
       if (other && this.byIno.has(previous) && !this.hasPendingOps(previous)) this.removeSubtree(previous);
-      else if (other) this.store_(previous, { ...other, sid: null });
+      else if (other) this.replaceRecord(previous, { ...other, sid: null });
     }
     if (n.sid !== null && this.bySid.get(n.sid) === ino) this.bySid.delete(n.sid);
     this.bySid.set(sid, ino);
     this.stampLocal(ino);
-    this.store_(ino, { ...n, sid });
+    this.replaceRecord(ino, { ...n, sid });
     this.wake(ino);
   }
 
@@ -311,7 +311,7 @@ export class Tree {
     if (!n) return;
     this.stampLocal(ino);
     const fields = 'id' in info ? serverFields(info) : { headVersion: info.head_version, size: info.size, mtime: info.mtime };
-    this.store_(ino, { ...n, ...fields, ...(keepLocal && { size: n.size, mtime: n.mtime }) });
+    this.replaceRecord(ino, { ...n, ...fields, ...(keepLocal && { size: n.size, mtime: n.mtime }) });
   }
 
   /** A node removed here for good, once no queued operation names it and no writer has it open. */
@@ -413,7 +413,7 @@ export class Tree {
   }
 
   /** Replaces a node's record without touching the name index (fields other than name and place). */
-  private store_(ino: number, next: LocalNode): void {
+  private replaceRecord(ino: number, next: LocalNode): void {
     if (this.byIno.has(ino)) this.byIno.set(ino, next);
     else if (this.gone.has(ino)) this.gone.set(ino, next);
     this.dirty.add(ino);

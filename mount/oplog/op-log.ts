@@ -105,15 +105,6 @@ export class OpLog extends EventEmitter {
     return this.newest.get(ino)?.op;
   }
 
-  has(ino: number): boolean {
-    return this.byIno.has(ino);
-  }
-
-  /** Something of the node is being sent right now. */
-  sending(ino: number): boolean {
-    return this.entriesOf(ino).some((e) => e.send.inFlight);
-  }
-
   /**
    * Logs `op`: `change` applies it to the tree (it runs after the entry is known, so the tree keeps
    * what the entry names), then both are written in one transaction. Resolves once durable.

@@ -84,11 +84,6 @@ export class Sender extends EventEmitter {
     this.kick();
   }
 
-  /** The version this mount's latest change of a node made (0: none this session). */
-  ownVersion(ino: number): number {
-    return this.ctx.own.get(ino);
-  }
-
   get pendingCount(): number {
     return this.o.log.pendingNodes;
   }
