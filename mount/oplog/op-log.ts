@@ -55,6 +55,8 @@ export class OpLog extends EventEmitter {
   private readonly stagingUsers = new Map<string, number>();
   private readonly orphanStaging = new Set<string>();
   private holdsOff = false;
+  /** The version of each node this mount's own latest change made (see made). */
+  private readonly ownVersions = new Map<number, number>();
 
   constructor(
     private readonly store: StateStore,
@@ -122,6 +124,7 @@ export class OpLog extends EventEmitter {
       const oldest = removed.at(-1)?.op as ContentOp | undefined;
       if (oldest) op = { ...op, baseVersion: oldest.baseVersion };
     }
+    op = this.onOwn(op, this.own(op.ino)) ?? op;
     if (op.kind === 'setattr' && op.mode === undefined && op.mtime !== undefined) {
       // An mtime set after a save not sent yet rides with that save.
       const last = this.lastOf(op.ino);
@@ -142,6 +145,8 @@ export class OpLog extends EventEmitter {
       const [seq] = await this.tree.persist({ addOps: [{ op, createdAt: entry.createdAt }], removeOps: removed.filter((e) => e.durable).map((e) => e.seq) });
       entry.seq = seq!;
       entry.durable = true;
+      // A save of the node landed while this was being written (see made): the rebased op is what stays.
+      if (entry.op !== op) await this.tree.persist({ updateOps: [entry] });
     } catch (err) {
       this.unlink(entry);
       this.entries.push(...removed);
@@ -178,6 +183,36 @@ export class OpLog extends EventEmitter {
     this.letGo(mine, replaced);
     this.emit('changed');
     return { forgotten: true, ...(replaced !== undefined && { replaced, moved }) };
+  }
+
+  /** The version of the node this mount's own latest change made (0: none since the start). */
+  own(ino: number): number {
+    return this.ownVersions.get(ino) ?? 0;
+  }
+
+  /**
+   * The node is at `version` by this mount's doing. Every local edit of a node is made on top of
+   * the previous local one, so its queued saves are on top of this version now (no false conflict
+   * when a file is saved again while its previous save is on the wire) and a delete logged after it
+   * deletes it. Written with the entries — and taken by every entry logged from now on — so a
+   * restart, which forgets this map, does not take this mount's own save for another device's edit.
+   */
+  async made(ino: number, version: number): Promise<void> {
+    this.ownVersions.set(ino, version);
+    for (const e of this.entriesOf(ino)) {
+      if (e.send.inFlight) continue;
+      const rebased = this.onOwn(e.op, version);
+      if (!rebased) continue;
+      e.op = rebased;
+      await this.update(e);
+    }
+  }
+
+  /** `op` made on top of `version` when it was made on an older one (undefined: nothing to change). */
+  private onOwn(op: Op, version: number): Op | undefined {
+    if (op.kind === 'content' && op.baseVersion < version) return { ...op, baseVersion: version };
+    if (op.kind === 'delete' && op.ifVersion !== undefined && op.ifVersion < version) return { ...op, ifVersion: version };
+    return undefined;
   }
 
   /** Writes a changed entry (a new base version, a later mtime). */

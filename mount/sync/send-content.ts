@@ -22,7 +22,7 @@ export async function sendContent(ctx: SendContext, entry: Entry<ContentOp>): Pr
   await uploadMissing(ctx, op.staging, cut.fresh, () => entry.send.cancelled);
   if (entry.send.cancelled) return undefined;
   let refs: BlockRef[] = cut.refs.map((b) => ({ hash: b.hash, size: b.size }));
-  const base = Math.max(op.baseVersion, ctx.own.get(op.ino));
+  const base = Math.max(op.baseVersion, ctx.log.own(op.ino));
   const commit = () => ctx.client.commit(sid, { base_version: base, blocks: refs, size: op.size, mtime: op.mtime });
   try {
     try {
@@ -52,7 +52,7 @@ export async function sendContent(ctx: SendContext, entry: Entry<ContentOp>): Pr
 async function committed(ctx: SendContext, entry: Entry<ContentOp>, sid: string, manifest: Manifest): Promise<CommitResult> {
   const { ino } = entry.op;
   ctx.stats.commits++;
-  await ctx.own.made(ino, manifest.version);
+  await ctx.log.made(ino, manifest.version);
   // Size and mtime as committed, unless something logged later (an mtime, a newer save) has its own.
   ctx.tree.patchServer(ino, { head_version: manifest.version, size: manifest.size, mtime: manifest.mtime }, ctx.log.laterOf(entry));
   // What this mount wrote opens offline too (its blocks are in the cache from the upload).

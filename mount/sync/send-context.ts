@@ -6,7 +6,6 @@ import type { ChunkerPool } from '../chunker/pool.js';
 import type { Tree } from '../node/tree.js';
 import type { OpLog } from '../oplog/op-log.js';
 import type { StateStore } from '../state/store.js';
-import type { OwnVersions } from './own-versions.js';
 
 /** Counters of what the sender did (tests and `stratus status` read them). */
 export interface SendStats {
@@ -31,7 +30,6 @@ export interface SendContext {
   source: BlockSource;
   config: ServerConfig;
   device: string;
-  own: OwnVersions;
   stats: SendStats;
   parallelUploads: number;
   say(msg: string): void;

@@ -15,7 +15,7 @@ export async function sendDelete(ctx: SendContext, entry: Entry<DeleteOp>): Prom
   const { op } = entry;
   const sid = ctx.tree.node(op.ino)?.sid;
   if (!sid) return;
-  await deleteIfAt(ctx, sid, op.folder ? { ifEmpty: true } : op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }, ctx.own.get(op.ino));
+  await deleteIfAt(ctx, sid, op.folder ? { ifEmpty: true } : op.ifVersion === undefined ? {} : { ifVersion: op.ifVersion }, ctx.log.own(op.ino));
 }
 
 /** Deletes a node if it is still as `cond` says (or at this mount's own version `own`); else shows the server's state of it. */

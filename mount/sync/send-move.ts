@@ -27,7 +27,7 @@ export async function sendMove(ctx: SendContext, entry: Entry<MoveOp>): Promise<
       if (info.id !== sid) {
         // File over file: the destination node holds the content now; the local node is that node.
         ctx.tree.setSid(op.ino, info.id);
-        await ctx.own.made(op.ino, info.head_version);
+        await ctx.log.made(op.ino, info.head_version);
         // The version the replace made; a save logged after the rename (the file still open) has its own size.
         ctx.tree.patchServer(op.ino, info, ctx.log.laterOf(entry));
       }

@@ -10,7 +10,6 @@ import type { Tree } from '../node/tree.js';
 import type { Entry, OpLog } from '../oplog/op-log.js';
 import { Backoff } from '../retry/backoff.js';
 import type { StateStore } from '../state/store.js';
-import { OwnVersions } from './own-versions.js';
 import { refreshNode } from './refresh-node.js';
 import { sendContent } from './send-content.js';
 import type { CommitResult, SendContext, SendStats } from './send-context.js';
@@ -72,7 +71,6 @@ export class Sender extends EventEmitter {
       source: o.source,
       config: o.config,
       device: o.device,
-      own: new OwnVersions(o.log),
       stats: this.stats,
       parallelUploads: o.parallelUploads ?? 4,
       say: o.say ?? (() => undefined),

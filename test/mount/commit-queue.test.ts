@@ -133,6 +133,36 @@ t.test('invariant 5: an unlink logged while the file\'s save was on the wire del
   t.same((await ref.h.vfs.readdir('/')).names, [], 'and shows nothing');
 });
 
+t.test('invariant 6: a save opened before the file\'s previous save landed and closed after is logged on that version: a crash before it is sent makes no conflicted copy', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, log: logs.log, retryMs: 60_000 });
+  await writeAll(ref.h.vfs, '/f.bin', bytes(KiB), { create: true });
+  await drained(ref.h.queue);
+  faults.hold('commit');
+  await writeAll(ref.h.vfs, '/f.bin', bytes(2 * KiB));
+  await faults.waiting('commit');
+  // Opened while version 2 is on the wire: the session starts on top of the queued save (version 1's successor).
+  const fh = await ref.h.vfs.open('/f.bin', fsc.O_WRONLY | fsc.O_TRUNC);
+  const last = bytes(3 * KiB);
+  await ref.h.vfs.write(fh, last, last.length, 0);
+  const landed = nextCommit(ref.h.queue);
+  faults.open('commit');
+  t.equal((await landed).manifest.version, 2, 'the previous save landed as version 2');
+  // The last save is logged now, and does not reach the server before the crash.
+  faults.offline.add('checkBlocks');
+  await ref.h.vfs.release(fh);
+  await logs.until((l) => l.includes('failed'));
+  t.same(queuedSaves(ref.h).map((e) => e.baseVersion), [2], 'logged on version 2, which this mount made');
+  ref.h = await restartVfs(ref.h, 'crash', { wrapClient: undefined, log: undefined });
+  await drained(ref.h.queue);
+  t.equal(ref.h.queue.stats.conflicts, 0, 'no conflict: the head was this mount\'s own save');
+  const node = await serverChild(user.client, 'f.bin');
+  t.same(await versionNumbers(user.client, node!.id), [1, 2, 3], 'the last save is version 3');
+  t.ok((await serverBytes(user.client, node!.id)).bytes.equals(last), 'with the last bytes');
+  t.same((await ref.h.vfs.readdir('/')).names, ['f.bin'], 'and no conflicted copy');
+});
+
 t.test('coalescing: three quick re-saves while the first has not started make one commit; the final content wins', async (t) => {
   const faults = new Faults();
   // One commit at a time, and another file's commit held in flight: the saves of c.txt wait unstarted.
