@@ -30,7 +30,7 @@ export function formatStatus(s: MountStatus, now = Date.now()): string {
     `${s.mountpoint}: ${link}`,
     `  user ${s.user}, device ${s.device}, pid ${s.pid}${s.startedOffline ? ', started offline' : ''}`,
     `  pending: ${s.pendingCommits} commit(s), ${bytes.format(s.pendingBytes) ?? `${s.pendingBytes}B`}`,
-    `  change cursor ${s.cursor}, last sync ${ago(s.lastSyncAt, now)}`,
+    `  last sync ${ago(s.lastSyncAt, now)}`,
   ].join('\n');
 }
 

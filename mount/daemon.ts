@@ -154,7 +154,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     await pool.warm();
     const tree = new Tree(store, client);
     closers.push(() => tree.flush());
-    let cursor: number | undefined;
+    let cursor: string | undefined;
     try {
       cursor = await tree.load();
     } catch (err) {

@@ -90,7 +90,7 @@ export interface MountStatus {
   hashedBytes: number;
   /** Block bytes uploaded since the mount started. */
   uploadedBytes: number;
-  cursor: number;
+  cursor: string;
   /** ISO time of the last successful pull of the change feed; null before the first. */
   lastSyncAt: string | null;
   /** Why the last pull failed, until one succeeds. */

@@ -171,10 +171,11 @@ export class StratusClient {
     return bytes;
   }
 
-  changes(since: number, limit?: number): Promise<ChangesPage> {
-    return this.json('GET', '/v1/changes', undefined, { since, limit });
+  /** The changes after `cursor` (opaque, as the server gave it; none: from the start). */
+  changes(cursor: string | undefined, limit?: number): Promise<ChangesPage> {
+    return this.json('GET', '/v1/changes', undefined, { cursor, limit });
   }
-  changesHead(): Promise<{ cursor: number }> {
+  changesHead(): Promise<{ cursor: string }> {
     return this.json('GET', '/v1/changes/head');
   }
 }

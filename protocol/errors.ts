@@ -21,6 +21,7 @@ export const ErrorCodes = {
   is_a_directory: 409,
   not_a_file: 409,
   not_empty: 409,
+  nested_share: 409,
   stale_version: 409,
   missing_blocks: 409,
   node_deleted: 409,

@@ -3,6 +3,9 @@
 /** A link is a symbolic link: it holds a target path, stored as written and never followed by the server. */
 export type NodeKind = 'file' | 'dir' | 'link';
 
+/** What a user may do with a node: read (viewer), change (editor), also share (owner). */
+export type Role = 'viewer' | 'editor' | 'owner';
+
 export interface NodeInfo {
   id: string;
   parent_id: string | null;
@@ -18,6 +21,8 @@ export interface NodeInfo {
   created_at: string;
   /** A link's target exactly as written (links only; their `size` is its length in UTF-8 bytes). */
   target?: string;
+  /** The caller's role on the node (owner of what is theirs; a share's role inside it). */
+  role?: Role;
 }
 
 export interface BlockRef {
@@ -73,13 +78,19 @@ export interface ChildrenPage {
   next: string | null;
 }
 
+/**
+ * A node's state now, as the caller sees it. `gone`: the node left what the caller can see (moved
+ * out of a share, a share revoked or left): nothing else of it is told, and it is to be dropped
+ * like a deleted node (`deleted_at` is set).
+ */
 export interface ChangeEntry extends NodeInfo {
-  seq: number;
+  gone?: true;
 }
 
 export interface ChangesPage {
   changes: ChangeEntry[];
-  cursor: number;
+  /** Opaque: pass it back as `cursor` (a position in every namespace the caller can see). */
+  cursor: string;
   has_more: boolean;
 }
 

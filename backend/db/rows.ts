@@ -29,6 +29,8 @@ export type Row = Record<string, unknown>;
 export interface NodeRow {
   id: string;
   owner_id: number;
+  /** The namespace the node belongs to (its nearest namespace root's). */
+  ns_id: number;
   parent_id: string | null;
   name: string;
   kind: NodeKind;
@@ -50,6 +52,7 @@ export function nodeRow(row: Row): NodeRow {
   return {
     id: String(row.id),
     owner_id: num(row.owner_id),
+    ns_id: num(row.ns_id),
     parent_id: row.parent_id === null || row.parent_id === undefined ? null : String(row.parent_id),
     name: String(row.name),
     kind: nodeKind(row.kind),
@@ -77,10 +80,6 @@ export function nodeInfo(node: NodeRow): NodeInfo {
     created_at: iso(node.created_at),
     ...(node.kind === 'link' && { target: node.target ?? '' }),
   };
-}
-
-export function changeEntry(row: Row): ChangeEntry {
-  return { seq: num(row.seq), ...nodeInfo(nodeRow(row)) };
 }
 
 /** A `versions` row joined with its device's public id as `device_public_id` (see `versionRows`). */

@@ -1,6 +1,6 @@
 /**
  * The notification seam: after a mutation commits, the journal publishes which users can see its
- * changes and up to which seq; every gateway (this process's and, on PostgreSQL, every other
+ * changes; every gateway (this process's and, on PostgreSQL, every other
  * backend process's) hears it and hints those users' WebSocket connections. Engines:
  * memory-bus.ts (one process) and pg-bus.ts (LISTEN/NOTIFY, N processes on one database).
  *
@@ -8,10 +8,9 @@
  * /v1/changes on connect and on reconnect.
  */
 
-/** These users can see changes up to `seq` (for each of them, `seq` is the newest of their rows in that commit). */
+/** These users can see changes that just committed. */
 export interface ChangeHint {
   userIds: number[];
-  seq: number;
 }
 
 /** A device's token was revoked: its open connections end now, on every backend. */

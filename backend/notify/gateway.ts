@@ -5,7 +5,6 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { ApiError } from '../../protocol/errors.js';
 import { num } from '../db/rows.js';
 import { actorFromHeader } from '../middleware/auth.js';
-import { changesHead } from '../services/changes.js';
 import type { Actor, Backend } from '../services/context.js';
 import type { BusEvent, NotifyBus } from './bus.js';
 import { Coalescer } from './coalescer.js';
@@ -21,13 +20,16 @@ interface Connection {
   coalescer: Coalescer;
   /** Answered the last ping. */
   alive: boolean;
+  /** Hints offered to this connection so far: what its messages count. */
+  hints: number;
 }
 
 /**
- * `GET /v1/events`: WebSocket connections that get `{"seq": N}` hints. The first message is the
- * caller's change head (what GET /v1/changes/head returns); after that, whenever a change visible
- * to the caller commits, the newest seq, coalesced per connection (coalescer.ts). Clients pull
- * /v1/changes on a hint; a missed hint costs latency, never correctness.
+ * `GET /v1/events`: WebSocket connections that get `{"hint": N}` messages, N counting this
+ * connection's hints (it tells nothing about the journal: cursors are opaque, DESIGN §5). The first
+ * message (`{"hint": 0}`) says the connection is ready; after that one whenever a change visible to
+ * the caller commits, coalesced per connection (coalescer.ts). Clients pull /v1/changes on a hint
+ * and on every connect; a missed hint costs latency, never correctness.
  *
  * Upgrades are authenticated like every /v1 request (before routing, so an unauthenticated caller
  * learns nothing); refusals are HTTP responses with the API's error body.
@@ -96,7 +98,8 @@ export class EventsGateway {
       ws,
       actor,
       alive: true,
-      coalescer: new Coalescer((seq) => this.send(ws, seq), {
+      hints: 0,
+      coalescer: new Coalescer((n) => this.send(ws, n), {
         minMs: this.backend.settings.events.coalesce_min_ms,
         maxMs: this.backend.settings.events.coalesce_max_ms,
       }),
@@ -114,23 +117,23 @@ export class EventsGateway {
       this.forget(conn);
       this.log.debug({ ...who, code, connections: this.connections() }, 'events disconnected');
     });
-    // Registered before the head is read: a change that commits meanwhile is held by the
-    // coalescer and goes out with (or right after) the head. A revocation that committed between
-    // this upgrade's authentication and its registration is caught here (its bus event found no
+    // Registered before the first message: a change that commits meanwhile is held by the
+    // coalescer and goes out with (or right after) it. A revocation that committed between this
+    // upgrade's authentication and its registration is caught here (its bus event found no
     // connection to close).
-    Promise.all([changesHead(this.backend, actor), this.revokedDevices([actor.deviceId])]).then(
-      ([{ cursor }, revoked]) => (revoked.size > 0 ? this.endRevoked(conn) : conn.coalescer.start(cursor)),
+    this.revokedDevices([actor.deviceId]).then(
+      (revoked) => (revoked.size > 0 ? this.endRevoked(conn) : conn.coalescer.start(0)),
       (err: unknown) => {
-        this.log.error({ ...who, err }, 'events: reading the change head failed');
+        this.log.error({ ...who, err }, 'events: the revocation check failed');
         ws.close(1011, 'internal error');
       },
     );
   }
 
-  private send(ws: WebSocket, seq: number): boolean {
+  private send(ws: WebSocket, hint: number): boolean {
     if (ws.readyState !== WebSocket.OPEN) return true; // closing: nothing to deliver any more
     if (ws.bufferedAmount > this.backend.settings.events.max_buffered_bytes) return false;
-    ws.send(JSON.stringify({ seq }));
+    ws.send(JSON.stringify({ hint }));
     return true;
   }
 
@@ -144,27 +147,18 @@ export class EventsGateway {
     if (this.closed) return;
     if (event.kind === 'change') {
       for (const userId of event.userIds) {
-        for (const conn of this.byUser.get(userId) ?? []) conn.coalescer.offer(event.seq);
+        for (const conn of this.byUser.get(userId) ?? []) conn.coalescer.offer(++conn.hints);
       }
     } else if (event.kind === 'revoke') {
       for (const conn of this.byUser.get(event.userId) ?? []) if (conn.actor.deviceId === event.deviceId) this.endRevoked(conn);
     } else {
-      void this.resync();
+      this.resync();
     }
   }
 
-  /** Hints may have been lost: offer every connected user's current head (sent only if newer than what went out). */
-  private async resync(): Promise<void> {
-    for (const [, conns] of [...this.byUser]) {
-      const first = conns.values().next().value;
-      if (!first) continue;
-      try {
-        const { cursor } = await changesHead(this.backend, first.actor);
-        for (const conn of conns) conn.coalescer.offer(cursor);
-      } catch (err) {
-        this.log.warn({ err }, 'events resync: reading a head failed');
-      }
-    }
+  /** Hints may have been lost: every connection gets one (its client pulls, and finds what it missed). */
+  private resync(): void {
+    for (const conn of this.all()) conn.coalescer.offer(++conn.hints);
   }
 
   /** Keepalive: drops connections that missed the last ping, and those of devices revoked since they connected. */

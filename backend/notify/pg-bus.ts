@@ -24,7 +24,7 @@ export interface PgBusOptions {
 /** What goes over the channel: the publishing process's id, the hints in publish order, and revocations (user, device). */
 interface Wire {
   o: string;
-  h: Array<{ u: number[]; s: number }>;
+  h: Array<{ u: number[] }>;
   r?: Array<{ u: number; d: number }>;
 }
 
@@ -142,9 +142,9 @@ export class PgBus implements NotifyBus {
       if (Number.isSafeInteger(r?.u) && Number.isSafeInteger(r?.d)) this.deliverLocal({ kind: 'revoke', userId: r.u, deviceId: r.d });
     }
     for (const h of wire.h) {
-      if (!Array.isArray(h?.u) || !Number.isSafeInteger(h.s)) continue;
+      if (!Array.isArray(h?.u)) continue;
       const userIds = h.u.filter((u) => Number.isSafeInteger(u));
-      if (userIds.length > 0) this.deliverLocal({ kind: 'change', userIds, seq: h.s });
+      if (userIds.length > 0) this.deliverLocal({ kind: 'change', userIds });
     }
   }
 
@@ -218,7 +218,7 @@ export function encode(origin: string, hints: ChangeHint[], revocations: Revocat
   let batch: Wire['h'] = [];
   let size = 0;
   const overhead = JSON.stringify({ o: origin, h: [] }).length;
-  const push = (entry: { u: number[]; s: number }) => {
+  const push = (entry: { u: number[] }) => {
     const len = JSON.stringify(entry).length + 1;
     if (batch.length > 0 && overhead + size + len > MAX_PAYLOAD) {
       payloads.push(JSON.stringify({ o: origin, h: batch }));
@@ -230,7 +230,7 @@ export function encode(origin: string, hints: ChangeHint[], revocations: Revocat
   };
   for (const hint of hints) {
     // ~10 bytes per user id: chunks of 500 stay well under the limit.
-    for (let i = 0; i < hint.userIds.length; i += 500) push({ u: hint.userIds.slice(i, i + 500), s: hint.seq });
+    for (let i = 0; i < hint.userIds.length; i += 500) push({ u: hint.userIds.slice(i, i + 500) });
   }
   if (batch.length > 0) payloads.push(JSON.stringify({ o: origin, h: batch }));
   return payloads;

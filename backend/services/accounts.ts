@@ -7,6 +7,7 @@ import { isUniqueViolation } from '../db/errors.js';
 import { deviceInfo, num } from '../db/rows.js';
 import type { Actor } from './context.js';
 import { newNodeId, newPublicId } from './ids.js';
+import { createNamespace } from './namespaces.js';
 import { journal, journalRevocation, mutate } from './journal.js';
 
 const USER_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
@@ -46,7 +47,10 @@ export async function createUser(db: Knex, name: string, deviceName = 'first dev
       const userId = num(typeof userRow === 'object' ? (userRow as { id: unknown }).id : userRow);
       const root = { id: newNodeId(), owner_id: userId, parent_id: null, name: '', kind: 'dir', head_version: 0, size: 0, mtime: now, mode: 0o755, created_at: now };
       await trx('nodes').insert(root);
-      await journal(trx, { userId, deviceId: null, action: 'user.create', node: root, detail: { name } });
+      // The user's root is their namespace's root (the two rows point at each other).
+      const ns = await createNamespace(trx, root.id, userId);
+      await trx('nodes').where({ id: root.id }).update({ ns_id: ns });
+      await journal(trx, { userId, deviceId: null, action: 'user.create', node: { ...root, ns_id: ns, deleted_at: null }, detail: { name } });
       const device = await insertDevice(trx, userId, deviceName);
       return { userId, ...device };
     });

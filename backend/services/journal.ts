@@ -4,8 +4,17 @@ import { num, type NodeRow } from '../db/rows.js';
 import { changeAudience, type ChangedRow } from '../notify/audience.js';
 import type { ChangeHint, Revocation } from '../notify/bus.js';
 
-/** Any constant: the PostgreSQL advisory lock that orders mutations (see `mutate`). */
+/** Any constant: the PostgreSQL advisory lock of the old global journal (see `globalLockSwitch`). */
 const MUTATION_LOCK = 7420_0001;
+
+/**
+ * `STRATUS_GLOBAL_MUTATION_LOCK=1` makes every mutation on PostgreSQL wait on one advisory lock
+ * again, as the global journal did: only so `npm run bench` can measure before against after in
+ * one run. Never needed for correctness: each namespace's row lock orders its own changes.
+ */
+function globalLockSwitch(): boolean {
+  return process.env.STRATUS_GLOBAL_MUTATION_LOCK === '1';
+}
 
 /** What a committed mutation tells the notify bus: who can see its changes, and which devices it revoked. */
 export interface Committed {
@@ -33,9 +42,10 @@ export function onCommitted(db: Knex, listener: CommitListener): () => void {
 }
 
 /**
- * Runs `fn` in a transaction that may change metadata. On PostgreSQL it first takes a
- * transaction-scoped advisory lock, so mutations commit in the order of the `changes.seq` they
- * draw: a cursor can then never skip a change that commits late. SQLite has one writer anyway.
+ * Runs `fn` in a transaction that may change metadata. Each change it journals draws the next seq
+ * of its namespace, which locks that namespace's row until the commit (`journal`): within a
+ * namespace, seq order is commit order, so a cursor never skips a change that commits late;
+ * mutations of different namespaces never wait for each other. SQLite has one writer anyway.
  *
  * Once the transaction has committed — so a client that pulls /v1/changes on the hint sees the
  * rows — the commit listeners hear of the changes it journaled, once per transaction.
@@ -45,7 +55,7 @@ export async function mutate<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise
   let hints: ChangeHint[] = [];
   const revocations: Revocation[] = [];
   const result = await db.transaction(async (trx) => {
-    if (dbClient(db) === 'pg') await trx.raw('SELECT pg_advisory_xact_lock(?)', [MUTATION_LOCK]);
+    if (dbClient(db) === 'pg' && globalLockSwitch()) await trx.raw('SELECT pg_advisory_xact_lock(?)', [MUTATION_LOCK]);
     const written: ChangedRow[] = [];
     writtenChanges.set(trx, written);
     revokedDevices.set(trx, revocations);
@@ -69,11 +79,34 @@ export interface JournalEntry {
   userId: number | null;
   deviceId: number | null;
   action: string;
-  /** The node whose state changed: gets a `changes` row that cursors walk. */
-  node?: Pick<NodeRow, 'id' | 'owner_id'>;
+  /** The node whose state changed: gets a `changes` row, with this state, that cursors walk. */
+  node?: Pick<NodeRow, 'id' | 'ns_id' | 'parent_id' | 'name' | 'head_version' | 'deleted_at'>;
+  /** The namespace whose journal gets the row, when not the node's own (a node leaving one; a share's entry in a grantee's tree). */
+  ns?: number;
   /** An audited node that is not part of the change feed. */
   nodeId?: string;
   detail?: Record<string, unknown>;
+}
+
+/**
+ * Draws the next seq of a namespace. The row stays locked until the transaction ends (PostgreSQL),
+ * so the next change of this namespace waits for this one to commit or roll back: a reader never
+ * sees seq N+1 without N.
+ */
+async function nextSeq(trx: Knex.Transaction, ns: number): Promise<number> {
+  const rows: Array<{ next_seq: unknown }> = await trx('namespaces').where({ id: ns }).increment('next_seq', 1).returning('next_seq');
+  if (rows.length === 0) throw new Error(`namespace ${ns} does not exist`);
+  return num(rows[0]!.next_seq) - 1;
+}
+
+/**
+ * Locks these namespaces' rows in one fixed order (ascending id) before a mutation that journals in
+ * several (a move across namespaces, a new share): two such mutations cannot deadlock.
+ */
+export async function lockNamespaces(trx: Knex.Transaction, ids: Iterable<number>): Promise<void> {
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  if (dbClient(trx) !== 'pg') return;
+  for (const id of sorted) await trx.raw('SELECT 1 FROM namespaces WHERE id = ? FOR UPDATE', [id]);
 }
 
 /** Inside a mutation: once it commits, every backend ends the open connections of this device. */
@@ -85,9 +118,21 @@ export function journalRevocation(trx: Knex.Transaction, revocation: Revocation)
 export async function journal(trx: Knex.Transaction, entry: JournalEntry): Promise<void> {
   const at = Date.now();
   if (entry.node) {
-    const [row] = await trx('changes').insert({ owner_id: entry.node.owner_id, node_id: entry.node.id, action: entry.action, at }).returning('seq');
-    const seq = num(typeof row === 'object' ? (row as { seq: unknown }).seq : row);
-    writtenChanges.get(trx)?.push({ seq, ownerId: num(entry.node.owner_id), nodeId: entry.node.id });
+    const { node } = entry;
+    const ns = entry.ns ?? node.ns_id;
+    const seq = await nextSeq(trx, ns);
+    await trx('changes').insert({
+      ns_id: ns,
+      seq,
+      node_id: node.id,
+      action: entry.action,
+      parent_id: node.parent_id,
+      name: node.name,
+      head_version: node.head_version,
+      deleted_at: node.deleted_at,
+      at,
+    });
+    writtenChanges.get(trx)?.push({ ns, seq, nodeId: node.id });
   }
   await trx('audit').insert({
     at,

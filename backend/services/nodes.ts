@@ -7,11 +7,12 @@ import type { ChildrenPage, NodeInfo } from '../../protocol/types.js';
 import { dbClient } from '../db/connect.js';
 import { isUniqueViolation } from '../db/errors.js';
 import { nodeInfo, nodeRow, type NodeRow } from '../db/rows.js';
-import { assertLive, lineage, notFound, visibleNode } from './access.js';
+import { assertLive, assertMayWrite, infoFor, lineage, mountOf, notFound, roleOn, viewOf, visibleIn, type View } from './access.js';
 import type { Actor, Backend } from './context.js';
 import { newNodeId } from './ids.js';
 import { pageLimit, parseWhole } from './params.js';
-import { journal, mutate } from './journal.js';
+import { journal, lockNamespaces, mutate } from './journal.js';
+import { assertNoNamespaceBelow, namespaceRootedAt, rehome } from './namespaces.js';
 import { parseBody } from './validate.js';
 import { appendVersion, storedManifest } from './versions.js';
 
@@ -42,33 +43,56 @@ const updateSchema = z
 const restoreSchema = z.object({ parent_id: z.string().optional(), name: z.unknown().optional() });
 
 export async function getRoot(backend: Backend, actor: Actor): Promise<NodeInfo> {
-  const row = await backend.db('nodes').where({ owner_id: actor.userId }).whereNull('parent_id').first();
-  if (!row) throw notFound();
-  return nodeInfo(nodeRow(row));
+  const view = await viewOf(backend.db, actor);
+  return infoFor(view, await visibleIn(backend.db, view, view.rootId));
 }
 
 export async function getNode(backend: Backend, actor: Actor, id: string): Promise<NodeInfo> {
-  return nodeInfo(await visibleNode(backend.db, actor, id));
+  const view = await viewOf(backend.db, actor);
+  return infoFor(view, await visibleIn(backend.db, view, id));
 }
 
 type ChildrenQuery = { after?: unknown; limit?: unknown };
 
 /** Live children of a folder ordered by name, a page at a time (keyset on name: stable under concurrent inserts). */
 export async function listChildren(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<ChildrenPage> {
-  const { dir, limit, after } = await childrenRequest(backend, actor, id, query);
+  return childrenPage(backend, await childrenRequest(backend, actor, id, query));
+}
+
+async function childrenPage(backend: Backend, { view, dir, limit, after }: ChildrenRequest): Promise<ChildrenPage> {
   const q = backend.db('nodes').where({ parent_id: dir.id }).whereNull('deleted_at').orderBy('name').limit(limit + 1);
   if (after !== undefined) q.andWhere('name', '>', after);
   const rows: Array<Record<string, unknown>> = await q;
-  const children = rows.slice(0, limit).map((r) => nodeInfo(nodeRow(r)));
-  return { children, next: rows.length > limit ? (children.at(-1)?.name ?? null) : null };
+  const nodes = rows.map((r) => nodeRow(r)).filter((n) => roleOn(view, n));
+  // Shares with the caller that show in this folder, merged in name order.
+  const mounted = await mountsIn(backend.db, view, dir.id, after);
+  const all = [...nodes.map((n) => infoFor(view, n)), ...mounted].sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+  const children = all.slice(0, limit);
+  return { children, next: all.length > limit ? (children.at(-1)?.name ?? null) : null };
 }
 
-async function childrenRequest(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<{ dir: NodeRow; limit: number; after: string | undefined }> {
-  const dir = await visibleNode(backend.db, actor, id);
+/** The caller's entries of shares placed in this folder of theirs (after `after` in name order), as they see them. */
+async function mountsIn(db: Knex, view: View, dirId: string, after?: string): Promise<NodeInfo[]> {
+  const roots = [...view.mounts].filter(([, m]) => m.parent_id === dirId && (after === undefined || Buffer.compare(Buffer.from(m.name), Buffer.from(after)) > 0)).map(([rootId]) => rootId);
+  if (roots.length === 0) return [];
+  const rows: Array<Record<string, unknown>> = await db('nodes').whereIn('id', roots).whereNull('deleted_at');
+  return rows.map((r) => infoFor(view, nodeRow(r)));
+}
+
+interface ChildrenRequest {
+  view: View;
+  dir: NodeRow;
+  limit: number;
+  after: string | undefined;
+}
+
+async function childrenRequest(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<ChildrenRequest> {
+  const view = await viewOf(backend.db, actor);
+  const dir = await visibleIn(backend.db, view, id);
   if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
   const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
   if (query.after !== undefined && typeof query.after !== 'string') throw new ApiError('bad_request', 'after must be given once');
-  return { dir, limit, after: query.after !== undefined && query.after !== '' ? query.after : undefined };
+  return { view, dir, limit, after: query.after !== undefined && query.after !== '' ? query.after : undefined };
 }
 
 /**
@@ -78,14 +102,18 @@ async function childrenRequest(backend: Backend, actor: Actor, id: string, query
  * the page as one JSON value from SQLite, sent as is, costs about half of the whole.
  * Each object has exactly the fields, order and values of `nodeInfo` (kind normalized as in
  * `nodeRow`, `created_at` as toISOString's UTC millisecond form for the server-clock timestamps it
- * holds, `deleted_at` null: the page holds live nodes only; a link's `target` patched in last).
+ * holds, `deleted_at` null: the page holds live nodes only; a link's `target`, then the caller's
+ * role — one for the whole folder: namespaces do not nest inside it — patched in last).
  * One statement, so the page and its `next` come from one snapshot. Needs SQLite ≥ 3.44 (ORDER BY inside an aggregate; node-sqlite3
  * bundles a newer one).
  */
 export async function listChildrenJson(backend: Backend, actor: Actor, id: string, query: ChildrenQuery): Promise<string> {
   const db = backend.db;
-  if (dbClient(db) !== 'sqlite3') return JSON.stringify(await listChildren(backend, actor, id, query));
-  const { dir, limit, after } = await childrenRequest(backend, actor, id, query);
+  const request = await childrenRequest(backend, actor, id, query);
+  const { view, dir, limit, after } = request;
+  // Shares placed in this folder are merged in by the general path.
+  if (dbClient(db) !== 'sqlite3' || [...view.mounts.values()].some((m) => m.parent_id === dir.id)) return JSON.stringify(await childrenPage(backend, request));
+  const role = roleOn(view, dir) ?? 'viewer';
   const rows: Array<{ children: string; next: string | null }> = await db.raw(
     `WITH page AS MATERIALIZED (
        SELECT id, parent_id, name, kind, head_version, size, mtime, mode, created_at, target FROM nodes
@@ -96,32 +124,62 @@ export async function listChildrenJson(backend: Backend, actor: Actor, id: strin
           'id', id, 'parent_id', parent_id, 'name', name, 'kind', CASE kind WHEN 'dir' THEN 'dir' WHEN 'link' THEN 'link' ELSE 'file' END,
           'head_version', head_version, 'size', size, 'mtime', mtime, 'mode', mode, 'deleted_at', NULL,
           'created_at', strftime('%Y-%m-%dT%H:%M:%S', created_at / 1000, 'unixepoch') || printf('.%03dZ', created_at % 1000)
-        ), CASE kind WHEN 'link' THEN json_object('target', target) ELSE '{}' END) ORDER BY name) FROM page) AS children,
+        ), CASE kind WHEN 'link' THEN json_object('target', target, 'role', ?) ELSE json_object('role', ?) END) ORDER BY name) FROM page) AS children,
        (SELECT name FROM last WHERE EXISTS (
           SELECT 1 FROM nodes WHERE parent_id = ? AND deleted_at IS NULL AND name > last.name
         )) AS next`,
-    [dir.id, after ?? '', limit, dir.id],
+    [dir.id, after ?? '', limit, role, role, dir.id],
   );
   const row = rows[0]!;
   return `{"children":${row.children},"next":${JSON.stringify(row.next)}}`;
 }
 
 
-/** A live folder of the actor's that new children may go into. */
-async function targetDir(db: Knex, actor: Actor, id: unknown): Promise<NodeRow> {
-  const dir = await visibleNode(db, actor, id, 'parent_id');
+/** A live folder the caller may add to (editor or owner). */
+async function targetDir(db: Knex, view: View, id: unknown): Promise<NodeRow> {
+  const dir = await visibleIn(db, view, id, 'parent_id');
   if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
+  assertMayWrite(view, dir);
   await assertLive(db, dir);
   return dir;
 }
 
-async function liveChild(db: Knex, parentId: string, name: string): Promise<NodeRow | null> {
+/** What holds `name` in the folder for this caller: a live node, or the caller's entry of a share. */
+async function liveChild(db: Knex, view: View, parentId: string, name: string): Promise<NodeRow | null> {
   const row = await db('nodes').where({ parent_id: parentId, name }).whereNull('deleted_at').first();
-  return row ? nodeRow(row) : null;
+  if (row) return nodeRow(row);
+  for (const [rootId, m] of view.mounts) {
+    if (m.parent_id !== parentId || m.name !== name) continue;
+    const root = await db('nodes').where({ id: rootId }).first();
+    if (root) return nodeRow(root);
+  }
+  return null;
 }
 
 function exists(name: string, existing: NodeRow): ApiError {
   return new ApiError('exists', `"${name}" already exists in this folder`, { node_id: existing.id, kind: existing.kind });
+}
+
+/**
+ * Puts `node` under `parent`: when that is another namespace, the node's subtree moves into it
+ * (locked in a fixed order, journaled as leaving in the old one — whoever cannot see the new one
+ * sees it gone). A namespace root moves only within its owner's own tree, and nothing holding
+ * one enters another namespace: namespaces do not nest (409).
+ */
+async function placeNode(trx: Knex.Transaction, node: NodeRow, parent: NodeRow, who: { userId: number; deviceId: number }): Promise<NodeRow> {
+  const own = await namespaceRootedAt(trx, node.id);
+  if (own) {
+    const parentNs = await trx('namespaces').where({ id: parent.ns_id }).first('owner_id', 'root_node_id');
+    const intoOwnersRoot = parentNs && Number(parentNs.owner_id) === own.owner_id && (await trx('nodes').where({ id: parentNs.root_node_id }).first('parent_id'))?.parent_id === null;
+    if (!intoOwnersRoot) throw new ApiError('nested_share', `"${node.name}" is shared: it can move only within its owner's own folders`);
+    return node;
+  }
+  if (parent.ns_id === node.ns_id) return node;
+  await assertNoNamespaceBelow(trx, node, 'it cannot move into another shared folder');
+  await lockNamespaces(trx, [node.ns_id, parent.ns_id]);
+  await journal(trx, { ...who, action: 'node.leave', node: { ...node, parent_id: parent.id }, ns: node.ns_id });
+  await rehome(trx, node, parent.ns_id, parent.owner_id);
+  return { ...node, ns_id: parent.ns_id, owner_id: parent.owner_id };
 }
 
 /** What a new node of this kind holds besides its name: a link its target (and the fixed link mode), a file or folder its mode. */
@@ -143,13 +201,16 @@ export async function createNode(backend: Backend, actor: Actor, body: unknown):
   const content = contentOf(req);
   try {
     return await mutate(backend.db, async (trx) => {
-      const parent = await targetDir(trx, actor, req.parent_id);
-      const existing = await liveChild(trx, parent.id, name);
+      const view = await viewOf(trx, actor);
+      const parent = await targetDir(trx, view, req.parent_id);
+      const existing = await liveChild(trx, view, parent.id, name);
       if (existing) throw exists(name, existing);
       const now = Date.now();
+      // What is made in a namespace belongs to its owner (an editor's files in a shared folder are the owner's).
       const node: NodeRow = {
         id: newNodeId(),
-        owner_id: actor.userId,
+        owner_id: parent.owner_id,
+        ns_id: parent.ns_id,
         parent_id: parent.id,
         name,
         kind: req.kind,
@@ -161,7 +222,7 @@ export async function createNode(backend: Backend, actor: Actor, body: unknown):
       };
       await trx('nodes').insert(node);
       await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.create', node, detail: { kind: node.kind, name } });
-      return nodeInfo(node);
+      return infoFor(view, node);
     });
   } catch (err) {
     // Two creates of one name raced past the check: the unique index decided.
@@ -185,35 +246,40 @@ export async function updateNode(backend: Backend, actor: Actor, id: string, bod
   const newName = req.name as string | undefined;
   try {
     return await mutate(backend.db, async (trx) => {
-      const node = await visibleNode(trx, actor, id);
+      const view = await viewOf(trx, actor);
+      const node = await visibleIn(trx, view, id);
       await assertLive(trx, node);
       if (node.kind === 'link' && req.mode !== undefined) throw new ApiError('bad_request', 'a link has no mode of its own (it is always 0777)');
       const moving = req.parent_id !== undefined || newName !== undefined;
+      if (moving && mountOf(view, node)) return moveEntry(trx, view, actor, node, req.parent_id, newName);
+      assertMayWrite(view, node);
       if (moving && node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be renamed or moved');
-      const parent = req.parent_id !== undefined ? await targetDir(trx, actor, req.parent_id) : null;
+      const parent = req.parent_id !== undefined ? await targetDir(trx, view, req.parent_id) : null;
       const parentId = parent?.id ?? node.parent_id;
       const name = newName ?? node.name;
       if (parent && (await lineage(trx, parent.id)).some((a) => a.id === node.id)) {
         throw new ApiError('invalid_move', `cannot move "${node.name}" into itself`);
       }
       const now = Date.now();
+      const who = { userId: actor.userId, deviceId: actor.deviceId };
       const attrs = { ...(req.mtime !== undefined && { mtime: req.mtime }), ...(req.mode !== undefined && { mode: req.mode }) };
-      const target = moving && parentId ? await liveChild(trx, parentId, name) : null;
+      const target = moving && parentId ? await liveChild(trx, view, parentId, name) : null;
       if (target && target.id !== node.id) {
-        if (!req.replace) throw exists(name, target);
-        return nodeInfo(await replaceNode(trx, actor, node, target, attrs, now));
+        if (!req.replace || mountOf(view, target)) throw exists(name, target);
+        assertMayWrite(view, target);
+        return infoFor(view, await replaceNode(trx, view, actor, node, target, attrs, now));
       }
-      const updated: NodeRow = { ...node, parent_id: parentId, name, ...attrs };
+      const placed = parent ? await placeNode(trx, node, parent, who) : node;
+      const updated: NodeRow = { ...placed, parent_id: parentId, name, ...attrs };
       await trx('nodes').where({ id: node.id }).update({ parent_id: parentId, name, ...attrs });
       const action = moving ? (parentId !== node.parent_id ? 'node.move' : 'node.rename') : 'node.attrs';
       await journal(trx, {
-        userId: actor.userId,
-        deviceId: actor.deviceId,
+        ...who,
         action,
         node: updated,
         detail: { from: { parent_id: node.parent_id, name: node.name }, to: { parent_id: parentId, name }, ...attrs },
       });
-      return nodeInfo(updated);
+      return infoFor(view, updated);
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw new ApiError('exists', `"${newName ?? ''}" already exists in this folder`);
@@ -221,7 +287,35 @@ export async function updateNode(backend: Backend, actor: Actor, id: string, bod
   }
 }
 
-async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow, dest: NodeRow, attrs: { mtime?: number; mode?: number }, now: number): Promise<NodeRow> {
+/**
+ * A grantee renames or moves their entry of a share: only where it shows in their own tree (any
+ * role may; the owner's folder keeps its name). Journaled in the grantee's root namespace, so
+ * every device of theirs follows.
+ */
+async function moveEntry(trx: Knex.Transaction, view: View, actor: Actor, node: NodeRow, parentId: string | undefined, newName: string | undefined): Promise<NodeInfo> {
+  const mount = mountOf(view, node)!;
+  const parent = await visibleIn(trx, view, parentId ?? mount.parent_id, 'parent_id');
+  if (parent.kind !== 'dir' || parent.owner_id !== view.userId || roleOn(view, parent) !== 'owner') {
+    throw new ApiError('forbidden', `"${mount.name}" is shared with you: it can move only within your own folders`);
+  }
+  await assertLive(trx, parent);
+  const name = newName ?? mount.name;
+  const target = await liveChild(trx, view, parent.id, name);
+  if (target && target.id !== node.id) throw exists(name, target);
+  await trx('shares').where({ id: mount.shareId }).update({ mount_parent_id: parent.id, mount_name: name });
+  view.mounts.set(node.id, { ...mount, parent_id: parent.id, name });
+  await journal(trx, {
+    userId: actor.userId,
+    deviceId: actor.deviceId,
+    action: 'share.entry',
+    node: { ...node, parent_id: parent.id, name },
+    ns: view.rootNs,
+    detail: { from: { parent_id: mount.parent_id, name: mount.name }, to: { parent_id: parent.id, name } },
+  });
+  return infoFor(view, node);
+}
+
+async function replaceNode(trx: Knex.Transaction, view: View, actor: Actor, source: NodeRow, dest: NodeRow, attrs: { mtime?: number; mode?: number }, now: number): Promise<NodeRow> {
   const who = { userId: actor.userId, deviceId: actor.deviceId };
   if (source.kind === 'file' && dest.kind === 'file') {
     // The destination keeps its id and history and gains the source's content as a new version.
@@ -234,7 +328,7 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
     const mode = attrs.mode ?? source.mode;
     await trx('nodes').where({ id: dest.id }).update({ mode });
     await trx('nodes').where({ id: source.id }).update({ deleted_at: now });
-    await journal(trx, { ...who, action: 'node.delete', node: source, detail: { replaced_into: dest.id } });
+    await journal(trx, { ...who, action: 'node.delete', node: { ...source, deleted_at: now }, detail: { replaced_into: dest.id } });
     return { ...replaced, mode };
   }
   if (source.kind === 'dir' && dest.kind !== 'dir') {
@@ -248,9 +342,10 @@ async function replaceNode(trx: Knex.Transaction, actor: Actor, source: NodeRow,
     if (child) throw new ApiError('not_empty', `"${dest.name}" is not empty`);
   }
   // The destination goes to the trash; the source takes its place and keeps its own id.
+  const into = dest.parent_id === null ? source : await placeNode(trx, source, await visibleIn(trx, view, dest.parent_id), who);
   await trx('nodes').where({ id: dest.id }).update({ deleted_at: now });
-  await journal(trx, { ...who, action: 'node.delete', node: dest, detail: { replaced_by: source.id } });
-  const moved: NodeRow = { ...source, parent_id: dest.parent_id, name: dest.name, ...attrs };
+  await journal(trx, { ...who, action: 'node.delete', node: { ...dest, deleted_at: now }, detail: { replaced_by: source.id } });
+  const moved: NodeRow = { ...into, parent_id: dest.parent_id, name: dest.name, ...attrs };
   await trx('nodes').where({ id: source.id }).update({ parent_id: moved.parent_id, name: moved.name, ...attrs });
   await journal(trx, { ...who, action: 'node.move', node: moved, detail: { replaced: dest.id } });
   return moved;
@@ -267,9 +362,13 @@ export async function deleteNode(backend: Backend, actor: Actor, id: string, que
   if (query.if_empty !== undefined && query.if_empty !== 'true') throw new ApiError('bad_request', 'if_empty must be "true"');
   const ifEmpty = query.if_empty === 'true';
   return mutate(backend.db, async (trx) => {
-    const node = await visibleNode(trx, actor, id);
+    const view = await viewOf(trx, actor);
+    const node = await visibleIn(trx, view, id);
+    const mount = mountOf(view, node);
+    if (mount) return leaveShare(trx, view, actor, node, mount.shareId);
+    assertMayWrite(view, node);
     if (node.parent_id === null) throw new ApiError('invalid_move', 'the root folder cannot be deleted');
-    if (node.deleted_at !== null) return nodeInfo(node);
+    if (node.deleted_at !== null) return infoFor(view, node);
     if (ifVersion !== undefined && node.head_version !== ifVersion) {
       throw new ApiError('stale_version', `"${node.name}" changed since version ${ifVersion}`, { head_version: node.head_version });
     }
@@ -280,8 +379,23 @@ export async function deleteNode(backend: Backend, actor: Actor, id: string, que
     const deleted: NodeRow = { ...node, deleted_at: Date.now() };
     await trx('nodes').where({ id: node.id }).update({ deleted_at: deleted.deleted_at });
     await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.delete', node: deleted });
-    return nodeInfo(deleted);
+    return infoFor(view, deleted);
   });
+}
+
+/** A grantee removes their entry of a share: the share ends for them; the owner's files are untouched. */
+async function leaveShare(trx: Knex.Transaction, view: View, actor: Actor, node: NodeRow, shareId: number): Promise<NodeInfo> {
+  const info = { ...infoFor(view, node), deleted_at: new Date().toISOString() };
+  await trx('shares').where({ id: shareId }).delete();
+  const entry = view.mounts.get(node.id)!;
+  await journal(trx, {
+    userId: actor.userId,
+    deviceId: actor.deviceId,
+    action: 'share.leave',
+    node: { ...node, parent_id: entry.parent_id, name: entry.name, deleted_at: Date.now() },
+    ns: view.rootNs,
+  });
+  return info;
 }
 
 /** Brings a node back from the trash, where it was or to {parent_id, name}. */
@@ -290,16 +404,19 @@ export async function restoreNode(backend: Backend, actor: Actor, id: string, bo
   if (req.name !== undefined) assertValidName(req.name);
   try {
     return await mutate(backend.db, async (trx) => {
-      const node = await visibleNode(trx, actor, id);
+      const view = await viewOf(trx, actor);
+      const node = await visibleIn(trx, view, id);
+      assertMayWrite(view, node);
       if (node.deleted_at === null) throw new ApiError('bad_request', `"${node.name}" is not in the trash`);
-      const parent = await targetDir(trx, actor, req.parent_id ?? node.parent_id);
+      const parent = await targetDir(trx, view, req.parent_id ?? node.parent_id);
       const name = (req.name as string | undefined) ?? node.name;
-      const existing = await liveChild(trx, parent.id, name);
+      const existing = await liveChild(trx, view, parent.id, name);
       if (existing) throw exists(name, existing);
-      const restored: NodeRow = { ...node, parent_id: parent.id, name, deleted_at: null };
+      const placed = await placeNode(trx, node, parent, { userId: actor.userId, deviceId: actor.deviceId });
+      const restored: NodeRow = { ...placed, parent_id: parent.id, name, deleted_at: null };
       await trx('nodes').where({ id: node.id }).update({ parent_id: parent.id, name, deleted_at: null });
       await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.restore', node: restored });
-      return nodeInfo(restored);
+      return infoFor(view, restored);
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw new ApiError('exists', 'a node of that name already exists in this folder');

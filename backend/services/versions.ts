@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
 import type { VersionInfo } from '../../protocol/types.js';
 import { num, versionInfo, type NodeRow } from '../db/rows.js';
-import { assertLive, readableBlocks, visibleNode } from './access.js';
+import { assertLive, readableBlocks, visibleNode, writableNode } from './access.js';
 import type { CommitBody } from './commit-body.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
@@ -56,8 +56,9 @@ function versionRows(db: Knex): Knex.QueryBuilder {
   return db('versions as v').leftJoin('devices as d', 'd.id', 'v.device_id');
 }
 
-async function fileNode(db: Knex, actor: Actor, id: string): Promise<NodeRow> {
-  const node = await visibleNode(db, actor, id);
+/** The file with this id the actor can see; with `write`, one they may change (403 for a viewer). */
+async function fileNode(db: Knex, actor: Actor, id: string, write = false): Promise<NodeRow> {
+  const node = await (write ? writableNode : visibleNode)(db, actor, id);
   if (node.kind === 'dir') throw new ApiError('is_a_directory', `"${node.name}" is a folder; only files have versions`);
   if (node.kind !== 'file') throw new ApiError('not_a_file', `"${node.name}" is a link; only files have versions`);
   return node;
@@ -89,7 +90,7 @@ export async function getManifest(backend: Backend, actor: Actor, id: string, v:
 /** POST /v1/nodes/:id/versions — a new version, if `base_version` is still the head (else 409 with the head). The body comes checked (commit-body.ts); the reply is JSON text. */
 export async function commitVersion(backend: Backend, actor: Actor, id: string, body: CommitBody): Promise<string> {
   return mutate(backend.db, async (trx) => {
-    const node = await fileNode(trx, actor, id);
+    const node = await fileNode(trx, actor, id, true);
     await assertLive(trx, node);
     const appended = await appendVersion(trx, actor, node, { ...body, mtime: body.mtime ?? Date.now() }, 'version.commit');
     return manifestReply(appended.info, body.manifestJson);
@@ -131,7 +132,7 @@ export async function appendVersion(trx: Knex.Transaction, actor: Actor, node: N
     committed_at: Date.now(),
   };
   await trx('versions').insert(row);
-  const refs = distinct.map((hash) => ({ node_id: node.id, version, hash, owner_id: node.owner_id }));
+  const refs = distinct.map((hash) => ({ node_id: node.id, version, hash, owner_id: node.owner_id, ns_id: node.ns_id }));
   for (let i = 0; i < refs.length; i += 300) await trx('version_blocks').insert(refs.slice(i, i + 300));
   const updated: NodeRow = { ...node, head_version: version, size: v.size, mtime: v.mtime };
   await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action, node: updated, detail: { version, base_version: v.base_version, size: v.size, blocks: v.count } });
@@ -141,7 +142,7 @@ export async function appendVersion(trx: Knex.Transaction, actor: Actor, node: N
 /** Rollback without rewriting history: the old manifest becomes a new head version. */
 export async function restoreVersion(backend: Backend, actor: Actor, id: string, v: string): Promise<string> {
   return mutate(backend.db, async (trx) => {
-    const node = await fileNode(trx, actor, id);
+    const node = await fileNode(trx, actor, id, true);
     await assertLive(trx, node);
     const version = parseVersion(v, node.head_version);
     const old = await trx('versions').select('size', 'mtime').where({ node_id: node.id, version }).first();

@@ -25,7 +25,7 @@ export class Tree {
   /** Server nodes waiting for a name a node made or changed here holds (see place). */
   private readonly deferred = new Map<number, NodeInfo[]>();
   private dirty = new Set<number>();
-  private pendingCursor: number | undefined;
+  private pendingCursor: string | undefined;
   private writing: Promise<unknown> = Promise.resolve();
   private behindQueued = false;
   private nextIno = ROOT_INO + 1;
@@ -48,14 +48,14 @@ export class Tree {
   ) {}
 
   /** Loads the saved tree; with none, fetches the root. Returns the saved change cursor, if any. */
-  async load(): Promise<number | undefined> {
+  async load(): Promise<string | undefined> {
     const stored = await this.store.loadNodes();
     for (const n of stored) this.nextIno = Math.max(this.nextIno, n.ino + 1);
     const cursor = await this.store.getMeta('cursor');
     if (stored.some((n) => n.ino === ROOT_INO && !n.gone) && cursor !== undefined) {
       for (const { gone, ...n } of stored) this.remember(n, gone === true);
       for (const n of stored) if (!n.gone) this.insert(n);
-      return Number(cursor);
+      return cursor;
     }
     await this.store.resetTree();
     for (const { gone: _, ...n } of await this.store.loadNodes()) this.remember(n, true);
@@ -344,7 +344,7 @@ export class Tree {
     this.scheduleBehind();
   }
 
-  setCursor(cursor: number): void {
+  setCursor(cursor: string): void {
     this.pendingCursor = cursor;
     this.scheduleBehind();
   }

@@ -16,7 +16,8 @@ export interface StateChange {
   addOps?: Omit<LoggedOp, 'seq'>[];
   removeOps?: number[];
   updateOps?: LoggedOp[];
-  cursor?: number;
+  /** The change feed's cursor (opaque; a number from a server before namespaces, which answers it with a full resync). */
+  cursor?: string;
 }
 
 interface NodeRow {

@@ -170,12 +170,12 @@ export class EventsClient extends EventEmitter<EventsClientEvents> {
   }
 }
 
-/** `{"seq": N}` → N; anything else (unknown messages of a newer server) → undefined. */
+/** `{"hint": N}` → N; anything else (unknown messages of a newer server) → undefined. */
 function parseHint(data: WebSocket.RawData): number | undefined {
   try {
     const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
-    const msg = JSON.parse(text) as { seq?: unknown };
-    return typeof msg.seq === 'number' && Number.isSafeInteger(msg.seq) && msg.seq >= 0 ? msg.seq : undefined;
+    const msg = JSON.parse(text) as { hint?: unknown };
+    return typeof msg.hint === 'number' && Number.isSafeInteger(msg.hint) && msg.hint >= 0 ? msg.hint : undefined;
   } catch {
     return undefined;
   }

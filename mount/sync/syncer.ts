@@ -9,10 +9,10 @@ export interface HintSource {
   readonly connected: boolean;
   /** The server answered a pull: reconnect now rather than after the backoff delay. */
   wake?(): void;
-  on(event: 'hint', fn: (seq: number) => void): unknown;
+  on(event: 'hint', fn: (hint: number) => void): unknown;
   on(event: 'connected', fn: () => void): unknown;
   on(event: 'disconnected', fn: (reason: string) => void): unknown;
-  off(event: 'hint', fn: (seq: number) => void): unknown;
+  off(event: 'hint', fn: (hint: number) => void): unknown;
   off(event: 'connected', fn: () => void): unknown;
   off(event: 'disconnected', fn: (reason: string) => void): unknown;
 }
@@ -21,7 +21,7 @@ export interface SyncerOptions {
   client: Pick<StratusClient, 'changes' | 'node'>;
   tree: Pick<Tree, 'applyFeed' | 'setCursor' | 'localMark' | 'changedLocallySince' | 'forgetLocalBefore' | 'refetch'>;
   /** The saved cursor the tree was loaded at. */
-  cursor: number;
+  cursor: string;
   hints?: HintSource;
   /** Retry delays of a failed pull (ms): first, cap, ±jitter fraction. */
   retryMinMs?: number;
@@ -45,14 +45,14 @@ export interface SyncerEvents {
 
 /**
  * Keeps the tree current with the change feed (DESIGN §5): pulls `/v1/changes?since=cursor`, all
- * pages, at start, on every hint ahead of the cursor and on every (re)connect of the hint channel.
+ * pages, at start, on every hint and on every (re)connect of the hint channel.
  * Pulls run one at a time; whatever asks for one during a pull gets exactly one more pull after
  * it. A failed pull is retried with backoff and jitter (and at once when the channel reconnects),
  * so a missed hint or an outage costs latency, never correctness.
  */
 export class Syncer extends EventEmitter<SyncerEvents> {
-  /** Everything up to this seq is applied to the tree (and saved with it). */
-  cursor: number;
+  /** Everything up to this cursor is applied to the tree (and saved with it). */
+  cursor: string;
   /** When the last pull succeeded (ms since the epoch). */
   lastSyncAt: number | undefined;
   /** Why the last pull failed; cleared by the next success. */
@@ -62,8 +62,6 @@ export class Syncer extends EventEmitter<SyncerEvents> {
 
   private running: Promise<void> | undefined;
   private again = false;
-  /** Highest hint seen while a pull ran: the pull after it is needed only if the cursor stays below. */
-  private hintedSeq = -1;
   private retryTimer: NodeJS.Timeout | undefined;
   private readonly backoff: Backoff;
   private closed = false;
@@ -84,7 +82,7 @@ export class Syncer extends EventEmitter<SyncerEvents> {
     if (!now || this.closed || this.o.tree.changedLocallySince(sid, mark)) return;
     const files: number[] = [];
     this.apply(now, files);
-    if (files.length) this.emit('applied', [{ ...now, seq: this.cursor }], files);
+    if (files.length) this.emit('applied', [now], files);
   }
 
   /** The hint channel is open. */
@@ -129,7 +127,6 @@ export class Syncer extends EventEmitter<SyncerEvents> {
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     this.again = false;
-    this.hintedSeq = -1;
     const pull = this.pull();
     this.running = pull
       .then(
@@ -138,7 +135,7 @@ export class Syncer extends EventEmitter<SyncerEvents> {
       )
       .finally(() => {
         this.running = undefined;
-        if (this.again || this.hintedSeq > this.cursor) this.request();
+        if (this.again) this.request();
         else for (const w of this.idleWaiters.splice(0)) w();
       });
     await pull;
@@ -165,12 +162,8 @@ export class Syncer extends EventEmitter<SyncerEvents> {
     await this.running;
   }
 
-  private readonly onHint = (seq: number): void => {
-    if (seq <= this.cursor) return;
-    if (this.running) {
-      this.hintedSeq = Math.max(this.hintedSeq, seq);
-      return;
-    }
+  /** Something visible changed on the server (the cursor is opaque: every hint is worth a pull; one running takes another after it). */
+  private readonly onHint = (): void => {
     this.request();
   };
 
@@ -189,7 +182,6 @@ export class Syncer extends EventEmitter<SyncerEvents> {
   private async loop(): Promise<void> {
     for (;;) {
       this.again = false;
-      this.hintedSeq = -1;
       try {
         await this.pull();
       } catch {
@@ -198,7 +190,7 @@ export class Syncer extends EventEmitter<SyncerEvents> {
         continue;
       }
       if (this.closed) return;
-      if (!this.again && this.hintedSeq <= this.cursor) return;
+      if (!this.again) return;
     }
   }
 
@@ -228,7 +220,7 @@ export class Syncer extends EventEmitter<SyncerEvents> {
           }
         }
         this.o.tree.forgetLocalBefore(mark);
-        if (page.cursor > this.cursor) {
+        if (page.cursor !== this.cursor) {
           this.cursor = page.cursor;
           this.o.tree.setCursor(page.cursor);
         }

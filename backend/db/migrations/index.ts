@@ -3,6 +3,7 @@ import * as init from './001_init.js';
 import * as publicIds from './002_public_ids.js';
 import * as blockIntegrity from './003_block_integrity.js';
 import * as links from './004_links.js';
+import * as namespaces from './005_namespaces.js';
 
 /**
  * Migrations listed in code rather than scanned from a folder, so the same set runs from the
@@ -13,6 +14,7 @@ const migrations: Record<string, Knex.Migration> = {
   '002_public_ids': publicIds,
   '003_block_integrity': blockIntegrity,
   '004_links': links,
+  '005_namespaces': namespaces,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
