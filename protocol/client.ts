@@ -9,6 +9,9 @@ import type {
   DeviceInfo,
   Manifest,
   NodeInfo,
+  Role,
+  ShareInfo,
+  SharesPage,
   ServerConfig,
   UpdateNodeRequest,
   VersionInfo,
@@ -178,6 +181,20 @@ export class StratusClient {
   changesHead(): Promise<{ cursor: string }> {
     return this.json('GET', '/v1/changes/head');
   }
+
+  /** Grants `user` a role on a node (or changes it); owners only. */
+  share(nodeId: string, grant: { user: string; role: Role; expires_at?: number } | { link: true; expires_at?: number }): Promise<ShareInfo> {
+    return this.json('POST', `/v1/nodes/${encodeURIComponent(nodeId)}/shares`, grant);
+  }
+  nodeShares(nodeId: string): Promise<{ shares: ShareInfo[] }> {
+    return this.json('GET', `/v1/nodes/${encodeURIComponent(nodeId)}/shares`);
+  }
+  unshare(nodeId: string, shareId: string): Promise<ShareInfo> {
+    return this.json('DELETE', `/v1/nodes/${encodeURIComponent(nodeId)}/shares/${encodeURIComponent(shareId)}`);
+  }
+  shares(): Promise<SharesPage> {
+    return this.json('GET', '/v1/shares');
+  }
 }
 
 function safeJson(bytes: Buffer): unknown {
@@ -213,4 +230,5 @@ export function eventsUrl(server: string): string {
   url.search = '';
   url.hash = '';
   return url.toString();
+
 }

@@ -135,3 +135,27 @@ export interface WhoAmI {
   user: { id: string; name: string };
   device: { id: string; name: string };
 }
+
+/** A share of a node (DESIGN §3): with a user, or by link (viewer). */
+export interface ShareInfo {
+  id: string;
+  node_id: string;
+  /** The shared node's name as the caller sees it (a grantee: their entry's name). */
+  name: string;
+  role: Role;
+  /** The grantee's user name; null for a link. */
+  user: string | null;
+  /** Who owns what is shared. */
+  owner: string;
+  created_at: string;
+  expires_at: string | null;
+  /** A link share's path (`/s/TOKEN`), in the reply that created it only: the token is not stored. */
+  url?: string;
+}
+
+export interface SharesPage {
+  /** Shares with the caller (their entries). */
+  shared_with_me: ShareInfo[];
+  /** Shares of the caller's own nodes (with users and by link). */
+  shared_by_me: ShareInfo[];
+}
