@@ -23,6 +23,8 @@ export interface NodeInfo {
   target?: string;
   /** The caller's role on the node (owner of what is theirs; a share's role inside it). */
   role?: Role;
+  /** A share with the caller, where it shows in their tree: they may rename, move or remove it (for themselves) whatever their role. */
+  share_entry?: true;
 }
 
 export interface BlockRef {

@@ -89,7 +89,7 @@ export function mountOf(view: View, node: Pick<NodeRow, 'id' | 'owner_id'>): Mou
 export function infoFor(view: View, node: NodeRow): NodeInfo {
   const mount = mountOf(view, node);
   const info = { ...nodeInfo(node), role: roleOn(view, node) ?? 'viewer' };
-  return mount ? { ...info, parent_id: mount.parent_id, name: mount.name } : info;
+  return mount ? { ...info, parent_id: mount.parent_id, name: mount.name, share_entry: true } : info;
 }
 
 /** The node with this id if the user may see it (live or in the trash); 404 otherwise. */
@@ -197,4 +197,26 @@ export async function readableBlocks(db: Knex, actor: Actor, hashes: string[]): 
 export async function readableBlock(db: Knex, actor: Actor, hash: string): Promise<{ size: number; corrupt: boolean } | undefined> {
   const row: Record<string, unknown> | undefined = await readableRows(db, actor, await viewOf(db, actor), [hash]).first();
   return row ? { size: num(row.size), corrupt: row.corrupt_at !== null } : undefined;
+}
+
+/**
+ * Link shares (DESIGN §3): the node a link opens, found by the hash of its token — the root of a
+ * live (unexpired) link share, itself live (neither it nor a folder above it in the trash) — or
+ * undefined for a token that is unknown, revoked or expired alike. The link reaches that node and
+ * what `linkReaches` allows under it, read-only; nothing above it, nothing else.
+ */
+export async function linkShareRoot(db: Knex, tokenHash: string): Promise<NodeRow | undefined> {
+  const row: Record<string, unknown> | undefined = await liveShares(
+    db('shares as s').join('namespaces as ns', 'ns.id', 's.ns_id').join('nodes as r', 'r.id', 'ns.root_node_id').where('s.link_token_hash', tokenHash).whereNull('s.grantee_id'),
+    Date.now(),
+  ).first('r.*');
+  if (!row) return undefined;
+  const root = nodeRow(row);
+  if ((await lineage(db, root.id)).some((n) => n.deleted_at !== null)) return undefined;
+  return root;
+}
+
+/** Whether a link opening `root` may show `node`, a node found by walking down from `root`: live, and in the root's namespace. */
+export function linkReaches(root: NodeRow, node: NodeRow): boolean {
+  return node.deleted_at === null && node.ns_id === root.ns_id;
 }

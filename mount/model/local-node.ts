@@ -25,10 +25,14 @@ export interface LocalNode {
   listed: boolean;
   /** A link's target as written (links only). */
   target?: string;
+  /** Shared with this user as a viewer: nothing of it may change here (EACCES). */
+  readOnly?: true;
+  /** A share with this user, where it shows in their tree: theirs to rename, move or remove (for themselves). */
+  entry?: true;
 }
 
 /** The fields of a node the server describes (identity and place are the caller's). */
-export function serverFields(info: NodeInfo): Pick<LocalNode, 'kind' | 'headVersion' | 'size' | 'mtime' | 'mode' | 'target'> {
+export function serverFields(info: NodeInfo): Pick<LocalNode, 'kind' | 'headVersion' | 'size' | 'mtime' | 'mode' | 'target' | 'readOnly' | 'entry'> {
   return {
     kind: info.kind,
     headVersion: info.head_version,
@@ -36,5 +40,7 @@ export function serverFields(info: NodeInfo): Pick<LocalNode, 'kind' | 'headVers
     mtime: info.mtime,
     mode: info.mode,
     ...(info.target !== undefined && { target: info.target }),
+    ...(info.role === 'viewer' && { readOnly: true }),
+    ...(info.share_entry && { entry: true }),
   };
 }

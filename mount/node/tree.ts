@@ -310,8 +310,13 @@ export class Tree {
     const n = this.node(ino);
     if (!n) return;
     this.stampLocal(ino);
-    const fields = 'id' in info ? serverFields(info) : { headVersion: info.head_version, size: info.size, mtime: info.mtime };
-    this.replaceRecord(ino, { ...n, ...fields, ...(keepLocal && { size: n.size, mtime: n.mtime }) });
+    if ('id' in info) {
+      // The whole server state: a role or share entry it no longer says is gone.
+      const { readOnly: _readOnly, entry: _entry, ...base } = n;
+      this.replaceRecord(ino, { ...base, ...serverFields(info), ...(keepLocal && { size: n.size, mtime: n.mtime }) });
+      return;
+    }
+    this.replaceRecord(ino, { ...n, headVersion: info.head_version, size: info.size, mtime: info.mtime, ...(keepLocal && { size: n.size, mtime: n.mtime }) });
   }
 
   /** A node removed here for good, once no queued operation names it and no writer has it open. */

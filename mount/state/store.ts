@@ -33,6 +33,7 @@ interface NodeRow {
   listed: number;
   target: string | null;
   gone: number;
+  share: number;
 }
 
 interface OpRow {
@@ -94,6 +95,13 @@ export class StateStore {
         t.integer('listed').notNullable().defaultTo(0);
         t.text('target').nullable();
         t.integer('gone').notNullable().defaultTo(0);
+        t.integer('share').notNullable().defaultTo(0);
+      });
+    }
+    // Shares (read-only nodes, share entries): a cache folder from before them gains the column.
+    if (!(await db.schema.hasColumn('nodes', 'share'))) {
+      await db.schema.alterTable('nodes', (t) => {
+        t.integer('share').notNullable().defaultTo(0);
       });
     }
     if (!(await db.schema.hasTable('meta'))) {
@@ -204,6 +212,10 @@ export class StateStore {
   }
 }
 
+/** Bits of the `share` column. */
+const SHARE_READ_ONLY = 1;
+const SHARE_ENTRY = 2;
+
 function fromNodeRow(r: NodeRow): StoredNode {
   return {
     ino: Number(r.ino),
@@ -218,6 +230,8 @@ function fromNodeRow(r: NodeRow): StoredNode {
     listed: Number(r.listed) === 1,
     ...(r.target !== null && r.target !== undefined && { target: r.target }),
     ...(Number(r.gone) === 1 && { gone: true }),
+    ...((Number(r.share) & SHARE_READ_ONLY) !== 0 && { readOnly: true }),
+    ...((Number(r.share) & SHARE_ENTRY) !== 0 && { entry: true }),
   };
 }
 
@@ -235,5 +249,6 @@ function toNodeRow(n: StoredNode): NodeRow {
     listed: n.listed ? 1 : 0,
     target: n.target ?? null,
     gone: n.gone ? 1 : 0,
+    share: (n.readOnly ? SHARE_READ_ONLY : 0) | (n.entry ? SHARE_ENTRY : 0),
   };
 }

@@ -7,17 +7,26 @@ import { refreshNode } from './refresh-node.js';
 import type { CommitResult, SendContext } from './send-context.js';
 
 /**
- * Invariant 6: the head moved (`stale`), or the file went away elsewhere — these bytes are kept.
- * Stale: as a conflicted copy next to the file, which shows the server's head again. Gone: under
- * the file's own name (its folder made again if that went too), and the local node is that new
- * file from now on (later saves go there).
+ * Why a save is kept as a copy: the head moved (`stale`), the file went away elsewhere (`gone`),
+ * or the server refuses this user's change for good (`refused`: a share's role lowered to viewer,
+ * or the share revoked, while the save was queued).
  */
-export async function keepAsCopy(ctx: SendContext, entry: Entry<ContentOp>, sid: string, refs: BlockRef[], stale: boolean): Promise<CommitResult> {
+export type KeepReason = 'stale' | 'gone' | 'refused';
+
+/**
+ * Invariant 6: these bytes are kept. Stale: as a conflicted copy next to the file, which shows
+ * the server's head again. Refused: the same, at the root of the user's own tree (where they may
+ * write). Gone: under the file's own name (its folder made again if that went too), and the local
+ * node is that new file from now on (later saves go there).
+ */
+export async function keepAsCopy(ctx: SendContext, entry: Entry<ContentOp>, sid: string, refs: BlockRef[], reason: KeepReason): Promise<CommitResult> {
   const { client, tree } = ctx;
   const { op } = entry;
+  const stale = reason !== 'gone';
   const local = tree.node(op.ino);
   const server = await client.node(sid).catch(() => undefined);
-  const parentSid = (local?.parent != null ? tree.node(local.parent)?.sid : undefined) ?? server?.parent_id ?? tree.rootSid;
+  const parentSid =
+    reason === 'refused' ? tree.rootSid : ((local?.parent != null ? tree.node(local.parent)?.sid : undefined) ?? server?.parent_id ?? tree.rootSid);
   const name = local?.name ?? server?.name ?? `recovered ${sid}`;
   const mode = local?.mode ?? server?.mode;
   const { info } = await createUnderFreeName(

@@ -42,8 +42,8 @@ export async function sendContent(ctx: SendContext, entry: Entry<ContentOp>): Pr
       const head = await ctx.client.manifest(sid, 'head');
       if (head.base_version === base && head.size === op.size && sameBlocks(head.blocks, refs)) return committed(ctx, entry, sid, head);
     }
-    if (err.code === 'stale_version' || err.code === 'node_deleted' || err.code === 'not_found') {
-      return keepAsCopy(ctx, entry, sid, refs, err.code === 'stale_version');
+    if (err.code === 'stale_version' || err.code === 'node_deleted' || err.code === 'not_found' || err.code === 'forbidden') {
+      return keepAsCopy(ctx, entry, sid, refs, err.code === 'stale_version' ? 'stale' : err.code === 'forbidden' ? 'refused' : 'gone');
     }
     throw err;
   }

@@ -1,3 +1,4 @@
+import { ApiError } from '../../protocol/errors.js';
 import type { CreateNodeRequest, NodeInfo } from '../../protocol/types.js';
 import type { CreateOp } from '../model/ops.js';
 import type { Entry } from '../oplog/op-log.js';
@@ -11,7 +12,8 @@ import type { SendContext } from './send-context.js';
  * later rename is an operation of its own). A name taken meanwhile keeps both: ours becomes a
  * conflicted copy — except where the two are one: folders of one name merge, a link with the same
  * target is the same link, and an empty file whose content is on its way (ours, whose reply was
- * lost, or another device's) is taken over. A folder deleted elsewhere meanwhile is made again.
+ * lost, or another device's) is taken over. A folder deleted elsewhere meanwhile is made again;
+ * one the user may no longer write to (a share's role lowered) leaves the node in their root.
  * The node's server id arrives here; nothing else changes its identity.
  */
 export async function sendCreate(ctx: SendContext, entry: Entry<CreateOp>): Promise<void> {
@@ -29,8 +31,10 @@ export async function sendCreate(ctx: SendContext, entry: Entry<CreateOp>): Prom
   try {
     made = await create(parentSid);
   } catch (err) {
-    if (!isGone(err)) throw err;
-    made = await create(await liveFolder(ctx, parentSid));
+    // A share whose role was lowered to viewer meanwhile: what was made here is kept in the user's own root (invariant 6).
+    if (err instanceof ApiError && err.code === 'forbidden') made = await create(ctx.tree.rootSid);
+    else if (!isGone(err)) throw err;
+    else made = await create(await liveFolder(ctx, parentSid));
   }
   const { info, joined } = made;
   ctx.tree.setSid(op.ino, info.id);

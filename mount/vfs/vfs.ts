@@ -11,6 +11,7 @@ import type { OpLog } from '../oplog/op-log.js';
 import type { StateStore } from '../state/store.js';
 import type { BlockSource } from '../blocks/block-source.js';
 import { FsError } from '../model/errors.js';
+import { assertMayDetach, assertWritable, shownMode } from '../model/share-access.js';
 import { Handles } from './handles.js';
 import { LayeredReader } from './layered-reader.js';
 import { ManifestReader } from './manifest-reader.js';
@@ -153,6 +154,9 @@ export class Vfs {
     const node = await this.lookup(path);
     if (node.kind !== 'dir') throw new FsError('ENOTDIR');
     if (node.parent === null) throw new FsError('EBUSY');
+    assertMayDetach(node, this.o.tree.get(node.parent));
+    // A share's entry goes for this user only, whatever it holds: nothing of the owner's is deleted.
+    if (node.entry) return this.remove(node, { kind: 'delete', ino: node.ino, folder: true });
     await this.o.tree.ensureListed(node);
     if (this.o.tree.children(node.ino).length) throw new FsError('ENOTEMPTY');
     // Only if still empty on the server: a file added elsewhere meanwhile is not deleted with it.
@@ -168,6 +172,7 @@ export class Vfs {
     }
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
+    assertMayDetach(node, node.parent === null ? undefined : this.o.tree.get(node.parent));
     // Conditional on the version this mount has seen: an edit made elsewhere meanwhile survives the delete.
     await this.remove(node, { kind: 'delete', ino: node.ino, ifVersion: node.headVersion });
   }
@@ -195,6 +200,7 @@ export class Vfs {
   private async hide(from: string, to: string): Promise<void> {
     const node = await this.lookup(from);
     if (node.kind === 'dir') throw new FsError('EISDIR');
+    assertMayDetach(node, node.parent === null ? undefined : this.o.tree.get(node.parent));
     // Its writers go on writing an unlinked file: stat of the hidden name shows what they wrote.
     const session = this.sessions.get(node.ino);
     await this.remove(node, { kind: 'delete', ino: node.ino, ifVersion: node.headVersion });
@@ -213,6 +219,8 @@ export class Vfs {
     const src = await this.lookup(from);
     if (src.parent === null) throw new FsError('EBUSY');
     const { parent, name } = await this.parentOf(to);
+    assertMayDetach(src, this.o.tree.get(src.parent));
+    assertWritable(parent);
     const dst = this.o.tree.child(parent.ino, name);
     // Onto itself: nothing changes, not even a time.
     if (dst?.ino === src.ino) return;
@@ -263,6 +271,7 @@ export class Vfs {
     const node = await this.lookup(path);
     // As on Linux's own file systems: a link's mode is always 0777 (chmod follows links; only fchmodat's AT_SYMLINK_NOFOLLOW gets here).
     if (node.kind === 'link') throw new FsError('EOPNOTSUPP');
+    assertWritable(node);
     const m = mode & 0o7777;
     await this.o.log.append({ kind: 'setattr', ino: node.ino, mode: m }, () => this.o.tree.patch(node.ino, { mode: m }));
     this.times.changed(node.ino, this.ownMtime(node));
@@ -300,6 +309,7 @@ export class Vfs {
    */
   async utimens(path: string, atime: number | null, mtime: number | null): Promise<void> {
     const node = await this.lookup(path);
+    if (mtime !== null && !this.touches.has(path)) assertWritable(node);
     if (mtime !== null) {
       const ms = Math.round(mtime);
       // Ours — also when another node took the path meanwhile (a rename here): it must not get that mtime.
@@ -336,6 +346,7 @@ export class Vfs {
     if (node.kind === 'dir') throw new FsError('EISDIR');
     // The kernel follows links before it opens; a link itself opens only as O_NOFOLLOW would: ELOOP.
     if (node.kind === 'link') throw new FsError('ELOOP');
+    if ((flags & O_ACCMODE) !== fsc.O_RDONLY) assertWritable(node);
     if ((flags & O_ACCMODE) !== fsc.O_RDONLY) return this.addSessionHandle(await this.sessions.start(node, (flags & fsc.O_TRUNC) !== 0), true);
     // Being written here: the reader sees the writes as they happen, as on a local disk.
     const d = this.sessions.get(node.ino);
@@ -460,6 +471,7 @@ export class Vfs {
 
   /** Makes a node here and logs its creation (the sender creates it on the server, settling name clashes there). */
   private async makeNode(parent: LocalNode, name: string, kind: NodeKind, mode: number, target?: string): Promise<LocalNode> {
+    assertWritable(parent);
     const mtime = Date.now();
     const ino = this.o.tree.newIno();
     let node: LocalNode | undefined;
@@ -498,7 +510,7 @@ export class Vfs {
     const isDir = node.kind === 'dir';
     return {
       ino: node.ino,
-      mode: (isDir ? S_IFDIR : node.kind === 'link' ? S_IFLNK : S_IFREG) | (node.mode & 0o7777),
+      mode: (isDir ? S_IFDIR : node.kind === 'link' ? S_IFLNK : S_IFREG) | (shownMode(node) & 0o7777),
       uid: this.uid,
       gid: this.gid,
       size: isDir ? 4096 : size,
