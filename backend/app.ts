@@ -8,6 +8,7 @@ import { accountRoutes } from './routes/account.js';
 import { blockRoutes } from './routes/blocks.js';
 import { changeRoutes } from './routes/changes.js';
 import { eventRoutes } from './routes/events.js';
+import { linkPageRoutes } from './routes/link-pages.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { shareRoutes } from './routes/shares.js';
 import { newRouter } from './routes/router.js';
@@ -21,6 +22,8 @@ export function publicRoutes(backend: Backend): Router {
     await backend.db.raw('SELECT 1');
     ctx.body = { ok: true };
   });
+  // Link shares (`/s/TOKEN…`): the token in the URL is the credential.
+  open.use(linkPageRoutes(backend).routes());
   return open;
 }
 

@@ -55,6 +55,8 @@ function sampleParam(param: string, pattern: string, ids: { node: string; hash: 
   if (param === 'hash') return ids.hash;
   if (param === 'v') return '1';
   if (param === 'id') return pattern.startsWith('/v1/devices') ? ids.device : ids.node;
+  // A share's public id has the device id's shape.
+  if (param === 'share') return ids.device;
   throw new Error(`no sample value for :${param} of ${pattern}: add one`);
 }
 
