@@ -115,7 +115,7 @@ async function commitsGroup(workDir: string): Promise<void> {
   const rows: string[][] = [];
   const sqliteDir = path.join(workDir, 'commits-sqlite');
   for (const r of await benchCommits(['--data', sqliteDir], ['--data', sqliteDir], [1, 16], seconds)) {
-    rows.push(['SQLite', String(r.clients), String(r.commits), num(r.perSecond)]);
+    rows.push(['SQLite', 'per namespace', String(r.users), String(r.clients), String(r.commits), num(r.perSecond)]);
   }
   const pgCluster = await startThrowawayPostgres();
   try {
@@ -125,26 +125,34 @@ async function commitsGroup(workDir: string): Promise<void> {
     await admin.end();
     const pgUrl = pgCluster.url.replace(/\/postgres$/, '/stratus_bench');
     const pgDir = path.join(workDir, 'commits-pg');
-    for (const r of await benchCommits(['--data', pgDir, '--db', pgUrl], ['--db', pgUrl], [1, 16], seconds)) {
-      rows.push(['PostgreSQL (fsync off, test cluster)', String(r.clients), String(r.commits), num(r.perSecond)]);
+    // Before (one advisory lock for every mutation, as the global journal had) and after (a lock per namespace), same run.
+    for (const [journal, env] of [['one global lock (before)', { STRATUS_GLOBAL_MUTATION_LOCK: '1' }], ['per namespace', {}]] as const) {
+      for (const usersEach of [false, true]) {
+        for (const r of await benchCommits(['--data', pgDir, '--db', pgUrl], ['--db', pgUrl], usersEach ? [16] : [1, 16], seconds, { usersEach, env })) {
+          rows.push(['PostgreSQL (fsync off, test cluster)', journal, String(r.users), String(r.clients), String(r.commits), num(r.perSecond)]);
+        }
+      }
     }
   } finally {
     await pgCluster.stop();
   }
-  print(`## Small commits (check + upload 4 KiB + commit), ${seconds} s per row\n${markdownTable(['metadata', 'clients', 'commits', 'commits/s'], rows)}`);
+  print(`## Small commits (check + upload 4 KiB + commit), ${seconds} s per row\n${markdownTable(['metadata', 'journal lock', 'users', 'clients', 'commits', 'commits/s'], rows)}`);
 }
 
 async function syncGroup(workDir: string): Promise<void> {
-  const r = await benchSync(workDir, {
-    runs: setting('STRATUS_BENCH_SYNC_RUNS', 100, 50),
-    isolatedRuns: setting('STRATUS_BENCH_SYNC_ISOLATED_RUNS', 50, 20),
-    gapMs: setting('STRATUS_BENCH_SYNC_GAP_MS', 1500, 1500),
-    smallBytes: 1024,
-    bigMiB: setting('STRATUS_BENCH_SYNC_BIG_MIB', 100, 16),
-    bigRuns: setting('STRATUS_BENCH_SYNC_BIG_RUNS', 3, 3),
-    log,
-  });
-  print(renderSync(r));
+  for (const across of ['devices', 'share'] as const) {
+    const r = await benchSync(workDir, {
+      runs: setting('STRATUS_BENCH_SYNC_RUNS', 100, 50),
+      isolatedRuns: setting('STRATUS_BENCH_SYNC_ISOLATED_RUNS', 50, 20),
+      gapMs: setting('STRATUS_BENCH_SYNC_GAP_MS', 1500, 1500),
+      smallBytes: 1024,
+      bigMiB: setting('STRATUS_BENCH_SYNC_BIG_MIB', 100, 16),
+      bigRuns: setting('STRATUS_BENCH_SYNC_BIG_RUNS', 3, 3),
+      across,
+      log,
+    });
+    print(renderSync(r));
+  }
 }
 
 async function treeGroup(workDir: string): Promise<void> {

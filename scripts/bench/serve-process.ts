@@ -58,8 +58,8 @@ export function spawnUntil(
 }
 
 /** `stratus ARGS` until its stderr matches `ready` (see spawnUntil). */
-function spawnStratus(args: string[], ready: RegExp): ReturnType<typeof spawnUntil> {
-  return spawnUntil(process.execPath, [stratusBin, ...args], ready, { name: `stratus ${args[0]}` });
+function spawnStratus(args: string[], ready: RegExp, env?: NodeJS.ProcessEnv): ReturnType<typeof spawnUntil> {
+  return spawnUntil(process.execPath, [stratusBin, ...args], ready, { name: `stratus ${args[0]}`, ...(env && { env: { ...process.env, ...env } }) });
 }
 
 /** SIGTERM, then wait for the exit. */
@@ -69,8 +69,8 @@ export async function terminate(child: ChildProcess): Promise<void> {
 }
 
 /** `stratus serve` as its own process; resolves once it serves. */
-export async function startServe(args: string[]): Promise<{ url: string; stop(): Promise<void> }> {
-  const { child, match } = await spawnStratus(['serve', '--listen', '127.0.0.1:0', ...args], /serving on (http:\/\/\S+)/);
+export async function startServe(args: string[], env?: NodeJS.ProcessEnv): Promise<{ url: string; stop(): Promise<void> }> {
+  const { child, match } = await spawnStratus(['serve', '--listen', '127.0.0.1:0', ...args], /serving on (http:\/\/\S+)/, env);
   return { url: match[1]!, stop: () => terminate(child) };
 }
 

@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { StratusClient } from '../../protocol/client.js';
 import { exists, pollUntil } from './helpers.js';
 import { markdownTable, num } from './report.js';
 import { addUser, startMount, startServe, stratusBin, type MountProcess } from './serve-process.js';
@@ -31,6 +32,8 @@ export interface SyncBenchOptions {
   smallBytes: number;
   bigMiB: number;
   bigRuns: number;
+  /** B is another device of A's user (`devices`), or another user's drive with A's folder shared as editor (`share`). */
+  across: 'devices' | 'share';
   log(msg: string): void;
 }
 
@@ -41,6 +44,7 @@ export interface SmallRuns {
 }
 
 export interface SyncBenchResult {
+  across: 'devices' | 'share';
   backToBack: SmallRuns;
   isolated: SmallRuns;
   gapMs: number;
@@ -56,8 +60,10 @@ export async function benchSync(workDir: string, o: SyncBenchOptions): Promise<S
   const work = await fs.mkdtemp(path.join(workDir, 'sync-'));
   const data = path.join(work, 'server');
   const tokenA = await addUser('bench', ['--data', data, '--device', 'bench-a']);
-  const { stdout } = await run(process.execPath, [stratusBin, 'user', 'token', 'bench', '--data', data, '--device', 'bench-b']);
-  const tokenB = stdout.trim().split('\n').at(-1)!;
+  const tokenB =
+    o.across === 'share'
+      ? await addUser('bench-b', ['--data', data, '--device', 'bench-b'])
+      : (await run(process.execPath, [stratusBin, 'user', 'token', 'bench', '--data', data, '--device', 'bench-b'])).stdout.trim().split('\n').at(-1)!;
   const server = await startServe(['--data', data]);
   const mounts: MountProcess[] = [];
   const mount = async (name: string, token: string) => {
@@ -74,6 +80,16 @@ export async function benchSync(workDir: string, o: SyncBenchOptions): Promise<S
     const onA = (...p: string[]) => path.join(a.mountpoint, 'sync', ...p);
     const onB = (...p: string[]) => path.join(b.mountpoint, 'sync', ...p);
     await fs.mkdir(onA());
+    if (o.across === 'share') {
+      // A's folder, shared with B's user as editor: it shows at B's root under its name.
+      const client = new StratusClient({ server: server.url, token: tokenA });
+      try {
+        const folder = await pollUntil(async () => (await client.children((await client.root()).id)).children.find((c) => c.name === 'sync'), { timeoutMs: 20_000, everyMs: 20, what: 'the folder on the server' });
+        await client.share(folder.id, { user: 'bench-b', role: 'editor' });
+      } finally {
+        await client.close();
+      }
+    }
     await waitFor(() => exists(onB()), 20_000, 'the folder to reach B');
 
     // Warm-up (not counted): the first commit and the first pull pay for connection set-up.
@@ -82,7 +98,7 @@ export async function benchSync(workDir: string, o: SyncBenchOptions): Promise<S
     await writeClose(onA(edit), bytes);
     await arrivedSmall(onB(edit), bytes, 20_000);
 
-    const result: SyncBenchResult = { backToBack: { newFileMs: [], editMs: [] }, isolated: { newFileMs: [], editMs: [] }, bigMs: [], smallBytes: o.smallBytes, bigBytes: o.bigMiB * MiB, gapMs: o.gapMs };
+    const result: SyncBenchResult = { across: o.across, backToBack: { newFileMs: [], editMs: [] }, isolated: { newFileMs: [], editMs: [] }, bigMs: [], smallBytes: o.smallBytes, bigBytes: o.bigMiB * MiB, gapMs: o.gapMs };
     const smallRuns = async (into: SmallRuns, runs: number, gapMs: number, label: string) => {
       o.log(`sync: ${runs} runs of a ${o.smallBytes} B file (new files and edits alternating), A → B, ${label}`);
       for (let i = 0; i < runs; i++) {
@@ -151,11 +167,19 @@ export function renderSync(r: SyncBenchResult): string {
     row(`${small}, ${r.gapMs} ms apart: all`, [...r.isolated.newFileMs, ...r.isolated.editMs], goal),
     [`${r.bigBytes / MiB} MiB, new file (median of ${r.bigMs.length})`, String(r.bigMs.length), num(median(r.bigMs)), '—', num(Math.max(...r.bigMs)), ''],
   ];
+  const title =
+    r.across === 'share'
+      ? '## Sync through a share: `close()` on alice\'s drive → new content readable on bob\'s drive (ms)'
+      : '## Sync: `close()` on drive A → new content readable on drive B (ms)';
+  const who =
+    r.across === 'share'
+      ? 'A and B are two `stratus mount` processes of two users; A\'s folder is shared with B\'s user as editor'
+      : 'A and B are two `stratus mount` processes (two device tokens of one user)';
   return [
-    '## Sync: `close()` on drive A → new content readable on drive B (ms)',
+    title,
     markdownTable(['what', 'runs', 'p50', 'p99', 'max', 'goal'], rows),
     '',
-    '- `STRATUS_BENCH_ONLY=sync npm run bench` (quick: `STRATUS_BENCH_QUICK=1`). A and B are two `stratus mount` processes (two device tokens of one user) on one `stratus serve` (SQLite, loopback).',
+    `- \`STRATUS_BENCH_ONLY=sync npm run bench\` (quick: \`STRATUS_BENCH_QUICK=1\`). ${who} on one \`stratus serve\` (SQLite, loopback).`,
     `- Back to back: each save starts as soon as B has the previous one (a save about every latency); ${r.gapMs} ms apart: a quiet gap before each save (isolated saves).`,
     `- B is watched with fresh opens + reads of the path every ${POLL_MS} ms until it reads exactly what A wrote; the big file counts when a fresh open reads its first and last 64 KiB (whole file checked afterwards).`,
     `- The path: A queues at close, chunks, hashes, uploads, commits; the server hints B over WebSocket; B pulls /v1/changes and applies it; the read on B fetches the blocks. The big file's figure includes A's upload of ${r.bigBytes / MiB} MiB.`,
