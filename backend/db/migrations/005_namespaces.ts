@@ -29,9 +29,9 @@ export async function up(knex: Knex): Promise<void> {
     await knex('namespaces').insert({ public_id: crypto.randomBytes(12).toString('base64url'), root_node_id: root.id, owner_id: root.owner_id, created_at: now });
   }
 
-  await knex.schema.alterTable('nodes', (t) => {
-    t.integer('ns_id').references('id').inTable('namespaces');
-  });
+  // Plain ADD COLUMN on both engines: Knex's SQLite way of adding a foreign key rebuilds the table,
+  // which the foreign keys of every row that points at a node refuse.
+  await knex.raw('ALTER TABLE nodes ADD COLUMN ns_id integer REFERENCES namespaces (id)');
   await knex.raw('UPDATE nodes SET ns_id = (SELECT ns.id FROM namespaces ns WHERE ns.owner_id = nodes.owner_id)');
   await knex.schema.alterTable('nodes', (t) => {
     t.index(['ns_id']);
