@@ -121,7 +121,7 @@ export async function listNodeShares(backend: Backend, actor: Actor, id: string)
   assertOwner(view, node);
   const own = await namespaceRootedAt(backend.db, node.id);
   if (!own) return { shares: [] };
-  return { shares: await sharesWhere(backend.db, (q) => q.where('s.ns_id', own.id)) };
+  return { shares: await sharesWhere(backend.db, (q) => q.where('s.ns_id', own.id), true) };
 }
 
 /** DELETE /v1/nodes/:id/shares/:share — revoke a share (its owners only); the grantee's devices drop it live. */
@@ -151,11 +151,12 @@ export async function deleteShare(backend: Backend, actor: Actor, id: string, sh
 export async function listShares(backend: Backend, actor: Actor): Promise<SharesPage> {
   const now = Date.now();
   const mine = await sharesWhere(backend.db, (q) => q.where('s.grantee_id', actor.userId).where((w) => w.whereNull('s.expires_at').orWhere('s.expires_at', '>', now)));
-  const byMe = await sharesWhere(backend.db, (q) => q.where('ns.owner_id', actor.userId));
+  const byMe = await sharesWhere(backend.db, (q) => q.where('ns.owner_id', actor.userId), true);
   return { shared_with_me: mine, shared_by_me: byMe };
 }
 
-async function sharesWhere(db: Knex, where: (q: Knex.QueryBuilder) => Knex.QueryBuilder): Promise<ShareInfo[]> {
+/** Shares matching `where`; named as the grantee's entry, or (`asOwner`) as the owner's node is. */
+async function sharesWhere(db: Knex, where: (q: Knex.QueryBuilder) => Knex.QueryBuilder, asOwner = false): Promise<ShareInfo[]> {
   const rows: Array<Record<string, unknown>> = await where(
     db('shares as s')
       .join('namespaces as ns', 'ns.id', 's.ns_id')
@@ -165,7 +166,7 @@ async function sharesWhere(db: Knex, where: (q: Knex.QueryBuilder) => Knex.Query
   )
     .orderBy('s.id')
     .select('s.*', 'n.id as node_id', 'n.name as node_name', 'o.name as owner_name', 'g.name as grantee_name');
-  return rows.map((r) => shareInfo(r, String(r.mount_name ?? r.node_name), r.grantee_name === null ? null : String(r.grantee_name), String(r.owner_name), String(r.node_id)));
+  return rows.map((r) => shareInfo(r, String(asOwner ? r.node_name : (r.mount_name ?? r.node_name)), r.grantee_name === null ? null : String(r.grantee_name), String(r.owner_name), String(r.node_id)));
 }
 
 function shareInfo(row: Record<string, unknown>, name: string, user: string | null, owner: string, nodeId: string): ShareInfo {
