@@ -3,6 +3,7 @@ import './threadpool.js';
 import { Command, CommanderError } from 'commander';
 import { mountCommand } from './mount.js';
 import { serveCommand } from './serve.js';
+import { shareCommand, sharesCommand, unshareCommand } from './share.js';
 import { statusCommand } from './status.js';
 import { unmountCommand } from './unmount.js';
 import { upCommand } from './up.js';
@@ -22,6 +23,9 @@ program.addCommand(mountCommand());
 program.addCommand(upCommand());
 program.addCommand(unmountCommand());
 program.addCommand(statusCommand());
+program.addCommand(shareCommand());
+program.addCommand(unshareCommand());
+program.addCommand(sharesCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import bytes from 'bytes';
 import { startMount, type MountOptions, type RunningMount } from '../mount/daemon.js';
 import { registerMount, unregisterMount } from '../mount/registry.js';
+import { forgetCredentials, keepCredentials } from './credentials.js';
 
 export const DEFAULT_CACHE_SIZE = '10GB';
 
@@ -43,6 +44,10 @@ export async function runMount(opts: MountOptions, drainSeconds: number, after?:
   const say = (msg: string) => process.stderr.write(`stratus: ${msg}\n`);
   const mount = await startMount({ ...opts, log: opts.log ?? say });
   await registerMount(mount.mountpoint);
+  // For `stratus share PATH …` and the other file commands: they act as this drive's user.
+  await keepCredentials({ mountpoint: mount.mountpoint, server: opts.server, user: mount.whoami.user.name, token: opts.token, pid: process.pid }).catch((err: Error) =>
+    say(`file commands (stratus share…) on this drive will need --token: ${err.message}`),
+  );
   say(`drive ready at ${mount.mountpoint} (user ${mount.whoami.user.name}, device ${mount.whoami.device.name})`);
   const pending = () => `${mount.sender.pendingCount} commit(s), ${mount.sender.pendingBytes} bytes`;
   let stopping = false;
@@ -66,6 +71,7 @@ export async function runMount(opts: MountOptions, drainSeconds: number, after?:
     const left = mount.sender.pendingCount;
     if (left) say(`${pending()} still pending${drained ? '' : ` after ${drainSeconds} s`}; they stay queued in ${mount.cacheDir} and go at the next mount`);
     await unregisterMount(mount.mountpoint);
+    await forgetCredentials(mount.mountpoint).catch(() => undefined);
     say(`unmounted ${mount.mountpoint}`);
     await after?.();
     process.exit(left ? EXIT_PENDING : 0);
