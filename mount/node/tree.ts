@@ -235,10 +235,20 @@ export class Tree {
     } finally {
       this.applyingFeed = false;
     }
+    // A share's role changed: everything of it known here takes the new one (shares do not nest).
+    if (after?.entry && before !== undefined && before.readOnly !== after.readOnly) this.setReadOnlyUnder(after.ino, after.readOnly === true);
     if (!after || after.kind !== 'file') return undefined;
     if (heldName !== undefined && heldName !== after.ino) return after.ino;
     const changed = before !== undefined && (before.headVersion !== after.headVersion || before.size !== after.size || before.mtime !== after.mtime);
     return changed ? after.ino : undefined;
+  }
+
+  private setReadOnlyUnder(dir: number, readOnly: boolean): void {
+    for (const child of this.children(dir)) {
+      const { readOnly: _was, ...rest } = child;
+      this.replaceRecord(child.ino, readOnly ? { ...rest, readOnly: true } : rest);
+      if (child.kind === 'dir') this.setReadOnlyUnder(child.ino, readOnly);
+    }
   }
 
   /** A mark to compare later local changes against (taken before a change-feed page is requested). */

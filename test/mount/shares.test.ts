@@ -122,3 +122,26 @@ t.test('a save queued before the role was lowered is kept as a conflicted copy i
   const doc = await serverChild(alice.client, 'doc.txt', team.id);
   t.same((await serverBytes(alice.client, doc!.id)).bytes, Buffer.from('v1'), 'alice\'s file is unchanged');
 });
+
+t.test('a role changed by the owner holds on my drive after the next pull, for everything of the share already listed', async (t) => {
+  const [alice, , carol] = await trio();
+  const aRoot = await alice.client.root();
+  const team = await alice.client.create({ parent_id: aRoot.id, name: 'Team', kind: 'dir' });
+  const sub = await alice.client.create({ parent_id: team.id, name: 'sub', kind: 'dir' });
+  await alice.client.create({ parent_id: sub.id, name: 'f.txt', kind: 'file' });
+  await alice.client.share(team.id, { user: carol.name, role: 'viewer' });
+  const carolDrive = await drive(t, carol);
+  t.same((await carolDrive.vfs.readdir('/Team/sub')).names, ['f.txt']);
+  await fails(t, carolDrive.vfs.open('/Team/sub/f.txt', 1), 'EACCES', 'as viewer');
+
+  await alice.client.share(team.id, { user: carol.name, role: 'editor' });
+  await carolDrive.pull();
+  await writeAll(carolDrive.vfs, '/Team/sub/f.txt', Buffer.from('carol edits'));
+  await drained(carolDrive.queue);
+  const f = await serverChild(alice.client, 'f.txt', sub.id);
+  t.same((await serverBytes(alice.client, f!.id)).bytes, Buffer.from('carol edits'), 'raised to editor: her edit reaches alice');
+
+  await alice.client.share(team.id, { user: carol.name, role: 'viewer' });
+  await carolDrive.pull();
+  await fails(t, carolDrive.vfs.unlink('/Team/sub/f.txt'), 'EACCES', 'lowered to viewer again');
+});
