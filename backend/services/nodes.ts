@@ -177,7 +177,8 @@ async function placeNode(trx: Knex.Transaction, node: NodeRow, parent: NodeRow, 
   if (parent.ns_id === node.ns_id) return node;
   await assertNoNamespaceBelow(trx, node, 'it cannot move into another shared folder');
   await lockNamespaces(trx, [node.ns_id, parent.ns_id]);
-  await journal(trx, { ...who, action: 'node.leave', node: { ...node, parent_id: parent.id }, ns: node.ns_id });
+  // Its state in the namespace it leaves: no longer in it (where it went is not that namespace's to keep).
+  await journal(trx, { ...who, action: 'node.leave', node: { ...node, parent_id: null }, ns: node.ns_id });
   await rehome(trx, node, parent.ns_id, parent.owner_id);
   return { ...node, ns_id: parent.ns_id, owner_id: parent.owner_id };
 }
