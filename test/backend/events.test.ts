@@ -4,9 +4,11 @@ import { StratusClient } from '../../protocol/client.js';
 import { connectEvents, startTestBackend, stopOwnCluster, testEngines, within, type EventStream, type TestBackend, type TestUser } from '../helpers/backend.js';
 
 /**
- * Server push (DESIGN §5 `GET /v1/events`): `{"seq": N}` hints over a WebSocket — the head first,
- * then the newest seq whenever a change visible to the caller commits, coalesced per connection;
- * authenticated like every /v1 request; keepalive; dropped server-side on demand.
+ * Server push (DESIGN §5 `GET /v1/events`): `{"hint": N}` messages over a WebSocket, N counting the
+ * connection's hints — `{"hint": 0}` once it is ready, then a newer count whenever a change visible
+ * to the caller commits, coalesced per connection. They carry no journal position (cursors are
+ * opaque): a client pulls /v1/changes on each, and finds the change there. Authenticated like every
+ * /v1 request; keepalive; dropped server-side on demand.
  */
 
 t.teardown(stopOwnCluster);
@@ -139,7 +141,7 @@ for (const engine of testEngines()) {
       return { id: created.device.id, token: created.token, client };
     };
 
-    t.test('the first message is the head; a commit by another device arrives as a newer seq, and the feed already holds it', async (t) => {
+    t.test('the first message says the connection is ready; a commit by another device arrives as the next hint, and the feed already holds it', async (t) => {
       const user = await newUser();
       const laptop = await secondDevice(t, user);
       const root = await user.client.root();
@@ -147,15 +149,16 @@ for (const engine of testEngines()) {
       const head = (await user.client.changesHead()).cursor;
 
       const events = await open(t, user.token);
-      t.equal(await events.waitFor(0), head, 'first message: the same head GET /v1/changes/head returns');
+      t.equal(await events.waitFor(0), 0, 'first message: hint 0');
+      t.same(events.messages, [{ hint: 0 }], 'exactly {"hint": 0}: no journal position in it');
 
       const created = await laptop.client.create({ parent_id: root.id, name: 'from laptop', kind: 'file' });
-      const hinted = await events.waitFor(head + 1);
+      t.equal(await events.waitFor(1), 1, 'the change: hint 1');
       // Pulled the moment the hint arrived: the hint was published after the commit.
       const page = await user.client.changes(head);
-      t.ok(page.changes.some((c) => c.id === created.id), 'the change the hint announced is in the feed');
-      t.equal(page.cursor, hinted, 'and the hint carries the newest seq of the feed');
-      t.equal(events.seqs.length, 2, 'one message for one change');
+      t.same(page.changes.map((c) => c.id), [created.id], 'the change the hint announced is in the feed');
+      t.equal(page.cursor, (await user.client.changesHead()).cursor, 'and that pull reached the head');
+      t.same(events.messages, [{ hint: 0 }, { hint: 1 }], 'one message for one change');
     });
 
     t.test('an isolated change is pushed within milliseconds, to every connection of the user (also the device that made it)', async (t) => {
@@ -164,11 +167,11 @@ for (const engine of testEngines()) {
       const root = await user.client.root();
       const a = await open(t, user.token);
       const b = await open(t, laptop.token);
-      const head = await a.waitFor(0);
+      await a.waitFor(0);
       await b.waitFor(0);
       const t0 = performance.now();
       await laptop.client.create({ parent_id: root.id, name: 'x', kind: 'dir' });
-      await Promise.all([a.waitFor(head + 1), b.waitFor(head + 1)]);
+      await Promise.all([a.waitFor(1), b.waitFor(1)]);
       const ms = performance.now() - t0;
       t.ok(ms < 1000, `request + push took ${ms.toFixed(1)} ms`);
     });
@@ -178,22 +181,19 @@ for (const engine of testEngines()) {
       const other = await newUser();
       const mine = await open(t, me.token);
       const theirs = await open(t, other.token);
-      const myHead = await mine.waitFor(0);
-      const theirHead = await theirs.waitFor(0);
+      await mine.waitFor(0);
+      await theirs.waitFor(0);
 
       const otherRoot = await other.client.root();
       for (let i = 0; i < 5; i++) await other.client.create({ parent_id: otherRoot.id, name: `secret ${i}`, kind: 'file' });
-      const theirLast = (await other.client.changesHead()).cursor;
-      await theirs.waitFor(theirLast);
-      t.ok(theirs.seqs.at(-1)! > theirHead, 'their connection saw their changes');
+      t.equal(await theirs.waitFor(5), 5, 'their connection counted their five changes');
 
       // A change of mine after theirs: on one connection messages arrive in order, so had any of
       // theirs reached me it would be here before this one.
       const myRoot = await me.client.root();
       await me.client.create({ parent_id: myRoot.id, name: 'mine', kind: 'file' });
-      const myLast = (await me.client.changesHead()).cursor;
-      await mine.waitFor(myLast);
-      t.same(mine.seqs, [myHead, myLast], 'my connection got my head and my change, nothing of theirs');
+      await mine.waitFor(1);
+      t.same(mine.messages, [{ hint: 0 }, { hint: 1 }], 'my connection got its first message and my change, nothing of theirs (not even in its count)');
     });
 
     t.test('a bad, missing or revoked token gets 401 with the error body and no connection; other paths are refused', async (t) => {
@@ -249,13 +249,13 @@ for (const engine of testEngines()) {
       const other = await connectEvents(slow.url, user.token);
       t.teardown(() => other.close());
       await laptop.waitFor(0);
-      const head = await other.waitFor(0);
+      await other.waitFor(0);
       await user.client.revokeDevice(created.device.id);
       t.equal(await within(laptop.closed, 5_000, 'the revoked connection closed'), 1008, 'closed with 1008 (policy violation)');
-      const seen = laptop.seqs.length;
+      const seen = laptop.messages.length;
       await user.client.create({ parent_id: (await user.client.root()).id, name: 'after', kind: 'file' });
-      await other.waitFor(head + 1);
-      t.equal(laptop.seqs.length, seen, 'no hint reached it after the revocation');
+      await other.waitFor(1);
+      t.equal(laptop.messages.length, seen, 'no hint reached it after the revocation');
       t.equal(other.ws.readyState, other.ws.OPEN, "the user's other device stays connected");
     });
 
@@ -286,13 +286,13 @@ for (const engine of testEngines()) {
     t.test('messages from the client are ignored and change nothing; an oversized frame closes the connection', async (t) => {
       const user = await newUser();
       const events = await open(t, user.token);
-      const head = await events.waitFor(0);
+      await events.waitFor(0);
       const snapshot = await backend.snapshot();
-      events.ws.send('{"seq": 999999, "hello": true}');
+      events.ws.send('{"hint": 999999, "seq": 999999, "hello": true}');
       events.ws.send(Buffer.from([0xff, 0x00]));
       const root = await user.client.root();
       await user.client.create({ parent_id: root.id, name: 'after chatter', kind: 'dir' });
-      t.ok((await events.waitFor(head + 1)) > head, 'hints still flow');
+      t.equal(await events.waitFor(1), 1, 'hints still flow, counted as before');
       const big = await open(t, user.token);
       await big.waitFor(0);
       const before = await backend.snapshot();
@@ -302,13 +302,13 @@ for (const engine of testEngines()) {
       t.not(snapshot, before, '(the create in between did change them)');
     });
 
-    t.test('a burst of 1000 commits: every connection converges to the final seq in a handful of messages', async (t) => {
+    t.test('a burst of 1000 commits: every connection hears of the last one, in a handful of messages, and a pull then has them all', async (t) => {
       const user = await newUser();
       const laptop = await secondDevice(t, user);
       const root = await user.client.root();
       const connections = [await open(t, user.token), await open(t, user.token), await open(t, laptop.token)];
       for (const c of connections) await c.waitFor(0);
-      const head = connections[0]!.seqs[0]!;
+      const head = (await user.client.changesHead()).cursor;
       const dir = await user.client.create({ parent_id: root.id, name: 'burst', kind: 'dir' });
 
       const N = 1000;
@@ -323,13 +323,26 @@ for (const engine of testEngines()) {
       await Promise.all([worker(user.client), worker(user.client), worker(laptop.client), worker(laptop.client)]);
       const burstMs = performance.now() - t0;
       const final = (await user.client.changesHead()).cursor;
-      t.ok(final >= head + N + 1, `${N} commits made (${burstMs.toFixed(0)} ms)`);
+      t.pass(`${N} commits made (${burstMs.toFixed(0)} ms)`);
 
+      // Each commit visible to a connection counts one hint on it: the message counting the last
+      // commit (N + 1: the folder and N files) went out after that commit.
       for (const [i, c] of connections.entries()) {
-        t.equal(await c.waitFor(final), final, `connection ${i} reached the final seq`);
-        t.ok(c.seqs.length <= 30, `connection ${i}: ${c.seqs.length} messages for ${N + 1} commits`);
-        t.ok(c.seqs.every((s, j) => j === 0 || s > c.seqs[j - 1]!), `connection ${i}: seqs only increase`);
+        t.equal(await c.waitFor(N + 1), N + 1, `connection ${i} heard of the last commit: its count reached ${N + 1}`);
+        t.ok(c.hints.length <= 30, `connection ${i}: ${c.hints.length} messages for ${N + 1} commits`);
+        t.ok(c.hints.every((h, j) => j === 0 || h > c.hints[j - 1]!), `connection ${i}: hints only increase`);
       }
+      // A pull on the last hint finds every change, and ends at the head.
+      const seen = new Set<string>();
+      let cursor = head;
+      for (;;) {
+        const page = await user.client.changes(cursor);
+        for (const c of page.changes) seen.add(c.id);
+        cursor = page.cursor;
+        if (!page.has_more) break;
+      }
+      t.equal(seen.size, N + 1, 'the pull has the folder and every file');
+      t.equal(cursor, final, 'and ends at the head');
     });
 
     t.test('disconnectAll() closes every socket server-side; clients can connect again', async (t) => {
@@ -345,7 +358,8 @@ for (const engine of testEngines()) {
       t.equal(backend.events.connections(), 0);
 
       const again = await open(t, user.token);
-      t.equal(await again.waitFor(0), (await user.client.changesHead()).cursor, 'a new connection starts with the head');
+      t.equal(await again.waitFor(0), 0, 'a new connection starts again');
+      t.same(again.messages, [{ hint: 0 }], 'with {"hint": 0}');
     });
   });
 }

@@ -1,6 +1,6 @@
 import crypto from 'node:crypto';
 import t from 'tap';
-import type { NodeInfo } from '../../protocol/types.js';
+import type { ChangesPage, NodeInfo } from '../../protocol/types.js';
 import { raw, rawJson, type RawResponse } from '../helpers/api-assert.js';
 import { commitRandomBlocks, startTestBackend, stopOwnCluster, testEngines, type TestBackend } from '../helpers/backend.js';
 
@@ -162,7 +162,8 @@ for (const engine of testEngines()) {
 
     t.test('alice\'s change feed holds only her nodes and her cursor does not move with bob\'s activity', async (t) => {
       const head = (await a.changesHead()).cursor;
-      const feedBefore = await a.changes(0);
+      const bobHead = (await b.changesHead()).cursor;
+      const feedBefore = await a.changes(undefined);
       // Bob is busy: creates, renames, moves, commits, deletes.
       for (let i = 0; i < 8; i++) {
         const n = await b.create({ parent_id: bobDir.id, name: `busy-${i}`, kind: i % 2 ? 'dir' : 'file' });
@@ -171,14 +172,14 @@ for (const engine of testEngines()) {
         await b.update(n.id, { parent_id: bobSub.id });
         if (i % 3 === 0) await b.remove(n.id);
       }
-      t.ok((await b.changesHead()).cursor > head, 'bob\'s own cursor moved');
-      t.equal((await a.changesHead()).cursor, head, 'alice\'s head did not move');
+      t.not((await b.changesHead()).cursor, bobHead, 'bob\'s own cursor moved');
+      t.equal((await a.changesHead()).cursor, head, 'alice\'s head did not move: the very same string');
       t.same(await a.changes(head), { changes: [], cursor: head, has_more: false }, 'nothing new for alice');
-      t.same(await a.changes(0), feedBefore, 'alice\'s whole feed is as it was');
+      t.same(await a.changes(undefined), feedBefore, 'alice\'s whole feed is as it was');
       // Everything alice's feed has ever shown is hers.
       const aliceIds = new Set([aliceRoot.id, aliceDir.id, aliceFile.id, aliceTrashed.id]);
       const seen: string[] = [];
-      let cursor = 0;
+      let cursor: string | undefined;
       for (;;) {
         const page = await a.changes(cursor, 2);
         seen.push(...page.changes.map((c) => c.id));
@@ -186,11 +187,18 @@ for (const engine of testEngines()) {
         if (!page.has_more) break;
       }
       t.same([...new Set(seen)].sort(), [...aliceIds].sort(), 'her feed names her nodes and only hers');
-      const bobSeen = new Set((await b.changes(0)).changes.map((c) => c.id));
+      t.equal(cursor, head, 'and her walk ends at her head');
+      const bobSeen = new Set((await b.changes(undefined)).changes.map((c) => c.id));
       t.ok([...aliceIds].every((id) => !bobSeen.has(id)), 'and bob\'s feed none of hers');
-      // A cursor bob could use does not give alice his changes either.
-      const bobStart = (await b.changes(0)).changes[0]!.seq - 1;
-      t.ok((await a.changes(bobStart)).changes.every((c) => aliceIds.has(c.id)));
+      // A cursor bob got does not give alice his changes either: it is refused exactly like garbage.
+      const before = await backend.snapshot();
+      const garbage = await get('/v1/changes?cursor=c1.garbage.garbage');
+      for (const bobs of [(await b.changesHead()).cursor, (await b.changes(undefined, 1)).cursor, bobHead]) {
+        const res = await get(`/v1/changes?cursor=${encodeURIComponent(bobs)}`);
+        t.equal(res.status, 400, 'bob\'s cursor in alice\'s request: 400');
+        t.equal(res.text, garbage.text, 'the same answer as for a cursor nobody was given');
+      }
+      t.equal(await backend.snapshot(), before, 'trying changed nothing');
     });
 
     t.test('alice cannot list or revoke bob\'s devices: 404 exactly like an unknown device', async (t) => {
@@ -201,11 +209,44 @@ for (const engine of testEngines()) {
       t.same((await b.whoami()).device, bobDevice, 'bob\'s device still works');
     });
 
-    t.test('a change of alice\'s advances her cursor by her changes alone, not by the number of bob\'s', { todo: 'cursors are global journal seqs: their gaps count other users\' changes (see report)' }, async (t) => {
+    t.test('a change of alice\'s advances her cursor by her changes alone: nothing in it tells of bob\'s', async (t) => {
+      /**
+       * What anyone holding a cursor can read out of it: it is opaque to clients, but signed, not
+       * encrypted (`c1.<base64url JSON>.<signature>`), so this is what alice learns from hers.
+       */
+      const readable = (cursor: string): unknown => JSON.parse(Buffer.from(cursor.split('.')[1]!, 'base64url').toString());
       const head = (await a.changesHead()).cursor;
+      const bobBefore = (await b.changesHead()).cursor;
       for (let i = 0; i < 5; i++) await b.create({ parent_id: bobRoot.id, name: `gap-${i}`, kind: 'file' });
-      await a.create({ parent_id: aliceRoot.id, name: 'one-more', kind: 'file' });
-      t.equal((await a.changesHead()).cursor - head, 1, 'one change of hers, one step of her cursor');
+      t.equal((await a.changesHead()).cursor, head, 'bob\'s five changes leave alice\'s head byte for byte as it was');
+      t.same(await a.changes(head), { changes: [], cursor: head, has_more: false }, 'and her feed after it empty');
+      const bobMid = (await b.changesHead()).cursor;
+      const mine = await a.create({ parent_id: aliceRoot.id, name: 'one-more', kind: 'file' });
+      for (let i = 0; i < 5; i++) await a.update(mine.id, { mtime: 1000 + i });
+      t.equal((await b.changesHead()).cursor, bobMid, 'alice\'s six changes leave bob\'s head byte for byte as it was');
+      t.same(await b.changes(bobMid), { changes: [], cursor: bobMid, has_more: false }, 'and his feed after it empty');
+      const after = (await a.changesHead()).cursor;
+      const pages: ChangesPage[] = [];
+      for (let cursor = head, more = true; more; ) {
+        const page = await a.changes(cursor, 1);
+        pages.push(page);
+        cursor = page.cursor;
+        more = page.has_more;
+      }
+      t.same(pages.map((p) => p.changes.map((c) => c.id)), [[mine.id], [mine.id], [mine.id], [mine.id], [mine.id], [mine.id]], 'six changes of hers: six pages of one, each of hers');
+      t.equal(pages.at(-1)!.cursor, after, 'ending at her new head');
+
+      // Her cursor holds her own namespace's position, one step further; nothing of bob's.
+      const positions = (cursor: string) => readable(cursor) as Array<[string, number]>;
+      const [ns, seq] = positions(head)[0]!;
+      t.equal(positions(head).length, 1, 'her cursor names one namespace');
+      t.same(positions(after), [[ns, seq + 6]], 'six changes of hers, six steps of her cursor (bob made five meanwhile)');
+      const [bobNs, bobSeq] = positions(bobBefore)[0]!;
+      t.not(ns, bobNs, 'it is not bob\'s namespace');
+      t.notOk(after.includes(bobNs) || JSON.stringify(readable(after)).includes(bobNs), 'and bob\'s namespace is nowhere in it');
+      // And the other way round: bob's cursor counts his five changes, none of her six.
+      t.same(positions(bobMid), [[bobNs, bobSeq + 5]], 'bob\'s cursor counts his five changes, not hers');
+      t.notOk(bobMid.includes(ns) || JSON.stringify(readable(bobMid)).includes(ns), 'and alice\'s namespace is nowhere in it');
     });
   });
 }

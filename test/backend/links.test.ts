@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import knexFactory from 'knex';
 import t from 'tap';
-import { createUser } from '../../backend/services/accounts.js';
+import { hashToken } from '../../backend/services/accounts.js';
 import { StratusClient } from '../../protocol/client.js';
 import type { NodeInfo } from '../../protocol/types.js';
 import { errorCode, raw, rawJson, rejectsWith } from '../helpers/api-assert.js';
@@ -11,7 +11,8 @@ import { commitRandomBlocks, connectEvents, startTestBackend, stopOwnCluster, te
  * Symbolic links on the server (DESIGN §3, §5): a node of kind `link` holds a target that is
  * stored exactly as written and never resolved. Creation and its validation, listings (both the
  * SQLite JSON fast path and the generic one), rename/move/replace, trash and restore, no versions,
- * the change feed and its hints, and migration 004 over a database that already has nodes.
+ * the change feed and its hints, and migration 004 over a database that already has nodes (and
+ * 005 after it).
  */
 
 t.teardown(stopOwnCluster);
@@ -178,13 +179,13 @@ for (const engine of testEngines()) {
       const root = await client.root();
       const events = await connectEvents(backend.url, token);
       t.teardown(() => events.close());
-      const first = await events.waitFor(0);
+      t.equal(await events.waitFor(0), 0, 'the socket is ready');
       const start = (await client.changesHead()).cursor;
-      t.equal(first, start, 'the socket starts at the head');
       const link = await client.create({ parent_id: root.id, name: 'link', kind: 'link', target: 'x/y' });
-      await events.waitFor(start + 1);
+      t.equal(await events.waitFor(1), 1, 'the new link is hinted');
       const page = await client.changes(start);
-      t.same(page.changes.map(({ seq: _seq, ...n }) => n), [link], 'the feed has the new link with its target');
+      t.same(page.changes, [link], 'the feed has the new link with its target');
+      t.equal(page.cursor, (await client.changesHead()).cursor, 'up to the head');
       await client.update(link.id, { name: 'moved' });
       await client.remove(link.id);
       const later = await client.changes(page.cursor);
@@ -198,24 +199,49 @@ for (const engine of testEngines()) {
       const bob = await newUser();
       const link = await alice.client.create({ parent_id: (await alice.client.root()).id, name: 'secret', kind: 'link', target: '/home/alice' });
       await rejectsWith(t, bob.client.node(link.id), 404, 'not_found', 'GET of another user\'s link');
-      t.notOk((await bob.client.changes(0)).changes.some((c) => c.id === link.id), 'not in another user\'s feed');
+      t.notOk((await bob.client.changes(undefined)).changes.some((c) => c.id === link.id), 'not in another user\'s feed');
     });
   });
 
-  t.test(`migration 004 over an existing database keeps every node, runs down and up again, and refuses to go down while links exist [${engine}]`, async (t) => {
-    let token = '';
+  t.test(`migration 004 over an existing database keeps every node, runs down and up again, and refuses to go down while links exist; 005 then carries the links into namespaces [${engine}]`, async (t) => {
+    // 004 is tried on the schema as it was (005 cannot be undone: its down refuses), then the server
+    // brings the database to the latest schema and serves what 004 left.
+    const token = `stx_${crypto.randomBytes(32).toString('base64url')}`;
+    const rootId = crypto.randomUUID();
+    const oldId = crypto.randomUUID();
+    const linkId = crypto.randomUUID();
     const backend = await startTestBackend(engine, {}, {
-      // The schema as it was before links (001–003), with a user and a file in it.
+      // The schema as it was before links (001–003), with a user, a device and a file in it, as the server of 003 wrote them.
       before: async (config) => {
         const db = knexFactory(config);
+        const pending = async () => ((await db.migrate.list()) as [unknown[], unknown[]])[1];
         try {
           for (let i = 0; i < 3; i++) await db.migrate.up();
-          const [, pending] = (await db.migrate.list()) as [unknown[], unknown[]];
-          t.same(pending, ['004_links'], 'built at 003');
-          const user = await createUser(db, 'old');
-          token = user.token;
-          const root = await db('nodes').whereNull('parent_id').first();
-          await db('nodes').insert({ id: crypto.randomUUID(), owner_id: root.owner_id, parent_id: root.id, name: 'old.txt', kind: 'file', head_version: 0, size: 0, mtime: 5, mode: 0o600, created_at: 6 });
+          t.same(await pending(), ['004_links', '005_namespaces'], 'built at 003');
+          const [userRow] = await db('users').insert({ name: 'old', public_id: crypto.randomBytes(12).toString('base64url'), created_at: 1 }).returning('id');
+          const userId = Number(typeof userRow === 'object' ? (userRow as { id: unknown }).id : userRow);
+          await db('devices').insert({ user_id: userId, public_id: crypto.randomBytes(12).toString('base64url'), name: 'first device', token_hash: hashToken(token), created_at: 1 });
+          await db('nodes').insert({ id: rootId, owner_id: userId, parent_id: null, name: '', kind: 'dir', head_version: 0, size: 0, mtime: 1, mode: 0o755, created_at: 1 });
+          await db('nodes').insert({ id: oldId, owner_id: userId, parent_id: rootId, name: 'old.txt', kind: 'file', head_version: 0, size: 0, mtime: 5, mode: 0o600, created_at: 6 });
+          await db('changes').insert([
+            { owner_id: userId, node_id: rootId, action: 'user.create', at: 1 },
+            { owner_id: userId, node_id: oldId, action: 'node.create', at: 6 },
+          ]);
+
+          await db.migrate.up();
+          t.same(await pending(), ['005_namespaces'], 'at 004');
+          t.match(await db('nodes').where({ id: oldId }).first(), { name: 'old.txt', kind: 'file', mtime: 5, mode: 0o600, target: null }, 'the file made before 004 is there, with no target');
+          t.equal(await db('nodes').count({ n: '*' }).first().then((r) => Number(r?.n)), 2, 'every node kept');
+
+          // Down (no links yet) and up again: the name index still holds afterwards (SQLite rebuilds the table).
+          await db.migrate.down();
+          t.same(await pending(), ['004_links', '005_namespaces'], 'down to 003');
+          await db.migrate.up();
+          const link = { owner_id: userId, parent_id: rootId, kind: 'link', head_version: 0, size: 7, mtime: 7, mode: 0o777, created_at: 7, target: 'old.txt' };
+          await t.rejects(db('nodes').insert({ ...link, id: crypto.randomUUID(), name: 'old.txt' }), 'the live-name index survived');
+          await db('nodes').insert({ ...link, id: linkId, name: 'new' });
+          await t.rejects(db.migrate.down(), /while links exist/, 'down is refused while a link exists');
+          t.same(await pending(), ['005_namespaces'], 'and 004 stays');
         } finally {
           await db.destroy();
         }
@@ -225,16 +251,15 @@ for (const engine of testEngines()) {
     const client = new StratusClient({ server: backend.url, token });
     t.teardown(() => client.close());
     const root = await client.root();
-    const [old] = (await client.children(root.id)).children;
-    t.match(old, { name: 'old.txt', kind: 'file', mtime: 5, mode: 0o600 }, 'the file made before 004 is there');
-    t.notOk(old && 'target' in old, 'and has no target');
-
-    // Down (no links yet) and up again: the name index still holds afterwards (SQLite rebuilds the table).
-    await backend.db.migrate.down();
-    await backend.db.migrate.latest();
-    await rejectsWith(t, client.create({ parent_id: root.id, name: 'old.txt', kind: 'link', target: 'x' }), 409, 'exists', 'the live-name index survived');
-    const link = await client.create({ parent_id: root.id, name: 'new', kind: 'link', target: 'old.txt' });
-    await t.rejects(backend.db.migrate.down(), /while links exist/, 'down is refused while a link exists');
-    t.same(await client.node(link.id), link, 'and the link is intact');
+    t.equal(root.id, rootId, 'after 005 the old user is served: their root');
+    const children = (await client.children(root.id)).children;
+    t.match(children, [{ id: linkId, name: 'new', kind: 'link', target: 'old.txt', mode: 0o777 }, { id: oldId, name: 'old.txt', kind: 'file', mtime: 5, mode: 0o600 }], 'the file and the link are there');
+    t.notOk('target' in children[1]!, 'and the file has no target');
+    await rejectsWith(t, client.create({ parent_id: root.id, name: 'old.txt', kind: 'link', target: 'x' }), 409, 'exists', 'the live-name index holds through the API');
+    const feed = await client.changes(undefined);
+    t.same(feed.changes.map((c) => c.id).sort(), [rootId, oldId, linkId].sort(), 'the feed from the start holds every node once, the link included');
+    t.same(feed.changes.find((c) => c.id === linkId), await client.node(linkId), 'the link in its current state');
+    const made = await client.create({ parent_id: root.id, name: 'newer', kind: 'link', target: 'new' });
+    t.same(await client.node(made.id), made, 'and new links are made as ever');
   });
 }

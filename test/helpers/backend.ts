@@ -199,12 +199,18 @@ export async function commitRandomBlocks(client: StratusClient, fileId: string, 
 export { blake3Hex as blockHash } from '../../protocol/hash.js';
 import { blake3Hex as blockHash } from '../../protocol/hash.js';
 
-/** A client of `GET /v1/events` that records every hint, for tests that wait on them (never sleep). */
+/**
+ * A client of `GET /v1/events` that records every message, for tests that wait on them (never
+ * sleep). The server sends `{"hint": N}`, N counting that connection's hints: 0 when it is ready,
+ * then 1, 2, … (coalesced: some numbers are skipped).
+ */
 export interface EventStream {
   ws: WebSocket;
-  /** Every `seq` received, in order. */
-  seqs: number[];
-  /** The first received seq that is ≥ min (also one that came before the call); rejects after timeoutMs. */
+  /** Every message received, parsed, in order. */
+  messages: unknown[];
+  /** The `hint` of every message, in order (NaN for a message without one). */
+  hints: number[];
+  /** The first received hint that is ≥ min (also one that came before the call); rejects after timeoutMs. */
   waitFor(min: number, timeoutMs?: number): Promise<number>;
   /** Resolves with the close code once the socket is closed (by either side). */
   closed: Promise<number>;
@@ -217,22 +223,26 @@ export function connectEvents(serverUrl: string, token: string, opts: { path?: s
     headers: { authorization: `Bearer ${token}` },
     autoPong: opts.autoPong ?? true,
   });
-  const seqs: number[] = [];
+  const messages: unknown[] = [];
+  const hints: number[] = [];
   const waiters = new Set<() => void>();
   ws.on('message', (data) => {
-    seqs.push((JSON.parse(String(data)) as { seq: number }).seq);
+    const message = JSON.parse(String(data)) as { hint?: unknown };
+    messages.push(message);
+    hints.push(typeof message?.hint === 'number' ? message.hint : NaN);
     for (const wake of waiters) wake();
   });
   ws.on('error', () => undefined); // a socket error ends in 'close', which tests observe
   const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
   const stream: EventStream = {
     ws,
-    seqs,
+    messages,
+    hints,
     closed,
     waitFor(min, timeoutMs = 10_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
-          const hit = seqs.find((s) => s >= min);
+          const hit = hints.find((h) => h >= min);
           if (hit === undefined) return false;
           waiters.delete(check);
           clearTimeout(timer);
@@ -241,7 +251,7 @@ export function connectEvents(serverUrl: string, token: string, opts: { path?: s
         };
         const timer = setTimeout(() => {
           waiters.delete(check);
-          reject(new Error(`no hint with seq >= ${min} within ${timeoutMs} ms (got ${JSON.stringify(seqs)})`));
+          reject(new Error(`no hint >= ${min} within ${timeoutMs} ms (got ${JSON.stringify(messages)})`));
         }, timeoutMs);
         if (!check()) waiters.add(check);
       });

@@ -128,7 +128,8 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
 
     // As the daemon: the change feed after the queue is loaded; a mount restarted while the server
     // is unreachable starts from its saved tree. No hints here: tests pull when they want to.
-    const syncer = new Syncer({ client, tree, cursor: cursor ?? 0 });
+    if (cursor === undefined) throw new Error(`cache folder ${cacheDir}: the saved tree has no change cursor`);
+    const syncer = new Syncer({ client, tree, cursor });
     closers.push(() => syncer.close());
     await syncer.pullNow().catch(() => undefined);
     const pull = () => syncer.pullNow();
