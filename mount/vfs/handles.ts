@@ -23,13 +23,21 @@ export interface Handle {
 /** The table of open handles, by the number FUSE hands back on every call. */
 export class Handles {
   private readonly open = new Map<number, Handle>();
+  /** Open handles per node. */
+  private readonly perNode = new Map<number, number>();
   private next = 1;
 
   add(h: Handle): number {
     const fh = this.next++;
     if (this.next > 0x7fffffff) this.next = 1;
     this.open.set(fh, h);
+    this.perNode.set(h.ino, (this.perNode.get(h.ino) ?? 0) + 1);
     return fh;
+  }
+
+  /** Whether any handle is open on the node (an unlinked file stays known while one is: fstat answers it). */
+  holds(ino: number): boolean {
+    return this.perNode.has(ino);
   }
 
   /** The handle, or EBADF. */
@@ -44,7 +52,12 @@ export class Handles {
   }
 
   delete(fh: number): void {
+    const h = this.open.get(fh);
+    if (!h) return;
     this.open.delete(fh);
+    const n = (this.perNode.get(h.ino) ?? 1) - 1;
+    if (n > 0) this.perNode.set(h.ino, n);
+    else this.perNode.delete(h.ino);
   }
 
   /** Whether a handle open for writing on the node is left. */

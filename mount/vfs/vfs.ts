@@ -87,6 +87,8 @@ export class Vfs {
     this.staging = new StagingFiles(o.stagingDir, o.cache);
     this.manifests = new Manifests(o.client, o.store);
     this.sessions = new WriteSessions({ staging: this.staging, log: o.log, tree: o.tree, manifests: this.manifests, source: o.source });
+    // A node removed here stays known while something has it open (its writes go on; fstat answers it).
+    o.tree.inUse = (ino) => this.sessions.has(ino) || this.handles.holds(ino);
     o.log.on('released', (bytes: number) => o.cache.release(bytes));
   }
 
@@ -454,6 +456,8 @@ export class Vfs {
     const h = this.handles.find(fh);
     if (!h) return;
     this.handles.delete(fh);
+    // An unlinked file's node was kept for its open handles: the last one gone, so is it.
+    if (!this.handles.holds(h.ino)) this.o.tree.forget(h.ino);
     if (h.file) await h.file.close().catch(() => undefined);
     const d = h.session;
     try {

@@ -78,8 +78,12 @@ export class WriteSessions {
   constructor(
     private readonly o: { staging: StagingFiles; log: OpLog; tree: Tree; manifests: Manifests; source: BlockSource },
   ) {
-    o.tree.inUse = (ino) => this.live.has(ino) || this.starting.has(ino);
     o.log.on('staging-gone', (path: string) => this.stagedExtents.delete(path));
+  }
+
+  /** Whether a write session has the node (being started, written, or read through). */
+  has(ino: number): boolean {
+    return this.live.has(ino) || this.starting.has(ino);
   }
 
   get(ino: number): WriteSession | undefined {
