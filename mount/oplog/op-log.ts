@@ -109,9 +109,10 @@ export class OpLog extends EventEmitter {
 
   /**
    * Logs `op`: `change` applies it to the tree (it runs after the entry is known, so the tree keeps
-   * what the entry names), then both are written in one transaction. Resolves once durable.
+   * what the entry names), then both are written in one transaction. Resolves once durable. Not
+   * sent before `notBefore` (ms since the epoch), unless the sender is told to retry everything now.
    */
-  async append(op: Op, change?: () => void, reserved = 0): Promise<void> {
+  async append(op: Op, change?: () => void, reserved = 0, notBefore = 0): Promise<void> {
     const removed: Entry[] = [];
     if (op.kind === 'content') {
       // A newer save of a file supersedes the ones not sent yet since its last rename or create.
@@ -136,7 +137,7 @@ export class OpLog extends EventEmitter {
         return;
       }
     }
-    const entry: Entry = { seq: -1, op, createdAt: Date.now(), durable: false, reserved, send: newSendState() };
+    const entry: Entry = { seq: -1, op, createdAt: Date.now(), durable: false, reserved, send: { ...newSendState(), retryAt: notBefore } };
     for (const e of removed) this.unlink(e);
     this.entries.push(entry);
     this.index(entry);

@@ -13,6 +13,7 @@ import type { BlockSource } from '../blocks/block-source.js';
 import { FsError } from '../model/errors.js';
 import { assertMayDetach, assertWritable, shownMode } from '../model/share-access.js';
 import { Handles } from './handles.js';
+import { ShareDeletes } from './share-deletes.js';
 import { LayeredReader } from './layered-reader.js';
 import { ManifestReader } from './manifest-reader.js';
 import { Manifests } from './manifests.js';
@@ -67,6 +68,7 @@ const HIDDEN = /^\.fuse_hidden[0-9a-f]+$/;
  */
 export class Vfs {
   private readonly handles = new Handles();
+  private readonly shareDeletes: ShareDeletes;
   private readonly staging: StagingFiles;
   private readonly sessions: WriteSessions;
   private readonly manifests: Manifests;
@@ -87,6 +89,7 @@ export class Vfs {
     this.staging = new StagingFiles(o.stagingDir, o.cache);
     this.manifests = new Manifests(o.client, o.store);
     this.sessions = new WriteSessions({ staging: this.staging, log: o.log, tree: o.tree, manifests: this.manifests, source: o.source });
+    this.shareDeletes = new ShareDeletes({ log: o.log, tree: o.tree });
     // A node removed here stays known while something has it open (its writes go on; fstat answers it).
     o.tree.inUse = (ino) => this.sessions.has(ino) || this.handles.holds(ino);
     o.log.on('released', (bytes: number) => o.cache.release(bytes));
@@ -157,8 +160,12 @@ export class Vfs {
     if (node.kind !== 'dir') throw new FsError('ENOTDIR');
     if (node.parent === null) throw new FsError('EBUSY');
     assertMayDetach(node, this.o.tree.get(node.parent));
-    // A share's entry goes for this user only, whatever it holds: nothing of the owner's is deleted.
-    if (node.entry) return this.remove(node, { kind: 'delete', ino: node.ino, folder: true });
+    // A share's entry goes for this user only, whatever it holds: nothing of the owner's is deleted
+    // (also not what `rm -r` unlinked inside it just before).
+    if (node.entry) {
+      await this.shareDeletes.leaving(node.ino);
+      return this.remove(node, { kind: 'delete', ino: node.ino, folder: true });
+    }
     await this.o.tree.ensureListed(node);
     if (this.o.tree.children(node.ino).length) throw new FsError('ENOTEMPTY');
     // Only if still empty on the server: a file added elsewhere meanwhile is not deleted with it.
@@ -185,7 +192,9 @@ export class Vfs {
     await this.o.log.dropContent(node.ino);
     const gone = () => this.o.tree.removeSubtree(node.ino);
     const { forgotten, replaced } = await this.o.log.forgetIfUnsent(node.ino, gone);
-    if (!forgotten) await this.o.log.append(op, gone);
+    // Inside a share: held for the rest of the burst (see share-deletes.ts).
+    const entry = this.shareDeletes.entryOf(node);
+    if (!forgotten) await this.o.log.append(op, gone, 0, entry === undefined ? 0 : this.shareDeletes.notBefore(entry, node));
     // It had replaced a node the server has (rename over it, then removed): that node is deleted.
     else if (replaced !== undefined) await this.removeReplaced(replaced);
     this.times.forget(node.ino);

@@ -145,3 +145,32 @@ t.test('a role changed by the owner holds on my drive after the next pull, for e
   await carolDrive.pull();
   await fails(t, carolDrive.vfs.unlink('/Team/sub/f.txt'), 'EACCES', 'lowered to viewer again');
 });
+
+t.test('`rm -r` of my entry of a share (unlink and rmdir inside, then the entry) removes it for me and deletes nothing of the owner\'s', async (t) => {
+  const [alice, bob] = await trio();
+  const aRoot = await alice.client.root();
+  const team = await alice.client.create({ parent_id: aRoot.id, name: 'Team', kind: 'dir' });
+  const sub = await alice.client.create({ parent_id: team.id, name: 'sub', kind: 'dir' });
+  await alice.client.create({ parent_id: sub.id, name: 'f1', kind: 'file' });
+  await alice.client.create({ parent_id: team.id, name: 'f2', kind: 'file' });
+  await alice.client.create({ parent_id: team.id, name: 'x', kind: 'file' });
+  await alice.client.share(team.id, { user: bob.name, role: 'editor' });
+  const bobDrive = await drive(t, bob);
+
+  // One delete of an editor's own accord: it reaches the server once the burst is quiet (here: the drain).
+  await bobDrive.vfs.unlink('/Team/x');
+  await drained(bobDrive.queue);
+  t.equal(await serverChild(alice.client, 'x', team.id), undefined, 'a plain delete inside the share is sent');
+
+  // What `rm -r /Team` does: everything inside first, then the folder.
+  t.same((await bobDrive.vfs.readdir('/Team/sub')).names, ['f1']);
+  await bobDrive.vfs.unlink('/Team/f2');
+  await bobDrive.vfs.unlink('/Team/sub/f1');
+  await bobDrive.vfs.rmdir('/Team/sub');
+  await bobDrive.vfs.rmdir('/Team');
+  await drained(bobDrive.queue);
+  t.same((await bobDrive.vfs.readdir('/')).names, [], 'the share is off bob\'s drive');
+  t.same((await alice.client.children(team.id)).children.map((c) => c.name), ['f2', 'sub'], 'alice\'s files are all there');
+  t.same((await alice.client.children(sub.id)).children.map((c) => c.name), ['f1'], 'also inside the subfolder');
+  t.same((await bob.client.shares()).shared_with_me, [], 'bob left the share');
+});
