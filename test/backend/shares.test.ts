@@ -1,8 +1,9 @@
 import t from 'tap';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChangeEntry, NodeInfo } from '../../protocol/types.js';
+import { onCommitted } from '../../backend/services/journal.js';
 import { rejectsWith } from '../helpers/api-assert.js';
-import { commitRandomBlocks, startTestBackend, stopOwnCluster, testEngines, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { commitRandomBlocks, connectEvents, startTestBackend, stopOwnCluster, testEngines, type TestBackend, type TestUser } from '../helpers/backend.js';
 
 /**
  * Sharing at the server (DESIGN §3, §4 invariants 4, 8, 9, §5 shares): roles hold on every route,
@@ -142,6 +143,29 @@ for (const engine of testEngines()) {
       t.same((await bob.client.shares()).shared_with_me, []);
       const bRoot = await bob.client.root();
       t.same((await bob.client.children(bRoot.id)).children, [], 'his root is empty');
+    });
+
+    t.test('events: a grantee is in the audience of changes in the share, never of the owner\'s other folders (invariant 8)', async (t) => {
+      const [alice, bob] = await trio();
+      const aRoot = await alice.client.root();
+      const priv = await alice.client.create({ parent_id: aRoot.id, name: 'Private', kind: 'dir' });
+      const team = await alice.client.create({ parent_id: aRoot.id, name: 'Team', kind: 'dir' });
+      await alice.client.share(team.id, { user: bob.name, role: 'viewer' });
+      // Who the notify bus hints, per committed mutation (heard before the request returns).
+      let heard: number[][] = [];
+      const stop = onCommitted(backend.db, ({ hints }) => heard.push(hints.flatMap((h) => h.userIds)));
+      t.teardown(stop);
+      for (let i = 0; i < 3; i++) await alice.client.create({ parent_id: priv.id, name: `p${i}`, kind: 'file' });
+      await alice.client.update((await alice.client.create({ parent_id: priv.id, name: 'q', kind: 'file' })).id, { name: 'q2' });
+      t.same(heard, Array.from({ length: 5 }, () => [alice.id]), 'changes in alice\'s own folders: alice alone');
+      heard = [];
+      await alice.client.create({ parent_id: team.id, name: 'shared', kind: 'file' });
+      t.same(heard.map((u) => u.sort()), [[alice.id, bob.id].sort()], 'a change in the share: alice and bob');
+      const events = await connectEvents(backend.url, bob.token);
+      t.teardown(() => events.close());
+      t.equal(await events.waitFor(0), 0, 'bob\'s connection is ready');
+      await alice.client.create({ parent_id: team.id, name: 'shared2', kind: 'file' });
+      t.ok((await events.waitFor(1)) >= 1, 'and his connection gets the hint');
     });
 
     t.test('shares inside or around a shared folder are refused (409); only owners share', async (t) => {
