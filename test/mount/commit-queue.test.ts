@@ -477,6 +477,26 @@ t.test('a commit that landed but whose reply was lost is not committed twice and
   t.ok((await readAll(ref.h.vfs, '/once.txt')).equals(more), 'the mount shows it');
 });
 
+t.test('a rename over a file that landed but whose reply was lost (then a crash) is not taken for a source deleted elsewhere: a later unlink deletes the file', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 60_000, log: logs.log });
+  await writeAll(ref.h.vfs, '/dest.txt', bytes(KiB), { create: true });
+  const content = bytes(2 * KiB);
+  await writeAll(ref.h.vfs, '/src.txt', content, { create: true });
+  await drained(ref.h.queue);
+  // The editor pattern: the new content renamed over the file; the server replaces it, the reply is lost.
+  faults.loseReply.set('update', 1);
+  await ref.h.vfs.rename('/src.txt', '/dest.txt');
+  await logs.until((l) => l.includes('reply lost'));
+  const dest = await serverChild(user.client, 'dest.txt');
+  t.ok((await serverBytes(user.client, dest!.id)).bytes.equals(content), 'the replace landed on the server');
+  await ref.h.vfs.unlink('/dest.txt');
+  ref.h = await restartVfs(ref.h, 'crash', { wrapClient: undefined, log: undefined });
+  await drained(ref.h.queue);
+  t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), [], 'the unlink deleted the file that holds the renamed content');
+});
+
 t.test('a server that says when to come back (429 Retry-After) is not asked sooner, and the bytes stay queued', async (t) => {
   // A server whose users may upload 3000 KiB per 30 s window: a 4 MiB file runs into the limit.
   const limited = await startTestBackend('sqlite', { chunking: CHUNKING, rate: { upload_bytes_per_s: 100 * KiB, window_s: 30 } });
