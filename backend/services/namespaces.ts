@@ -1,6 +1,7 @@
 import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
 import { num, type NodeRow } from '../db/rows.js';
+import { lockNamespaces } from './journal.js';
 import { newPublicId } from './ids.js';
 
 /**
@@ -44,4 +45,18 @@ export async function assertNoNamespaceBelow(db: Knex, node: NodeRow, what: stri
 export async function rehome(trx: Knex.Transaction, node: NodeRow, ns: number, ownerId: number): Promise<void> {
   await trx('nodes').whereIn('id', subtree(trx, node.id)).update({ ns_id: ns, owner_id: ownerId });
   await trx('version_blocks').whereIn('node_id', subtree(trx, node.id)).update({ ns_id: ns, owner_id: ownerId });
+}
+
+/**
+ * First thing in a mutation: locks the namespaces of these nodes (ids as the request gave them;
+ * anything that is not a node is skipped — authorization comes after, on fresh reads). Checks that
+ * read before they write (no move into one's own subtree, rmdir of an empty folder, a delete at a
+ * version) then see every change committed before them in those namespaces, and none commits
+ * between the check and the write: the namespace is the unit of ordering (DESIGN §3).
+ */
+export async function lockNamespacesOf(trx: Knex.Transaction, ids: unknown[]): Promise<void> {
+  const wanted = ids.filter((id): id is string => typeof id === 'string' && /^[0-9a-f-]{36}$/.test(id));
+  if (wanted.length === 0) return;
+  const rows: Array<{ ns_id: unknown }> = await trx('nodes').whereIn('id', wanted).select('ns_id');
+  await lockNamespaces(trx, rows.map((r) => num(r.ns_id)));
 }

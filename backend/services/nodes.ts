@@ -12,7 +12,7 @@ import type { Actor, Backend } from './context.js';
 import { newNodeId } from './ids.js';
 import { pageLimit, parseWhole } from './params.js';
 import { journal, lockNamespaces, mutate } from './journal.js';
-import { assertNoNamespaceBelow, namespaceRootedAt, rehome } from './namespaces.js';
+import { assertNoNamespaceBelow, lockNamespacesOf, namespaceRootedAt, rehome } from './namespaces.js';
 import { parseBody } from './validate.js';
 import { appendVersion, storedManifest } from './versions.js';
 
@@ -202,6 +202,7 @@ export async function createNode(backend: Backend, actor: Actor, body: unknown):
   const content = contentOf(req);
   try {
     return await mutate(backend.db, async (trx) => {
+      await lockNamespacesOf(trx, [req.parent_id]);
       const view = await viewOf(trx, actor);
       const parent = await targetDir(trx, view, req.parent_id);
       const existing = await liveChild(trx, view, parent.id, name);
@@ -247,6 +248,7 @@ export async function updateNode(backend: Backend, actor: Actor, id: string, bod
   const newName = req.name as string | undefined;
   try {
     return await mutate(backend.db, async (trx) => {
+      await lockNamespacesOf(trx, [id, req.parent_id]);
       const view = await viewOf(trx, actor);
       const node = await visibleIn(trx, view, id);
       await assertLive(trx, node);
@@ -363,6 +365,7 @@ export async function deleteNode(backend: Backend, actor: Actor, id: string, que
   if (query.if_empty !== undefined && query.if_empty !== 'true') throw new ApiError('bad_request', 'if_empty must be "true"');
   const ifEmpty = query.if_empty === 'true';
   return mutate(backend.db, async (trx) => {
+    await lockNamespacesOf(trx, [id]);
     const view = await viewOf(trx, actor);
     const node = await visibleIn(trx, view, id);
     const mount = mountOf(view, node);
@@ -405,6 +408,7 @@ export async function restoreNode(backend: Backend, actor: Actor, id: string, bo
   if (req.name !== undefined) assertValidName(req.name);
   try {
     return await mutate(backend.db, async (trx) => {
+      await lockNamespacesOf(trx, [id, req.parent_id]);
       const view = await viewOf(trx, actor);
       const node = await visibleIn(trx, view, id);
       assertMayWrite(view, node);

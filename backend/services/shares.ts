@@ -8,7 +8,7 @@ import { assertLive, assertOwner, notFound, viewOf, visibleIn, type View } from 
 import type { Actor, Backend } from './context.js';
 import { newPublicId } from './ids.js';
 import { journal, lockNamespaces, mutate } from './journal.js';
-import { assertNoNamespaceBelow, createNamespace, namespaceRootedAt, rehome } from './namespaces.js';
+import { assertNoNamespaceBelow, createNamespace, lockNamespacesOf, namespaceRootedAt, rehome } from './namespaces.js';
 import { assertPublicId } from './params.js';
 import { parseBody } from './validate.js';
 
@@ -40,6 +40,7 @@ export async function createShare(backend: Backend, actor: Actor, id: string, bo
   const req = parseBody(grantSchema, body);
   if (req.expires_at !== undefined && req.expires_at <= Date.now()) throw new ApiError('bad_request', 'expires_at is in the past');
   return mutate(backend.db, async (trx) => {
+    await lockNamespacesOf(trx, [id]);
     const view = await viewOf(trx, actor);
     const node = await visibleIn(trx, view, id);
     assertOwner(view, node);

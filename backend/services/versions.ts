@@ -3,6 +3,7 @@ import { ApiError } from '../../protocol/errors.js';
 import type { VersionInfo } from '../../protocol/types.js';
 import { num, versionInfo, type NodeRow } from '../db/rows.js';
 import { assertLive, readableBlocks, visibleNode, writableNode } from './access.js';
+import { lockNamespacesOf } from './namespaces.js';
 import type { CommitBody } from './commit-body.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
@@ -90,6 +91,7 @@ export async function getManifest(backend: Backend, actor: Actor, id: string, v:
 /** POST /v1/nodes/:id/versions — a new version, if `base_version` is still the head (else 409 with the head). The body comes checked (commit-body.ts); the reply is JSON text. */
 export async function commitVersion(backend: Backend, actor: Actor, id: string, body: CommitBody): Promise<string> {
   return mutate(backend.db, async (trx) => {
+    await lockNamespacesOf(trx, [id]);
     const node = await fileNode(trx, actor, id, true);
     await assertLive(trx, node);
     const appended = await appendVersion(trx, actor, node, { ...body, mtime: body.mtime ?? Date.now() }, 'version.commit');
@@ -142,6 +144,7 @@ export async function appendVersion(trx: Knex.Transaction, actor: Actor, node: N
 /** Rollback without rewriting history: the old manifest becomes a new head version. */
 export async function restoreVersion(backend: Backend, actor: Actor, id: string, v: string): Promise<string> {
   return mutate(backend.db, async (trx) => {
+    await lockNamespacesOf(trx, [id]);
     const node = await fileNode(trx, actor, id, true);
     await assertLive(trx, node);
     const version = parseVersion(v, node.head_version);
