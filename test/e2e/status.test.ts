@@ -7,7 +7,7 @@ import t from 'tap';
 import type { MountStatus } from '../../mount/registry.js';
 import { StratusClient } from '../../protocol/client.js';
 import { commitRandomBlocks } from '../helpers/backend.js';
-import { bin, mountDrive, run, startServerProcess, tempDir } from '../helpers/drive.js';
+import { bin, eventually, mountDrive, remoteNode, run, startServerProcess, tempDir } from '../helpers/drive.js';
 
 /*
  * `stratus status` on real mounts (DESIGN §9), and a mount that starts while its server is down:
@@ -113,10 +113,12 @@ t.test('stratus status shows a connected drive, then one whose server is gone', 
   );
 
   await fs.writeFile(drive.p('note.txt'), 'written while connected\n');
-  await statusUntil(drive.mountpoint, (s) => s.pendingCommits === 0);
-  // The drive's own changes come back to it as hints: its cursor reaches the server's new head.
   const api = new StratusClient({ server: server.url, token });
   t.teardown(() => api.close());
+  // close(2) returns before the drive hears of it (RELEASE comes after): wait for the version itself.
+  await eventually('note.txt committed', () => remoteNode(api, 'note.txt'), (n) => n?.head_version === 1);
+  await statusUntil(drive.mountpoint, (s) => s.pendingCommits === 0);
+  // The drive's own changes come back to it as hints: its cursor reaches the server's new head.
   const head = (await api.changesHead()).cursor;
   t.not(head, up.cursor, 'the server\'s head moved');
   await statusUntil(drive.mountpoint, (s) => s.cursor === head);
