@@ -192,27 +192,33 @@ export class OpLog extends EventEmitter {
   }
 
   /**
-   * The node is at `version` by this mount's doing. Every local edit of a node is made on top of
+   * The node is at `version` by this mount's doing (`newIdentity`: as another server node, see
+   * onOwn). Every local edit of a node is made on top of
    * the previous local one, so its queued saves are on top of this version now (no false conflict
    * when a file is saved again while its previous save is on the wire) and a delete logged after it
    * deletes it. Written with the entries — and taken by every entry logged from now on — so a
    * restart, which forgets this map, does not take this mount's own save for another device's edit.
    */
-  async made(ino: number, version: number): Promise<void> {
+  async made(ino: number, version: number, newIdentity = false): Promise<void> {
     this.ownVersions.set(ino, version);
     for (const e of this.entriesOf(ino)) {
       if (e.send.inFlight) continue;
-      const rebased = this.onOwn(e.op, version);
+      const rebased = this.onOwn(e.op, version, newIdentity);
       if (!rebased) continue;
       e.op = rebased;
       await this.update(e);
     }
   }
 
-  /** `op` made on top of `version` when it was made on an older one (undefined: nothing to change). */
-  private onOwn(op: Op, version: number): Op | undefined {
-    if (op.kind === 'content' && op.baseVersion < version) return { ...op, baseVersion: version };
-    if (op.kind === 'delete' && op.ifVersion !== undefined && op.ifVersion < version) return { ...op, ifVersion: version };
+  /**
+   * `op` made on top of `version` when it was made on an older one (undefined: nothing to change).
+   * `newIdentity`: the node became another server node (a rename over a file: the destination's
+   * versions, not the source's), so whatever version `op` was made on, it is on top of this one.
+   */
+  private onOwn(op: Op, version: number, newIdentity = false): Op | undefined {
+    const older = (v: number) => (newIdentity ? v !== version : v < version);
+    if (op.kind === 'content' && older(op.baseVersion)) return { ...op, baseVersion: version };
+    if (op.kind === 'delete' && op.ifVersion !== undefined && older(op.ifVersion)) return { ...op, ifVersion: version };
     return undefined;
   }
 

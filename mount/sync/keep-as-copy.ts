@@ -44,7 +44,7 @@ export async function keepAsCopy(ctx: SendContext, entry: Entry<ContentOp>, sid:
     await refreshNode(ctx, sid);
   } else {
     tree.setSid(op.ino, copy.id);
-    await ctx.log.made(op.ino, manifest.version);
+    await ctx.log.made(op.ino, manifest.version, true);
     tree.applyServer(copy);
   }
   return { ino: op.ino, nodeId: copy.id, manifest, conflictedCopy: copy.name };

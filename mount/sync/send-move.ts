@@ -54,7 +54,7 @@ export async function sendMove(ctx: SendContext, entry: Entry<MoveOp>): Promise<
 async function becameDestination(ctx: SendContext, entry: Entry<MoveOp>, info: NodeInfo): Promise<void> {
   const { op } = entry;
   ctx.tree.setSid(op.ino, info.id);
-  await ctx.log.made(op.ino, info.head_version);
+  await ctx.log.made(op.ino, info.head_version, true);
   // The version the replace made; a save logged after the rename (the file still open) has its own size.
   ctx.tree.patchServer(op.ino, info, ctx.log.laterOf(entry));
 }

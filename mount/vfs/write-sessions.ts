@@ -29,8 +29,9 @@ export interface WriteSession {
   file: StagingFile;
   size: number;
   mtime: number;
-  /** The server version the content is made on. */
+  /** The server version the content is made on, of the server node `sid` (the node's when the session began). */
   baseVersion: number;
+  sid: string | null;
   /** Opens for writing (handles, and opens joining right now). */
   writers: number;
   /** Handles reading or writing this session. */
@@ -152,6 +153,7 @@ export class WriteSessions {
       size: 0,
       mtime: queued?.mtime ?? node.mtime,
       baseVersion: queued ? queued.baseVersion : node.headVersion,
+      sid: node.sid,
       writers: 1,
       handles: new Set(),
       // A truncating open is a change (an empty file commits); an open that only copies is not.
@@ -323,7 +325,10 @@ export class WriteSessions {
       // Invariant 5: queued on disk before close returns. The reservation passes to the log entry.
       const { size, mtime, base, changed } = d;
       const lazy = base && { base: { sid: base.sid, version: base.manifest.version, limit: base.limit }, present: (f.extents.list ?? []).map(([a, b]): [number, number] => [a, b]), ...(changed && { changed: [...changed] as [number, number] }) };
-      await this.o.log.append({ kind: 'content', ino: d.ino, staging: f.path, size, mtime, baseVersion: d.baseVersion, ...lazy }, () => this.o.tree.patch(d.ino, { size, mtime }), f.reserved);
+      // The node became another server node meanwhile (a rename over a file landed): this content is on top of the version that made.
+      const now = this.o.tree.node(d.ino)?.sid ?? null;
+      const baseVersion = d.sid !== null && now !== d.sid ? this.o.log.own(d.ino) : d.baseVersion;
+      await this.o.log.append({ kind: 'content', ino: d.ino, staging: f.path, size, mtime, baseVersion, ...lazy }, () => this.o.tree.patch(d.ino, { size, mtime }), f.reserved);
     } catch (err) {
       f.queued = false;
       throw err;

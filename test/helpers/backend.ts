@@ -204,6 +204,16 @@ import { blake3Hex as blockHash } from '../../protocol/hash.js';
  * sleep). The server sends `{"hint": N}`, N counting that connection's hints: 0 when it is ready,
  * then 1, 2, … (coalesced: some numbers are skipped).
  */
+/**
+ * The most messages a connection may get for a burst of commits lasting `burstMs` (default
+ * settings): the coalescer's windows double from 20 ms to 1 s while the burst lasts, so a burst
+ * of S seconds goes out in about 6 + S messages. Twice that plus 10 is the bound — independent of
+ * how fast this machine commits, and far below one message per commit.
+ */
+export function coalescedBound(burstMs: number): number {
+  return 10 + 2 * (6 + Math.ceil(burstMs / 1000));
+}
+
 export interface EventStream {
   ws: WebSocket;
   /** Every message received, parsed, in order. */

@@ -497,6 +497,42 @@ t.test('a rename over a file that landed but whose reply was lost (then a crash)
   t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), [], 'the unlink deleted the file that holds the renamed content');
 });
 
+t.test('a file renamed over one whose first save never reached the server, then saved again, makes no conflicted copy', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 60_000, log: logs.log });
+  const { h } = ref;
+  await writeAll(h.vfs, '/f0.bin', bytes(KiB), { create: true });
+  await drained(h.queue);
+  await writeAll(h.vfs, '/f0.bin', bytes(KiB));
+  await drained(h.queue);
+  t.equal((await serverChild(user.client, 'f0.bin'))?.head_version, 2, 'f0 is at version 2');
+  // f1 is made on the server, its content is not (the upload fails).
+  faults.offline.add('checkBlocks');
+  await writeAll(h.vfs, '/f1.bin', bytes(KiB), { create: true });
+  await logs.until((l) => l.includes('failed'));
+  t.equal((await serverChild(user.client, 'f1.bin'))?.head_version, 0, 'f1 is on the server without content');
+  // Renamed over it: on the server f1 takes f0's content as its version 1 (not f0's 2).
+  faults.hold('update');
+  await h.vfs.rename('/f0.bin', '/f1.bin');
+  await faults.waiting('update');
+  // Edited again: one session opened while the rename is on the wire, closed after it landed; one after.
+  const early = await h.vfs.open('/f1.bin', fsc.O_WRONLY | fsc.O_TRUNC);
+  faults.offline.delete('checkBlocks');
+  faults.open('update');
+  h.queue.retryNow();
+  const last = bytes(3 * KiB);
+  await h.vfs.write(early, bytes(2 * KiB), 2 * KiB, 0);
+  await drained(h.queue);
+  await h.vfs.release(early);
+  await writeAll(h.vfs, '/f1.bin', last);
+  await drained(h.queue);
+  t.equal(h.queue.stats.conflicts, 0, 'no conflict: every save was on top of the previous one here');
+  t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), ['f1.bin'], 'no conflicted copy');
+  const f1 = await serverChild(user.client, 'f1.bin');
+  t.ok((await serverBytes(user.client, f1!.id)).bytes.equals(last), 'the last bytes');
+});
+
 t.test('a server that says when to come back (429 Retry-After) is not asked sooner, and the bytes stay queued', async (t) => {
   // A server whose users may upload 3000 KiB per 30 s window: a 4 MiB file runs into the limit.
   const limited = await startTestBackend('sqlite', { chunking: CHUNKING, rate: { upload_bytes_per_s: 100 * KiB, window_s: 30 } });
