@@ -189,7 +189,6 @@ export class Vfs {
   /** Removes a node here and logs its delete (nothing at all when the server never heard of it). */
   private async remove(node: LocalNode, op: { kind: 'delete'; ino: number; ifVersion?: number; folder?: boolean }): Promise<void> {
     this.sessions.unlink(node.ino);
-    await this.o.log.dropContent(node.ino);
     const gone = () => this.o.tree.removeSubtree(node.ino);
     const { forgotten, replaced } = await this.o.log.forgetIfUnsent(node.ino, gone);
     // Inside a share: held for the rest of the burst (see share-deletes.ts).
@@ -197,6 +196,8 @@ export class Vfs {
     if (!forgotten) await this.o.log.append(op, gone, 0, entry === undefined ? 0 : this.shareDeletes.notBefore(entry, node));
     // It had replaced a node the server has (rename over it, then removed): that node is deleted.
     else if (replaced !== undefined) await this.removeReplaced(replaced);
+    // Its queued content is moot only now that the delete is durable: a crash before leaves the file with its content.
+    await this.o.log.dropContent(node.ino);
     this.times.forget(node.ino);
     this.entriesChanged(node.parent!);
   }
@@ -246,9 +247,8 @@ export class Vfs {
     if (src.kind === 'dir' && this.isWithin(parent, src)) throw new FsError('EINVAL', `cannot move "${src.name}" into itself`);
     let replace: number | undefined;
     if (dst) {
-      // Writers of the replaced node write an unlinked file from now on; what was queued of it is moot.
+      // Writers of the replaced node write an unlinked file from now on; what was queued of it is moot (dropped below).
       this.sessions.unlink(dst.ino);
-      await this.o.log.dropContent(dst.ino);
       const gone = () => this.o.tree.removeSubtree(dst.ino);
       // The server never heard of it: forgetting it here is replacing it — or replacing what it had
       // replaced. Else the server replaces it (a file over a file: the destination keeps its history
@@ -265,6 +265,8 @@ export class Vfs {
       if (replace !== undefined) this.o.tree.removeSubtree(replace);
       this.o.tree.patch(src.ino, { parent: parent.ino, name });
     });
+    // The replaced file's queued content is moot only now that the rename is durable (a crash before leaves it as it was).
+    if (dst) await this.o.log.dropContent(dst.ino);
     // The moved node's status changed, and so did the entries of both folders.
     const moved = this.o.tree.get(src.ino);
     if (moved) this.times.changed(moved.ino, this.ownMtime(moved));

@@ -533,6 +533,27 @@ t.test('a file renamed over one whose first save never reached the server, then 
   t.ok((await serverBytes(user.client, f1!.id)).bytes.equals(last), 'the last bytes');
 });
 
+t.test('an unlink whose delete cannot be logged fails and leaves the file with its queued content (also across a crash)', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 60_000, log: logs.log });
+  faults.offline.add('checkBlocks');
+  const data = bytes(20 * KiB);
+  await writeAll(ref.h.vfs, '/kept.bin', data, { create: true });
+  await logs.until((l) => l.includes('failed'));
+  // The state store refuses the write of the delete (a full disk, or the process dying right there).
+  const write = ref.h.store.write.bind(ref.h.store);
+  ref.h.store.write = async (change) => {
+    if (change.addOps?.some((o) => o.op.kind === 'delete')) throw new Error('injected: disk full');
+    return write(change);
+  };
+  await t.rejects(ref.h.vfs.unlink('/kept.bin'), 'the unlink fails');
+  ref.h = await restartVfs(ref.h, 'crash', { wrapClient: undefined, log: undefined });
+  await drained(ref.h.queue);
+  const node = await serverChild(user.client, 'kept.bin');
+  t.ok(node && (await serverBytes(user.client, node.id)).bytes.equals(data), 'the file reaches the server with its content');
+});
+
 t.test('a server that says when to come back (429 Retry-After) is not asked sooner, and the bytes stay queued', async (t) => {
   // A server whose users may upload 3000 KiB per 30 s window: a 4 MiB file runs into the limit.
   const limited = await startTestBackend('sqlite', { chunking: CHUNKING, rate: { upload_bytes_per_s: 100 * KiB, window_s: 30 } });
