@@ -220,6 +220,8 @@ async function trial(t: Test, server: ServerProcess, user: User, n: number, seed
   const again = await mountDrive(t, server, user.token, { cacheDir, mountpoint });
   const code = await again.stop();
   t.equal(code, 0, `the restarted mount drains everything and exits 0 (${Date.now() - restarted} ms)`);
+  // What kept it from draining, for the replay.
+  if (code !== 0) t.comment(`restarted mount's log:\n${again.stderr().slice(-4000)}`);
 
   let model: Model = new Map();
   for (const op of ops.slice(0, acks.length)) model = apply(model, op);
