@@ -13,6 +13,8 @@ export interface SendState {
   started: boolean;
   /** Made moot here while in flight (its node was deleted): dropped once the attempt ends. */
   cancelled: boolean;
+  /** Leaving the log (done): its removal is being written; it is not sent again, and what waits on it still waits. */
+  leaving: boolean;
   /** Not tried again before this time (ms since the epoch). */
   retryAt: number;
   /** Created at its first failure. */
@@ -227,11 +229,23 @@ export class OpLog extends EventEmitter {
     if (entry.durable) await this.tree.persist({ updateOps: [entry] });
   }
 
-  /** The entry was sent (or settled): it leaves the log, its staging file and room go. */
+  /**
+   * The entry was sent (or settled): it leaves the log, its staging file and room go. It stays in
+   * the log until its removal is written (with what the tree learnt from its reply, e.g. the
+   * node's server id): until then its node stays busy and the structural lane taken, so nothing
+   * that depends on it is sent while a crash could still make the restarted mount send it again
+   * (a folder made, its reply written late, moved meanwhile: made twice).
+   */
   async done(entry: Entry): Promise<void> {
-    if (!this.entries.includes(entry)) return;
+    if (!this.entries.includes(entry) || entry.send.leaving) return;
+    entry.send.leaving = true;
+    try {
+      if (entry.durable) await this.tree.persist({ removeOps: [entry.seq] });
+    } catch (err) {
+      entry.send.leaving = false;
+      throw err;
+    }
     this.unlink(entry);
-    if (entry.durable) await this.tree.persist({ removeOps: [entry.seq] });
     await this.release(entry);
     this.letGo([entry]);
     this.emit('changed');
@@ -394,7 +408,7 @@ export class OpLog extends EventEmitter {
 }
 
 function newSendState(): SendState {
-  return { inFlight: false, started: false, cancelled: false, retryAt: 0 };
+  return { inFlight: false, started: false, cancelled: false, leaving: false, retryAt: 0 };
 }
 
 function count(m: Map<number, number>, key: number, by: number): void {

@@ -142,7 +142,7 @@ export class Sender extends EventEmitter {
       if (structural) laneTaken = true;
       busy.add(e.op.ino);
       if (replaced !== undefined) busy.add(replaced);
-      if (e.send.inFlight || blocked || laneBusy) continue;
+      if (e.send.inFlight || e.send.leaving || blocked || laneBusy) continue;
       if (e.send.retryAt > now) {
         nextRetry = Math.min(nextRetry, e.send.retryAt);
         continue;
@@ -174,7 +174,7 @@ export class Sender extends EventEmitter {
       this.stats.sent++;
     } catch (err) {
       if (e.send.cancelled) {
-        await this.o.log.done(e);
+        await this.settle(e);
         return;
       }
       if (isStructural(e.op) && isRefusal(err)) {
@@ -182,7 +182,7 @@ export class Sender extends EventEmitter {
         this.ctx.say(`${e.op.kind} of ${this.describe(e)} refused: ${err.message}; the server's state stands`);
         const sid = this.o.tree.node(e.op.ino)?.sid;
         if (sid) await refreshNode(this.ctx, sid);
-        await this.o.log.done(e);
+        await this.settle(e);
         return;
       }
       e.send.backoff ??= new Backoff({ minMs: this.o.retryMs ?? 500, maxMs: 30_000, jitter: 0.25 });
@@ -194,8 +194,25 @@ export class Sender extends EventEmitter {
       return;
     }
     // Sent: nothing below may send it again (a retry of a commit would be a stale base, i.e. a false conflict).
-    await this.o.log.done(e);
+    if (!(await this.settle(e))) return;
     if (result) this.emit('committed', result);
+  }
+
+  /**
+   * The entry leaves the log. If that cannot be written (a full disk), it stays, to be sent again
+   * later: every operation is safe to repeat once it landed (a create joins its node, a commit
+   * whose reply was lost is recognised, a move or delete finds it done).
+   */
+  private async settle(e: Entry): Promise<boolean> {
+    try {
+      await this.o.log.done(e);
+      return true;
+    } catch (err) {
+      e.send.backoff ??= new Backoff({ minMs: this.o.retryMs ?? 500, maxMs: 30_000, jitter: 0.25 });
+      e.send.retryAt = Date.now() + e.send.backoff.next().delayMs;
+      this.ctx.say(`${this.describe(e)}: sent, but the local state could not be written (${(err as Error).message}); sending again later`);
+      return false;
+    }
   }
 
   /** How log lines name an entry's node: its server id once it has one, else its name and inode number. */

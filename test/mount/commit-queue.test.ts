@@ -497,6 +497,40 @@ t.test('a rename over a file that landed but whose reply was lost (then a crash)
   t.same((await user.client.allChildren((await user.client.root()).id)).map((c) => c.name), [], 'the unlink deleted the file that holds the renamed content');
 });
 
+t.test('a folder made and moved at once: the move waits until the create\'s reply is written, so a crash between them makes no second folder (crash-trial seeds 98374069, 354762390)', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 60_000, log: logs.log });
+  const { h } = ref;
+  faults.hold('create');
+  await h.vfs.mkdir('/made', 0o755);
+  await faults.waiting('create');
+  await h.vfs.rename('/made', '/moved');
+  await writeAll(h.vfs, '/moved/inside.txt', Buffer.from('kept'), { create: true });
+  // The write that takes the create out of the log (with the folder's server id) is slow, then never happens: the process dies.
+  let reached!: () => void;
+  const atWrite = new Promise<void>((r) => (reached = r));
+  let die!: (err: Error) => void;
+  const write = h.store.write.bind(h.store);
+  h.store.write = async (change) => {
+    if (!change.removeOps?.length) return write(change);
+    reached();
+    return new Promise((_, reject) => (die = reject));
+  };
+  faults.open('create');
+  await atWrite;
+  h.queue.retryNow(); // anything that kicks the sender meanwhile (another entry done, a new one logged)
+  const move = h.log.list().find((e) => e.op.kind === 'move');
+  t.equal(move?.send.started, false, 'the move is not sent while the create\'s reply is not on disk');
+  die(new Error('injected: killed before the write committed'));
+  await logs.until((l) => l.includes('could not be written'));
+  ref.h = await restartVfs(h, 'crash', { wrapClient: undefined, log: undefined });
+  await drained(ref.h.queue);
+  const root = await user.client.allChildren((await user.client.root()).id);
+  t.same(root.map((c) => c.name), ['moved'], 'one folder, under its new name: no empty twin, no conflicted copy');
+  t.same((await user.client.allChildren(root[0]!.id)).map((c) => c.name), ['inside.txt'], 'the file is in it');
+});
+
 t.test('a file renamed over one whose first save never reached the server, then saved again, makes no conflicted copy', async (t) => {
   const faults = new Faults();
   const logs = logWatcher();
