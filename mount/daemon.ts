@@ -153,6 +153,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     closers.push(() => pool.close());
     await pool.warm();
     const tree = new Tree(store, client);
+    tree.onBroken = (err) => log(`${err.message}: restart the drive once the cache folder's disk is writable (what was acknowledged before is safe on disk)`);
     closers.push(() => tree.flush());
     let cursor: string | undefined;
     try {

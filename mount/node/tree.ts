@@ -3,8 +3,17 @@ import { FETCH_DEADLINE_MS, withDeadline } from '../../protocol/deadline.js';
 import type { NodeInfo } from '../../protocol/types.js';
 import type { StateChange, StateStore } from '../state/store.js';
 import { ROOT_INO, serverFields, type LocalNode } from '../model/local-node.js';
+import type { LoggedOp } from '../model/ops.js';
 
 const NEEDS_LISTING = Symbol('needs listing');
+
+/** The operation log's part of a write: entries to add, drop and rewrite, and who to tell the added entries' seqs. */
+export interface LogWrites {
+  addOps?: Omit<LoggedOp, 'seq'>[];
+  removeOps?: number[];
+  updateOps?: LoggedOp[];
+  written?: (seqs: number[]) => void;
+}
 
 /**
  * The tree the mount shows: every node it has seen, by inode number, by server id and by (folder,
@@ -39,6 +48,11 @@ export class Tree {
   hasPendingStructural: (ino: number) => boolean = () => false;
   /** Set by the syncer: fetch a node's current state and apply it as the change feed would. */
   refetch: (sid: string) => void = () => undefined;
+  /** Set by the operation log: what it has to write, taken with the tree's rows (see persist). */
+  logWrites: () => LogWrites = () => ({});
+  /** Told once when a write of the state fails (from then on nothing more is written: see persist). */
+  onBroken: (err: Error) => void = () => undefined;
+  private broken: Error | undefined;
   /** Set by the Vfs: the node is open for writing (what is written there will need its server id). */
   inUse: (ino: number) => boolean = () => false;
 
@@ -479,35 +493,45 @@ export class Tree {
   }
 
   /**
-   * Writes the tree's changes together with `change` (an operation logged, dropped or updated) in
-   * one transaction, after every earlier write. Resolves with the seqs of the operations added.
+   * Writes everything changed in memory so far — the tree's rows and what the operation log has
+   * to write (`logWrites`) — in one transaction, after every earlier write. Every write is such a
+   * snapshot: memory is consistent between operations (each applies its tree change and its log
+   * entry in one synchronous step), so the state on disk always is one the mount was in — never a
+   * tree change without the operation that made it, nor an operation without its tree change,
+   * whatever a kill -9 interrupts.
    */
-  persist(change: Omit<StateChange, 'upserts' | 'deletes' | 'cursor'> = {}): Promise<number[]> {
-    const p = this.writing.then(async () => {
-      const taken = this.takeChanges();
-      try {
-        return await this.store.write({ ...taken, ...change });
-      } catch (err) {
-        // Not written: the rows go with the next write (the caller's operation failed and says so).
-        for (const n of taken.upserts ?? []) this.dirty.add(n.ino);
-        for (const ino of taken.deletes ?? []) this.dirty.add(ino);
-        if (taken.cursor !== undefined) this.pendingCursor ??= taken.cursor;
-        throw err;
-      }
-    });
+  persist(): Promise<void> {
+    const p = this.writing.then(() => this.writeSnapshot());
     this.writing = p.catch(() => undefined);
     return p;
   }
 
+  private async writeSnapshot(): Promise<void> {
+    if (this.broken) throw this.broken;
+    const taken = this.takeChanges();
+    const log = this.logWrites();
+    const empty = !taken.upserts?.length && !taken.deletes?.length && taken.cursor === undefined;
+    if (empty && !log.addOps?.length && !log.removeOps?.length && !log.updateOps?.length) return;
+    try {
+      const seqs = await this.store.write({ ...taken, addOps: log.addOps, removeOps: log.removeOps, updateOps: log.updateOps });
+      log.written?.(seqs);
+    } catch (err) {
+      // Not written, and the changes are made in memory (the operations waiting on this write fail
+      // and say so): writing anything more could put half of one on disk. The state on disk stays
+      // the last consistent one; the drive must be restarted (fail-stop, as databases do).
+      this.broken = Object.assign(new Error(`the drive's state could not be written (${(err as Error).message}); nothing more is saved until the drive restarts`), { code: 'EIO' });
+      this.onBroken(this.broken);
+      throw err;
+    }
+  }
+
+  /** What the server said, written behind (a failed write is the fail-stop of `persist`: logged once). */
   private scheduleBehind(): void {
-    if (this.behindQueued) return;
+    if (this.behindQueued || this.broken) return;
     this.behindQueued = true;
     this.writing = this.writing.then(async () => {
       this.behindQueued = false;
-      const change = this.takeChanges();
-      if (!change.upserts?.length && !change.deletes?.length && change.cursor === undefined) return;
-      // The server's state is a cache: a failed write costs a re-listing after a restart, nothing else.
-      await this.store.write(change).catch(() => undefined);
+      await this.writeSnapshot().catch(() => undefined);
     });
   }
 

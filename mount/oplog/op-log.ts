@@ -1,9 +1,21 @@
 import { EventEmitter } from 'node:events';
 import { rm } from 'node:fs/promises';
-import type { Tree } from '../node/tree.js';
+import type { LogWrites, Tree } from '../node/tree.js';
 import type { StateStore } from '../state/store.js';
 import { isStructural, type ContentOp, type LoggedOp, type Op } from '../model/ops.js';
 import type { Backoff } from '../retry/backoff.js';
+
+/**
+ * A node made here of which nothing was sent: its entries; `replaced`, a node the server has that
+ * it had replaced by a rename (that replace is not dropped with it: the caller's own operation
+ * takes it over — the next rename over the name, or a delete); `moved`: it left that name since
+ * (so the replaced node is only to be deleted).
+ */
+export interface Forgettable {
+  entries: readonly Entry[];
+  replaced?: number;
+  moved?: boolean;
+}
 
 /** Where the sender is with an entry: the one record it keeps per entry. */
 export interface SendState {
@@ -59,6 +71,10 @@ export class OpLog extends EventEmitter {
   private holdsOff = false;
   /** The version of each node this mount's own latest change made (see made). */
   private readonly ownVersions = new Map<number, number>();
+  /** What the next write takes (see takeWrites). */
+  private readonly unwritten = new Set<Entry>();
+  private readonly removals = new Set<number>();
+  private readonly rewrites = new Set<Entry>();
 
   constructor(
     private readonly store: StateStore,
@@ -67,6 +83,44 @@ export class OpLog extends EventEmitter {
     super();
     tree.hasPendingOps = (ino) => (this.named.get(ino) ?? 0) > 0;
     tree.hasPendingStructural = (ino) => this.structural.has(ino);
+    tree.logWrites = () => this.takeWrites();
+  }
+
+  /**
+   * What the next write of the state store takes from the log (with the tree's rows, one
+   * transaction: Tree.persist): entries appended since, seqs of entries gone since, entries whose
+   * operation changed since they were written.
+   */
+  private takeWrites(): LogWrites {
+    const adds = [...this.unwritten];
+    const ops = adds.map((e) => e.op);
+    const removeOps = [...this.removals];
+    const updates = [...this.rewrites];
+    this.unwritten.clear();
+    this.removals.clear();
+    this.rewrites.clear();
+    return {
+      addOps: adds.map((e, i) => ({ op: ops[i]!, createdAt: e.createdAt })),
+      removeOps,
+      updateOps: updates.map((e) => ({ seq: e.seq, op: e.op, createdAt: e.createdAt })),
+      written: (seqs) => {
+        adds.forEach((e, i) => {
+          e.seq = seqs[i]!;
+          e.durable = true;
+          // Gone from the log while being written (superseded, forgotten): its row goes with the next write.
+          if (!this.entriesOf(e.op.ino).includes(e)) this.removals.add(e.seq);
+          // Changed while being written (see made): the newer operation is written next.
+          else if (e.op !== ops[i]) this.rewrites.add(e);
+        });
+      },
+    };
+  }
+
+  /** The entry leaves the log on disk with the next write (or is never written, if it was not yet). */
+  private unwrite(e: Entry): void {
+    if (this.unwritten.delete(e)) return;
+    if (e.durable) this.removals.add(e.seq);
+    this.rewrites.delete(e);
   }
 
   /** Loads what was logged before (a restart); each content entry holds its size of the cache bound again when it can. */
@@ -114,17 +168,20 @@ export class OpLog extends EventEmitter {
    * what the entry names), then both are written in one transaction. Resolves once durable. Not
    * sent before `notBefore` (ms since the epoch), unless the sender is told to retry everything now.
    */
-  async append(op: Op, change?: () => void, reserved = 0, notBefore = 0): Promise<void> {
-    const removed: Entry[] = [];
+  async append(op: Op, change?: () => void, reserved = 0, notBefore = 0, forget?: Forgettable): Promise<void> {
+    // A node made here and never sent that this operation removes (a rename over it): its entries go in the same transaction.
+    const removed: Entry[] = forget ? [...forget.entries] : [];
     if (op.kind === 'content') {
       // A newer save of a file supersedes the ones not sent yet since its last rename or create.
       const mine = this.entriesOf(op.ino);
+      const superseded: Entry[] = [];
       for (let i = mine.length - 1; i >= 0; i--) {
         const e = mine[i]!;
         if (e.op.kind !== 'content' || e.send.started) break;
-        removed.push(e);
+        superseded.push(e);
       }
-      const oldest = removed.at(-1)?.op as ContentOp | undefined;
+      removed.push(...superseded);
+      const oldest = superseded.at(-1)?.op as ContentOp | undefined;
       if (oldest) op = { ...op, baseVersion: oldest.baseVersion };
     }
     op = this.onOwn(op, this.own(op.ino)) ?? op;
@@ -134,58 +191,75 @@ export class OpLog extends EventEmitter {
       if (last?.op.kind === 'content' && !last.send.started) {
         last.op = { ...last.op, mtime: op.mtime };
         change?.();
-        await this.tree.persist({ updateOps: [last] });
+        if (last.durable) this.rewrites.add(last);
+        await this.tree.persist();
         this.emit('changed');
         return;
       }
     }
     const entry: Entry = { seq: -1, op, createdAt: Date.now(), durable: false, reserved, send: { ...newSendState(), retryAt: notBefore } };
-    for (const e of removed) this.unlink(e);
+    for (const e of removed) {
+      this.unlink(e);
+      this.unwrite(e);
+    }
     this.entries.push(entry);
     this.index(entry);
+    this.unwritten.add(entry);
     try {
       change?.();
-      const [seq] = await this.tree.persist({ addOps: [{ op, createdAt: entry.createdAt }], removeOps: removed.filter((e) => e.durable).map((e) => e.seq) });
-      entry.seq = seq!;
-      entry.durable = true;
+      await this.tree.persist();
       // A save of the node landed while this was being written (see made): the rebased op is what stays.
-      if (entry.op !== op) await this.tree.persist({ updateOps: [entry] });
+      if (this.rewrites.has(entry)) await this.tree.persist();
     } catch (err) {
       this.unlink(entry);
+      this.unwritten.delete(entry);
       this.entries.push(...removed);
       this.entries.sort((a, b) => (a.seq < 0 ? Infinity : a.seq) - (b.seq < 0 ? Infinity : b.seq));
       this.reindex();
       throw err;
     }
     for (const e of removed) await this.release(e);
+    if (forget) this.letGo(forget.entries, forget.replaced);
     this.emit('changed');
   }
 
   /**
-   * A node made here and removed before anything of it was sent (and which nothing else queued
-   * names): its entries are dropped and `change` (its removal from the tree) is written with
-   * that — nothing of it goes to the server. `forgotten` false: nothing done. `replaced`: a node
-   * the server has that this one had replaced by a rename (its replace is not dropped with it: the
-   * caller's own operation takes it over — the next rename over the name, or a delete); `moved`:
-   * this one left that name since (so the replaced node is only to be deleted).
+   * Whether the node was made here and nothing of it was sent (and nothing else queued names it):
+   * then removing it costs the server nothing — its entries can simply go (`forgetIfUnsent`, or
+   * with the operation that removes it: `append`'s `forget`). Undefined: it cannot.
    */
-  async forgetIfUnsent(ino: number, change: () => void): Promise<{ forgotten: boolean; replaced?: number; moved?: boolean }> {
-    if (!this.unsentCreation(ino)) return { forgotten: false };
-    const mine = [...this.entriesOf(ino)];
+  forgettable(ino: number): Forgettable | undefined {
+    if (!this.unsentCreation(ino)) return undefined;
+    const entries = [...this.entriesOf(ino)];
     let replaced: number | undefined;
     let moved = false;
-    for (const e of mine) {
+    for (const e of entries) {
       if (e.op.kind !== 'move') continue;
       if (e.op.replace !== undefined) [replaced, moved] = [e.op.replace, false];
       else moved = true;
     }
-    for (const e of mine) this.unlink(e);
+    return { entries, ...(replaced !== undefined && { replaced, moved }) };
+  }
+
+  /**
+   * A node made here and removed before anything of it was sent: its entries are dropped and
+   * `change` (its removal from the tree) is written with that — nothing of it goes to the server.
+   * `forgotten` false: nothing done (see `forgettable` for `replaced` and `moved`).
+   */
+  async forgetIfUnsent(ino: number, change: () => void): Promise<{ forgotten: boolean; replaced?: number; moved?: boolean }> {
+    const plan = this.forgettable(ino);
+    if (!plan) return { forgotten: false };
+    const mine = plan.entries;
+    for (const e of mine) {
+      this.unlink(e);
+      this.unwrite(e);
+    }
     change();
-    await this.tree.persist({ removeOps: mine.filter((e) => e.durable).map((e) => e.seq) });
+    await this.tree.persist();
     for (const e of mine) await this.release(e);
-    this.letGo(mine, replaced);
+    this.letGo(mine, plan.replaced);
     this.emit('changed');
-    return { forgotten: true, ...(replaced !== undefined && { replaced, moved }) };
+    return { forgotten: true, ...(plan.replaced !== undefined && { replaced: plan.replaced, moved: plan.moved }) };
   }
 
   /** The version of the node this mount's own latest change made (0: none since the start). */
@@ -226,7 +300,10 @@ export class OpLog extends EventEmitter {
 
   /** Writes a changed entry (a new base version, a later mtime). */
   async update(entry: Entry): Promise<void> {
-    if (entry.durable) await this.tree.persist({ updateOps: [entry] });
+    // Not written yet: the write takes the entry as it is then (takeWrites).
+    if (!entry.durable) return;
+    this.rewrites.add(entry);
+    await this.tree.persist();
   }
 
   /**
@@ -240,7 +317,11 @@ export class OpLog extends EventEmitter {
     if (!this.entries.includes(entry) || entry.send.leaving) return;
     entry.send.leaving = true;
     try {
-      if (entry.durable) await this.tree.persist({ removeOps: [entry.seq] });
+      if (entry.durable) {
+        this.removals.add(entry.seq);
+        this.rewrites.delete(entry);
+        await this.tree.persist();
+      } else this.unwritten.delete(entry);
     } catch (err) {
       entry.send.leaving = false;
       throw err;
@@ -329,7 +410,7 @@ export class OpLog extends EventEmitter {
   }
 
   /** Nodes the removed entries named and nothing queued names any more: the tree may let them go. */
-  private letGo(removed: Entry[], keep?: number): void {
+  private letGo(removed: readonly Entry[], keep?: number): void {
     for (const e of removed) {
       for (const ino of namedBy(e)) {
         if (this.named.has(ino) || ino === keep) continue;

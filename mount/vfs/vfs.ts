@@ -6,11 +6,13 @@ import { LINK_MODE, MAX_TARGET_BYTES, targetProblem } from '../../protocol/link-
 import { nameProblem } from '../../protocol/names.js';
 import type { NodeKind } from '../../protocol/types.js';
 import type { LocalNode } from '../model/local-node.js';
+import type { DeleteOp, MoveOp } from '../model/ops.js';
 import type { Tree } from '../node/tree.js';
 import type { OpLog } from '../oplog/op-log.js';
 import type { StateStore } from '../state/store.js';
 import type { BlockSource } from '../blocks/block-source.js';
 import { FsError } from '../model/errors.js';
+import { HistorySource } from '../history/history-source.js';
 import { assertMayDetach, assertWritable, shownMode } from '../model/share-access.js';
 import { Handles } from './handles.js';
 import { ShareDeletes } from './share-deletes.js';
@@ -20,22 +22,12 @@ import { Manifests } from './manifests.js';
 import { checkFileSize, checkNameLength, checkNodeType, checkOwnerChange, lookupFailure } from './posix.js';
 import { readFully } from '../blocks/file-io.js';
 import { StagingFiles } from './staging-file.js';
+import type { Stat } from './stat.js';
+import { VirtualTree, VIRTUAL_NAME, isVirtualPath, readOnly } from './virtual-tree.js';
 import { LocalTimes } from './times.js';
 import { WriteSessions, type WriteSession } from './write-sessions.js';
 
-export interface Stat {
-  ino: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  nlink: number;
-  blksize: number;
-  blocks: number;
-  mtime: number;
-  atime: number;
-  ctime: number;
-}
+export type { Stat } from './stat.js';
 
 export interface VfsOptions {
   tree: Tree;
@@ -81,6 +73,8 @@ export class Vfs {
   private readonly hiddenSessions = new Map<number, WriteSession>();
   /** atime, ctime and folders' entry-change mtimes, which the server does not keep (times.ts). */
   private readonly times = new LocalTimes();
+  /** `.stratus/`: versions and past trees, read-only (virtual-tree.ts). */
+  private readonly virtual: VirtualTree;
 
   constructor(private readonly o: VfsOptions) {
     this.maxFileSize = o.maxFileSize ?? Number.MAX_SAFE_INTEGER;
@@ -88,6 +82,7 @@ export class Vfs {
     this.gid = o.gid ?? process.getgid?.() ?? 0;
     this.staging = new StagingFiles(o.stagingDir, o.cache);
     this.manifests = new Manifests(o.client, o.store);
+    this.virtual = new VirtualTree({ tree: o.tree, history: new HistorySource(o.client), manifests: this.manifests, source: o.source, uid: this.uid, gid: this.gid });
     this.sessions = new WriteSessions({ staging: this.staging, log: o.log, tree: o.tree, manifests: this.manifests, source: o.source });
     this.shareDeletes = new ShareDeletes({ log: o.log, tree: o.tree });
     // A node removed here stays known while something has it open (its writes go on; fstat answers it).
@@ -107,6 +102,7 @@ export class Vfs {
   // --- metadata ---------------------------------------------------------------------------------
 
   async getattr(path: string): Promise<Stat> {
+    if (isVirtualPath(path)) return this.virtual.getattr(path);
     const hidden = this.hidden.get(path);
     if (hidden) return this.stat(this.o.tree.node(hidden.ino) ?? hidden, this.hiddenSessions.get(hidden.ino));
     return this.stat(await this.lookup(path));
@@ -115,16 +111,19 @@ export class Vfs {
   /** fstat(2): the node of an open handle, as its writers see it (also once unlinked). */
   async fgetattr(fh: number): Promise<Stat> {
     const h = this.handles.get(fh);
+    if (h.stat) return h.stat;
     const node = this.o.tree.node(h.ino) ?? [...this.hidden.values()].find((n) => n.ino === h.ino);
     if (!node) throw new FsError('ENOENT');
     return this.stat(node, h.session);
   }
 
   async readdir(path: string): Promise<{ names: string[]; stats: Stat[] }> {
+    if (isVirtualPath(path)) return this.virtual.readdir(path);
     const dir = await this.lookup(path);
     if (dir.kind !== 'dir') throw new FsError('ENOTDIR');
     await this.o.tree.ensureListed(dir);
-    const kids = this.o.tree.children(dir.ino);
+    // The root never lists the virtual tree (so find and rsync never walk it), nor a real node its name hides.
+    const kids = this.o.tree.children(dir.ino).filter((k) => dir.parent !== null || k.name !== VIRTUAL_NAME);
     return { names: kids.map((k) => k.name), stats: kids.map((k) => this.stat(k)) };
   }
 
@@ -135,6 +134,7 @@ export class Vfs {
   }
 
   async mkdir(path: string, mode: number): Promise<void> {
+    this.refuseVirtual(path);
     const { parent, name } = await this.freeName(path);
     await this.makeNode(parent, name, 'dir', mode & 0o7777);
   }
@@ -144,18 +144,21 @@ export class Vfs {
    * (it asks readlink and walks the target itself); the drive and the server never do.
    */
   async symlink(target: string, path: string): Promise<void> {
+    this.refuseVirtual(path);
     assertTarget(target);
     const { parent, name } = await this.freeName(path);
     await this.makeNode(parent, name, 'link', LINK_MODE, target);
   }
 
   async readlink(path: string): Promise<string> {
+    if (isVirtualPath(path)) return this.virtual.readlink(path);
     const node = await this.lookup(path);
     if (node.kind !== 'link' || node.target === undefined) throw new FsError('EINVAL');
     return node.target;
   }
 
   async rmdir(path: string): Promise<void> {
+    this.refuseVirtual(path);
     const node = await this.lookup(path);
     if (node.kind !== 'dir') throw new FsError('ENOTDIR');
     if (node.parent === null) throw new FsError('EBUSY');
@@ -173,6 +176,7 @@ export class Vfs {
   }
 
   async unlink(path: string): Promise<void> {
+    this.refuseVirtual(path);
     const hidden = this.hidden.get(path);
     if (hidden) {
       this.hidden.delete(path);
@@ -190,12 +194,14 @@ export class Vfs {
   private async remove(node: LocalNode, op: { kind: 'delete'; ino: number; ifVersion?: number; folder?: boolean }): Promise<void> {
     this.sessions.unlink(node.ino);
     const gone = () => this.o.tree.removeSubtree(node.ino);
-    const { forgotten, replaced } = await this.o.log.forgetIfUnsent(node.ino, gone);
+    const forget = this.o.log.forgettable(node.ino);
     // Inside a share: held for the rest of the burst (see share-deletes.ts).
     const entry = this.shareDeletes.entryOf(node);
-    if (!forgotten) await this.o.log.append(op, gone, 0, entry === undefined ? 0 : this.shareDeletes.notBefore(entry, node));
-    // It had replaced a node the server has (rename over it, then removed): that node is deleted.
-    else if (replaced !== undefined) await this.removeReplaced(replaced);
+    if (!forget) await this.o.log.append(op, gone, 0, entry === undefined ? 0 : this.shareDeletes.notBefore(entry, node));
+    // It had replaced a node the server has (rename over it, then removed): that node is deleted,
+    // in the transaction that forgets this one (a crash leaves both or neither).
+    else if (forget.replaced !== undefined) await this.o.log.append(this.deleteOf(forget.replaced), gone, 0, 0, forget);
+    else await this.o.log.forgetIfUnsent(node.ino, gone);
     // Its queued content is moot only now that the delete is durable: a crash before leaves the file with its content.
     await this.o.log.dropContent(node.ino);
     this.times.forget(node.ino);
@@ -222,11 +228,18 @@ export class Vfs {
 
   /** Deletes a node already removed from the tree whose place a forgotten node had taken. */
   private async removeReplaced(ino: number): Promise<void> {
+    await this.o.log.append(this.deleteOf(ino));
+  }
+
+  /** The delete of a node this mount replaced by a rename (so no longer in the tree): at the version it knew. */
+  private deleteOf(ino: number): DeleteOp {
     const n = this.o.tree.node(ino);
-    await this.o.log.append(n?.kind === 'dir' ? { kind: 'delete', ino, folder: true } : { kind: 'delete', ino, ...(n && { ifVersion: n.headVersion }) });
+    return n?.kind === 'dir' ? { kind: 'delete', ino, folder: true } : { kind: 'delete', ino, ...(n && { ifVersion: n.headVersion }) };
   }
 
   async rename(from: string, to: string): Promise<void> {
+    // From or into it alike: EROFS (not EXDEV, which would make mv copy into it, or copy out and then fail to remove).
+    this.refuseVirtual(from, to);
     if (HIDDEN.test(to.slice(to.lastIndexOf('/') + 1))) return this.hide(from, to);
     const src = await this.lookup(from);
     if (src.parent === null) throw new FsError('EBUSY');
@@ -246,25 +259,33 @@ export class Vfs {
     }
     if (src.kind === 'dir' && this.isWithin(parent, src)) throw new FsError('EINVAL', `cannot move "${src.name}" into itself`);
     let replace: number | undefined;
+    // The server never heard of the replaced node: forgetting it (in the rename's own transaction:
+    // a crash leaves both or neither) is replacing it — or replacing what it had replaced. Else the
+    // server replaces it (a file over a file: the destination keeps its history and takes the
+    // source's content).
+    let forget = dst ? this.o.log.forgettable(dst.ino) : undefined;
+    if (dst && forget?.replaced !== undefined && forget.moved) {
+      // It had replaced a node the server has and moved on since: that node is deleted.
+      await this.removeReplaced(forget.replaced);
+      // Looked at again right before the rename is logged (the sender may have started on it meanwhile).
+      forget = this.o.log.forgettable(dst.ino);
+    }
     if (dst) {
       // Writers of the replaced node write an unlinked file from now on; what was queued of it is moot (dropped below).
       this.sessions.unlink(dst.ino);
-      const gone = () => this.o.tree.removeSubtree(dst.ino);
-      // The server never heard of it: forgetting it here is replacing it — or replacing what it had
-      // replaced. Else the server replaces it (a file over a file: the destination keeps its history
-      // and takes the source's content).
-      const { forgotten, replaced, moved } = await this.o.log.forgetIfUnsent(dst.ino, gone);
-      if (!forgotten) replace = dst.ino;
-      // It had replaced a node the server has: replaced in turn where it did so, or — moved on since — that node is deleted.
-      else if (replaced !== undefined && !moved) replace = replaced;
-      else if (replaced !== undefined) await this.removeReplaced(replaced);
+      if (!forget) replace = dst.ino;
+      // It had replaced a node the server has: replaced in turn where it did so.
+      else if (forget.replaced !== undefined && !forget.moved) replace = forget.replaced;
       this.times.forget(dst.ino);
     }
     const oldParent = src.parent;
-    await this.o.log.append({ kind: 'move', ino: src.ino, parent: parent.ino, name, ...(replace !== undefined && { replace }) }, () => {
+    const op: MoveOp = { kind: 'move', ino: src.ino, parent: parent.ino, name, ...(replace !== undefined && { replace }) };
+    const change = () => {
+      if (forget && dst) this.o.tree.removeSubtree(dst.ino);
       if (replace !== undefined) this.o.tree.removeSubtree(replace);
       this.o.tree.patch(src.ino, { parent: parent.ino, name });
-    });
+    };
+    await this.o.log.append(op, change, 0, 0, forget);
     // The replaced file's queued content is moot only now that the rename is durable (a crash before leaves it as it was).
     if (dst) await this.o.log.dropContent(dst.ino);
     // The moved node's status changed, and so did the entries of both folders.
@@ -281,6 +302,7 @@ export class Vfs {
   }
 
   async chmod(path: string, mode: number): Promise<void> {
+    this.refuseVirtual(path);
     const node = await this.lookup(path);
     // As on Linux's own file systems: a link's mode is always 0777 (chmod follows links; only fchmodat's AT_SYMLINK_NOFOLLOW gets here).
     if (node.kind === 'link') throw new FsError('EOPNOTSUPP');
@@ -292,6 +314,7 @@ export class Vfs {
 
   /** Only to the mounting user and group: a single-owner file system (posix.ts). */
   async chown(path: string, uid: number, gid: number): Promise<void> {
+    this.refuseVirtual(path);
     const node = await this.lookup(path);
     checkOwnerChange(uid, gid, { uid: this.uid, gid: this.gid });
     this.times.changed(node.ino, this.ownMtime(node));
@@ -299,6 +322,7 @@ export class Vfs {
 
   /** A regular file (as create, closed at once); FIFOs, sockets and devices are EPERM (posix.ts). */
   async mknod(path: string, mode: number): Promise<void> {
+    this.refuseVirtual(path);
     await this.freeName(path);
     checkNodeType(mode);
     await this.release(await this.create(path, mode));
@@ -321,6 +345,7 @@ export class Vfs {
    * server (with the content it dates); the atime is kept by the drive (times.ts); ctime is now.
    */
   async utimens(path: string, atime: number | null, mtime: number | null): Promise<void> {
+    this.refuseVirtual(path);
     const node = await this.lookup(path);
     if (mtime !== null && !this.touches.has(path)) assertWritable(node);
     if (mtime !== null) {
@@ -347,6 +372,7 @@ export class Vfs {
   // --- files ------------------------------------------------------------------------------------
 
   async create(path: string, mode: number): Promise<number> {
+    this.refuseVirtual(path);
     const { parent, name } = await this.parentOf(path);
     // The kernel thought the name free (a stale negative entry): open what is there, as O_CREAT does.
     if (this.o.tree.child(parent.ino, name)) return this.open(path, fsc.O_RDWR);
@@ -355,6 +381,7 @@ export class Vfs {
   }
 
   async open(path: string, flags: number): Promise<number> {
+    if (isVirtualPath(path)) return this.openVirtual(path, flags);
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     // The kernel follows links before it opens; a link itself opens only as O_NOFOLLOW would: ELOOP.
@@ -409,6 +436,7 @@ export class Vfs {
   }
 
   async truncate(path: string, size: number): Promise<void> {
+    this.refuseVirtual(path);
     const node = await this.lookup(path);
     if (node.kind === 'dir') throw new FsError('EISDIR');
     checkFileSize(size, this.maxFileSize);
@@ -482,7 +510,32 @@ export class Vfs {
     }
   }
 
+  /**
+   * Extended attributes are not kept: setting or removing one is ENOTSUP (what the kernel answered
+   * before the drive took these calls), and EROFS in the virtual tree, where nothing changes.
+   */
+  async setxattr(path: string): Promise<void> {
+    this.refuseVirtual(path);
+    throw new FsError('ENOTSUP');
+  }
+
+  async removexattr(path: string): Promise<void> {
+    this.refuseVirtual(path);
+    throw new FsError('ENOTSUP');
+  }
+
   // --- helpers ----------------------------------------------------------------------------------
+
+  /** EROFS for a change that names the virtual tree (`.stratus/` only shows what was). */
+  private refuseVirtual(...paths: string[]): void {
+    if (paths.some(isVirtualPath)) throw readOnly();
+  }
+
+  /** A read-only handle on a file of the virtual tree (a past version). */
+  private async openVirtual(path: string, flags: number): Promise<number> {
+    const file = await this.virtual.open(path, flags);
+    return this.handles.add({ ino: file.ino, writable: false, flushed: false, reader: file.reader, stat: file.stat });
+  }
 
   /** Makes a node here and logs its creation (the sender creates it on the server, settling name clashes there). */
   private async makeNode(parent: LocalNode, name: string, kind: NodeKind, mode: number, target?: string): Promise<LocalNode> {

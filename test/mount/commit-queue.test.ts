@@ -588,6 +588,35 @@ t.test('an unlink whose delete cannot be logged fails and leaves the file with i
   t.ok(node && (await serverBytes(user.client, node.id)).bytes.equals(data), 'the file reaches the server with its content');
 });
 
+t.test('a rename over a file never sent, whose move cannot be logged, fails and leaves both files as they were (also across a crash; crash-trial seed 418021733)', async (t) => {
+  const faults = new Faults();
+  const logs = logWatcher();
+  const { ref, user } = await setup(t, { wrapClient: faults.wrap, retryMs: 60_000, log: logs.log });
+  const source = bytes(KiB);
+  await writeAll(ref.h.vfs, '/source.bin', source, { create: true });
+  await drained(ref.h.queue);
+  // The destination is made and written while the sender waits on an earlier create: nothing of it was sent.
+  faults.hold('create');
+  await writeAll(ref.h.vfs, '/earlier.bin', bytes(10), { create: true });
+  await faults.waiting('create');
+  const dest = bytes(2 * KiB);
+  await writeAll(ref.h.vfs, '/dest.bin', dest, { create: true });
+  const write = ref.h.store.write.bind(ref.h.store);
+  ref.h.store.write = async (change) => {
+    if (change.addOps?.some((o) => o.op.kind === 'move')) throw new Error('injected: disk full');
+    return write(change);
+  };
+  await t.rejects(ref.h.vfs.rename('/source.bin', '/dest.bin'), 'the rename fails');
+  faults.offline.add('create');
+  faults.open('create');
+  ref.h = await restartVfs(ref.h, 'crash', { wrapClient: undefined, log: undefined });
+  await drained(ref.h.queue);
+  const names = (await user.client.allChildren((await user.client.root()).id)).map((c) => c.name).sort();
+  t.same(names, ['dest.bin', 'earlier.bin', 'source.bin'], 'every file is on the server');
+  t.ok((await serverBytes(user.client, (await serverChild(user.client, 'dest.bin'))!.id)).bytes.equals(dest), 'the destination keeps its acknowledged bytes');
+  t.ok((await serverBytes(user.client, (await serverChild(user.client, 'source.bin'))!.id)).bytes.equals(source), 'the source keeps its bytes');
+});
+
 t.test('a server that says when to come back (429 Retry-After) is not asked sooner, and the bytes stay queued', async (t) => {
   // A server whose users may upload 3000 KiB per 30 s window: a 4 MiB file runs into the limit.
   const limited = await startTestBackend('sqlite', { chunking: CHUNKING, rate: { upload_bytes_per_s: 100 * KiB, window_s: 30 } });
