@@ -8,9 +8,11 @@ import { accountRoutes } from './routes/account.js';
 import { blockRoutes } from './routes/blocks.js';
 import { changeRoutes } from './routes/changes.js';
 import { eventRoutes } from './routes/events.js';
+import { historyRoutes } from './routes/history.js';
 import { linkPageRoutes } from './routes/link-pages.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { shareRoutes } from './routes/shares.js';
+import { trashRoutes } from './routes/trash.js';
 import { newRouter } from './routes/router.js';
 import { versionRoutes } from './routes/versions.js';
 import type { Backend } from './services/context.js';
@@ -30,7 +32,7 @@ export function publicRoutes(backend: Backend): Router {
 /** Every route that needs a device token (all of /v1). */
 export function apiRoutes(backend: Backend): Router {
   const api = newRouter();
-  for (const routes of [accountRoutes, nodeRoutes, shareRoutes, versionRoutes, blockRoutes, changeRoutes, eventRoutes]) {
+  for (const routes of [accountRoutes, nodeRoutes, shareRoutes, versionRoutes, blockRoutes, changeRoutes, historyRoutes, trashRoutes, eventRoutes]) {
     api.use(routes(backend).routes());
   }
   return api;

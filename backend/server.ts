@@ -8,6 +8,7 @@ import type { BlockStore } from './blockstore/blockstore.js';
 import { openBlockStore } from './blockstore/open.js';
 import { dbClient, openDatabase } from './db/connect.js';
 import type { NotifyBus } from './notify/bus.js';
+import { scheduleHistoryJobs } from './jobs/history-jobs.js';
 import { EventsGateway } from './notify/gateway.js';
 import { MemoryBus } from './notify/memory-bus.js';
 import { PgBus } from './notify/pg-bus.js';
@@ -98,6 +99,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       server.once('error', reject);
       server.listen(port, host, () => resolve());
     });
+    // Retention and block GC on a schedule (one backend at a time, by lease).
+    const jobs = scheduleHistoryJobs(db, store, settings.history, log);
     const address = server.address() as AddressInfo;
     const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     const openStore = store;
@@ -115,6 +118,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         server.closeAllConnections();
         await openGateway.close();
         await httpClosed;
+        await jobs.stop();
         stopPublishing?.();
         await openBus.close();
         await openStore.close();

@@ -2,6 +2,7 @@ import type { ChunkingParams, ServerLimits } from '../protocol/types.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+const DAY_MS = 24 * 60 * 60_000;
 
 /** How `GET /v1/events` pushes hints (backend/notify/gateway.ts). Server-side only: not in /v1/config. */
 export interface EventSettings {
@@ -45,6 +46,20 @@ export interface RateSettings {
   window_s: number;
 }
 
+/**
+ * Trash, retention and block GC (DESIGN §3, backend/jobs/). Server-side only.
+ */
+export interface HistorySettings {
+  /** Trashed items and versions no longer the head for longer than this are purged (`--retention`). */
+  retention_ms: number;
+  /** Deletes by the same device this shortly before its folder was deleted go with the folder as one trash item (rm -r deletes the files first). */
+  fold_window_ms: number;
+  /** A block no version names is deleted only once its last claim (upload, or a check that found it) is this old: commits on their way still find it. */
+  gc_grace_ms: number;
+  /** How often the purge and the GC run (one backend at a time); 0: only on demand (`stratus gc`). */
+  jobs_interval_ms: number;
+}
+
 /** Server-wide settings; clients read `chunking` and `limits` from GET /v1/config. */
 export interface ServerSettings {
   chunking: ChunkingParams;
@@ -52,6 +67,7 @@ export interface ServerSettings {
   events: EventSettings;
   http: HttpSettings;
   rate: RateSettings;
+  history: HistorySettings;
 }
 
 export const defaultSettings: ServerSettings = {
@@ -89,6 +105,12 @@ export const defaultSettings: ServerSettings = {
     download_bytes_per_s: 2048 * MiB,
     window_s: 10,
   },
+  history: {
+    retention_ms: 30 * DAY_MS,
+    fold_window_ms: 10 * 60_000,
+    gc_grace_ms: 60 * 60_000,
+    jobs_interval_ms: 60 * 60_000,
+  },
 };
 
 export type SettingsOverrides = { [K in keyof ServerSettings]?: Partial<ServerSettings[K]> };
@@ -102,5 +124,6 @@ export function withSettings(overrides: SettingsOverrides = {}): ServerSettings 
     events: { ...defaultSettings.events, ...overrides.events },
     http: { ...defaultSettings.http, ...overrides.http },
     rate: { ...defaultSettings.rate, ...overrides.rate },
+    history: { ...defaultSettings.history, ...overrides.history },
   };
 }

@@ -7,11 +7,13 @@ import type {
   CommitRequest,
   CreateNodeRequest,
   DeviceInfo,
+  HistoryPage,
   Manifest,
   NodeInfo,
   Role,
   ShareInfo,
   SharesPage,
+  TrashPage,
   ServerConfig,
   UpdateNodeRequest,
   VersionInfo,
@@ -120,6 +122,19 @@ export class StratusClient {
   }
   restore(id: string, to: { parent_id?: string; name?: string } = {}): Promise<NodeInfo> {
     return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/restore`, to);
+  }
+
+  /** What the caller can restore from the trash, newest first. */
+  trash(page: { after?: string; limit?: number } = {}): Promise<TrashPage> {
+    return this.json('GET', '/v1/trash', undefined, page);
+  }
+  /** Purges every item of the caller's trash now (what they own); returns how many items went. */
+  emptyTrash(): Promise<{ purged: number }> {
+    return this.json('DELETE', '/v1/trash');
+  }
+  /** A folder's children as they were at `at` (ms since the epoch or ISO 8601), from the journal; `parentId` omitted: the caller's root. */
+  history(at: number | string, parentId?: string, page: { after?: string; limit?: number } = {}): Promise<HistoryPage> {
+    return this.json('GET', '/v1/history', undefined, { at, parent_id: parentId, ...page });
   }
 
   versions(id: string, page: { before?: number; limit?: number } = {}): Promise<{ versions: VersionInfo[]; next: number | null }> {

@@ -41,6 +41,8 @@ export interface VersionInfo {
   device_id: string | null;
   base_version: number;
   committed_at: string;
+  /** The name of that device (null: unknown, or a device since removed). */
+  device_name?: string | null;
 }
 
 export interface Manifest extends VersionInfo {
@@ -160,4 +162,49 @@ export interface SharesPage {
   shared_with_me: ShareInfo[];
   /** Shares of the caller's own nodes (with users and by link). */
   shared_by_me: ShareInfo[];
+}
+
+/** One item of the trash: a node deleted on its own, with everything that went with it (a folder's subtree). */
+export interface TrashItem {
+  id: string;
+  name: string;
+  kind: NodeKind;
+  /** Where it was, as the caller sees their tree ("/Projects/report.txt"). */
+  path: string;
+  /** The folder it was in (restored there when it is live). */
+  parent_id: string | null;
+  /** Bytes of the file, or of every file in the folder's subtree. */
+  size: number;
+  /** Files in it (1 for a file). */
+  files: number;
+  deleted_at: string;
+  /** The name of the device that deleted it (null: unknown). */
+  deleted_by: string | null;
+}
+
+export interface TrashPage {
+  items: TrashItem[];
+  /** Pass as `after` for the next page; null: no more. */
+  next: string | null;
+}
+
+/** A node as it was at a past time (GET /v1/history): its place, and the version that was its content then. */
+export interface HistoryEntry {
+  id: string;
+  parent_id: string | null;
+  name: string;
+  kind: NodeKind;
+  /** The head version at that time (0: no content yet; folders 0). */
+  version: number;
+  size: number;
+  mtime: number;
+  mode: number;
+  target?: string;
+}
+
+export interface HistoryPage {
+  /** The folder itself at that time. */
+  node: HistoryEntry;
+  children: HistoryEntry[];
+  next: string | null;
 }

@@ -1,5 +1,9 @@
 import type { Readable } from 'node:stream';
 
+export interface PutOptions {
+  beforePublish?: () => Promise<void>;
+}
+
 /** A byte range of a block, both ends inclusive (as in HTTP Range). */
 export interface ByteRange {
   start: number;
@@ -16,9 +20,11 @@ export interface BlockStore {
   /**
    * Stores the bytes of `body` under `hash`. The block becomes visible only once `body` ended
    * without error; if it errors (for instance because verification failed) nothing is stored.
-   * Idempotent: putting the same block twice leaves one copy.
+   * Idempotent: putting the same block twice leaves one copy. `beforePublish` runs once all the
+   * bytes are received and durable, just before they become visible under `hash`; if it throws,
+   * nothing is published (the GC's claim on the block row: services/block-claims.ts).
    */
-  put(hash: string, body: Readable): Promise<void>;
+  put(hash: string, body: Readable, opts?: PutOptions): Promise<void>;
   /**
    * The bytes of a block, or of a range of it. Rejects with BlockNotFoundError when absent. The
    * stream may be `Recycling`: then a consumer that is done with a chunk (its bytes written out)

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { HASH_RE } from '../../protocol/hash.js';
-import { BlockNotFoundError, BlockTruncatedError, type BlockStore, type ByteRange, type Recycling } from './blockstore.js';
+import { BlockNotFoundError, BlockTruncatedError, type BlockStore, type ByteRange, type PutOptions, type Recycling } from './blockstore.js';
 
 /** Bytes per read of a block file when serving it. */
 const READ_CHUNK = 1024 * 1024;
@@ -134,7 +134,7 @@ export class DiskBlockStore implements BlockStore {
     }
   }
 
-  async put(hash: string, body: Readable): Promise<void> {
+  async put(hash: string, body: Readable, opts: PutOptions = {}): Promise<void> {
     const final = this.pathOf(hash);
     const tmp = path.join(this.tmpDir, `${hash}.${crypto.randomBytes(6).toString('hex')}`);
     const out = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
@@ -142,6 +142,7 @@ export class DiskBlockStore implements BlockStore {
     try {
       await pipeline(body, out);
       await syncPath(tmp, 'r+');
+      await opts.beforePublish?.();
       const dir = path.dirname(final);
       await fsp.mkdir(dir, { recursive: true });
       await fsp.rename(tmp, final);

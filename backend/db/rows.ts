@@ -82,7 +82,7 @@ export function nodeInfo(node: NodeRow): NodeInfo {
   };
 }
 
-/** A `versions` row joined with its device's public id as `device_public_id` (see `versionRows`). */
+/** A `versions` row joined with its device's public id as `device_public_id` and name as `device_name` (see `versionRows`). */
 export function versionInfo(row: Row): VersionInfo {
   return {
     node_id: String(row.node_id),
@@ -92,6 +92,7 @@ export function versionInfo(row: Row): VersionInfo {
     device_id: row.device_public_id === null || row.device_public_id === undefined ? null : String(row.device_public_id),
     base_version: num(row.base_version),
     committed_at: iso(row.committed_at),
+    device_name: row.device_name === null || row.device_name === undefined ? null : String(row.device_name),
   };
 }
 

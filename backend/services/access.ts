@@ -96,7 +96,8 @@ export function infoFor(view: View, node: NodeRow): NodeInfo {
 export async function visibleIn(db: Knex, view: View, id: unknown, field = 'id'): Promise<NodeRow> {
   assertNodeId(id, field);
   const row = await db('nodes').where({ id }).first();
-  if (!row) throw notFound();
+  // A purged node is a tombstone: gone for everyone.
+  if (!row || (row.purged_at !== null && row.purged_at !== undefined)) throw notFound();
   const node = nodeRow(row);
   if (!roleOn(view, node)) throw notFound();
   return node;
@@ -175,7 +176,8 @@ function readableRows(db: Knex, actor: Actor, view: View, batch: string[]): Knex
     .where('user_id', actor.userId)
     .whereIn('hash', batch)
     .union((u) => u.select('hash').from('version_blocks').whereIn('ns_id', [...view.roles.keys()]).whereIn('hash', batch));
-  return db.select('b.hash', 'b.size', 'b.corrupt_at').from(mine.as('mine')).join('blocks as b', 'b.hash', 'mine.hash');
+  // Only a block whose bytes stand (not being published by an upload, nor removed by the GC).
+  return db.select('b.hash', 'b.size', 'b.corrupt_at').from(mine.as('mine')).join('blocks as b', 'b.hash', 'mine.hash').where('b.state', 'present');
 }
 
 /**

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
 import { BlockNotFoundError, BlockTruncatedError, type ByteRange } from '../blockstore/blockstore.js';
 import { readableBlock, readableBlocks } from './access.js';
+import { claimChecked, claimForUpload, recordUpload } from './block-claims.js';
 import { isIntact, markIntact, readVerified } from './block-integrity.js';
 import type { Actor, Backend } from './context.js';
 import { journal, mutate } from './journal.js';
@@ -26,7 +27,8 @@ export async function checkBlocks(backend: Backend, actor: Actor, body: unknown)
   hashes.forEach(assertHash);
   const distinct = [...new Set(hashes)];
   const usable = await readableBlocks(backend.db, actor, distinct);
-  return { missing: distinct.filter((h) => !usable.has(h)) };
+  const lost = await claimChecked(backend.db, [...usable.keys()], backend.settings.history.gc_grace_ms);
+  return { missing: distinct.filter((h) => !usable.has(h) || lost.has(h)) };
 }
 
 /**
@@ -50,15 +52,15 @@ export async function putBlock(backend: Backend, actor: Actor, hash: string, bod
   });
   verify.once('error', () => body.unpipe(verify));
   try {
-    await backend.store.put(hash, body.pipe(verify));
+    await backend.store.put(hash, body.pipe(verify), { beforePublish: () => claimForUpload(backend.db, hash, verify.bytes) });
   } finally {
     stopWatching();
   }
   const size = verify.bytes;
   await mutate(backend.db, async (trx) => {
     const now = Date.now();
-    // Verified bytes now stand under this id: a block marked corrupt is repaired.
-    await trx('blocks').insert({ hash, size, created_at: now }).onConflict('hash').merge({ corrupt_at: null });
+    // Verified bytes now stand under this id: usable, and a block marked corrupt is repaired.
+    await recordUpload(trx, hash);
     await trx('block_owners').insert({ user_id: actor.userId, hash, created_at: now }).onConflict(['user_id', 'hash']).ignore();
     await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'block.put', detail: { hash, size } });
   });

@@ -55,7 +55,7 @@ export async function listChanges(backend: Backend, actor: Actor, query: { curso
   const nodes = new Map<string, ReturnType<typeof nodeRow>>();
   const ids = [...new Set(rows.map((r) => r.node_id))];
   for (let i = 0; i < ids.length; i += 500) {
-    const found: Array<Record<string, unknown>> = await db('nodes').whereIn('id', ids.slice(i, i + 500));
+    const found: Array<Record<string, unknown>> = await db('nodes').whereIn('id', ids.slice(i, i + 500)).whereNull('purged_at');
     for (const row of found) nodes.set(String(row.id), nodeRow(row));
   }
   for (const { node_id } of rows) {

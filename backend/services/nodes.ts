@@ -330,7 +330,7 @@ async function replaceNode(trx: Knex.Transaction, view: View, actor: Actor, sour
     }, 'node.replace');
     const mode = attrs.mode ?? source.mode;
     await trx('nodes').where({ id: dest.id }).update({ mode });
-    await trx('nodes').where({ id: source.id }).update({ deleted_at: now });
+    await trx('nodes').where({ id: source.id }).update({ deleted_at: now, deleted_by: actor.deviceId });
     await journal(trx, { ...who, action: 'node.delete', node: { ...source, deleted_at: now }, detail: { replaced_into: dest.id } });
     return { ...replaced, mode };
   }
@@ -346,7 +346,7 @@ async function replaceNode(trx: Knex.Transaction, view: View, actor: Actor, sour
   }
   // The destination goes to the trash; the source takes its place and keeps its own id.
   const into = dest.parent_id === null ? source : await placeNode(trx, source, await visibleIn(trx, view, dest.parent_id), who);
-  await trx('nodes').where({ id: dest.id }).update({ deleted_at: now });
+  await trx('nodes').where({ id: dest.id }).update({ deleted_at: now, deleted_by: actor.deviceId });
   await journal(trx, { ...who, action: 'node.delete', node: { ...dest, deleted_at: now }, detail: { replaced_by: source.id } });
   const moved: NodeRow = { ...into, parent_id: dest.parent_id, name: dest.name, ...attrs };
   await trx('nodes').where({ id: source.id }).update({ parent_id: moved.parent_id, name: moved.name, ...attrs });
@@ -381,7 +381,8 @@ export async function deleteNode(backend: Backend, actor: Actor, id: string, que
       throw new ApiError('not_empty', `"${node.name}" is not empty`);
     }
     const deleted: NodeRow = { ...node, deleted_at: Date.now() };
-    await trx('nodes').where({ id: node.id }).update({ deleted_at: deleted.deleted_at });
+    await trx('nodes').where({ id: node.id }).update({ deleted_at: deleted.deleted_at, deleted_by: actor.deviceId });
+    if (node.kind === 'dir') await foldIntoItem(trx, node.id, actor.deviceId, deleted.deleted_at! - backend.settings.history.fold_window_ms);
     await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.delete', node: deleted });
     return infoFor(view, deleted);
   });
@@ -402,7 +403,12 @@ async function leaveShare(trx: Knex.Transaction, view: View, actor: Actor, node:
   return info;
 }
 
-/** Brings a node back from the trash, where it was or to {parent_id, name}. */
+/**
+ * Brings a trash item back — a folder with its whole subtree as it was, including what went with
+ * it (`trashed_with`; an item trashed on its own earlier stays in the trash) — where it was, or to
+ * {parent_id, name}. Where it was is in the trash too: into the nearest live folder above it.
+ * Its name taken there meanwhile (and no name asked for): under "NAME (restored N).EXT".
+ */
 export async function restoreNode(backend: Backend, actor: Actor, id: string, body: unknown): Promise<NodeInfo> {
   const req = parseBody(restoreSchema, body ?? {});
   if (req.name !== undefined) assertValidName(req.name);
@@ -413,18 +419,66 @@ export async function restoreNode(backend: Backend, actor: Actor, id: string, bo
       const node = await visibleIn(trx, view, id);
       assertMayWrite(view, node);
       if (node.deleted_at === null) throw new ApiError('bad_request', `"${node.name}" is not in the trash`);
-      const parent = await targetDir(trx, view, req.parent_id ?? node.parent_id);
-      const name = (req.name as string | undefined) ?? node.name;
+      const parent = await targetDir(trx, view, req.parent_id ?? (await nearestLiveFolder(trx, node)));
+      const name = req.name !== undefined ? (req.name as string) : await freeRestoreName(trx, view, parent.id, node.name);
       const existing = await liveChild(trx, view, parent.id, name);
       if (existing) throw exists(name, existing);
-      const placed = await placeNode(trx, node, parent, { userId: actor.userId, deviceId: actor.deviceId });
+      const who = { userId: actor.userId, deviceId: actor.deviceId };
+      const placed = await placeNode(trx, node, parent, who);
       const restored: NodeRow = { ...placed, parent_id: parent.id, name, deleted_at: null };
-      await trx('nodes').where({ id: node.id }).update({ parent_id: parent.id, name, deleted_at: null });
-      await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.restore', node: restored });
+      await trx('nodes').where({ id: node.id }).update({ parent_id: parent.id, name, deleted_at: null, deleted_by: null, trashed_with: null });
+      await journal(trx, { ...who, action: 'node.restore', node: restored });
+      // What went to the trash with it comes back with it (each journaled: devices show it again).
+      const carried: Array<Record<string, unknown>> = await trx('nodes').where({ trashed_with: node.id }).whereNull('purged_at');
+      for (const row of carried) {
+        const back: NodeRow = { ...nodeRow(row), ns_id: restored.ns_id, owner_id: restored.owner_id, deleted_at: null };
+        await trx('nodes').where({ id: back.id }).update({ deleted_at: null, deleted_by: null, trashed_with: null });
+        await journal(trx, { ...who, action: 'node.restore', node: back });
+      }
       return infoFor(view, restored);
     });
   } catch (err) {
     if (isUniqueViolation(err)) throw new ApiError('exists', 'a node of that name already exists in this folder');
     throw err;
   }
+}
+
+/** The folder a trashed node was in, or — that one in the trash too — the nearest live folder above it. */
+async function nearestLiveFolder(trx: Knex.Transaction, node: NodeRow): Promise<string | null> {
+  const chain = (await lineage(trx, node.id)).slice(1);
+  // From the root down, the last folder before the first one in the trash.
+  let live: string | null = null;
+  for (const n of chain.reverse()) {
+    if (n.deleted_at !== null) break;
+    live = n.id;
+  }
+  return live;
+}
+
+/** `name`, or the first of "NAME (restored).EXT", "NAME (restored 2).EXT"… free in the folder. */
+async function freeRestoreName(trx: Knex.Transaction, view: View, parentId: string, name: string): Promise<string> {
+  const dot = name.lastIndexOf('.');
+  const [stem, ext] = dot > 0 ? [name.slice(0, dot), name.slice(dot)] : [name, ''];
+  for (let n = 1; ; n++) {
+    const candidate = n === 1 ? name : `${stem} (restored${n === 2 ? '' : ` ${n - 1}`})${ext}`;
+    if (!(await liveChild(trx, view, parentId, candidate))) return candidate;
+  }
+}
+
+/**
+ * A folder just deleted by `deviceId`: what that device deleted under it since `since` (rm -r
+ * deletes the files first, the folder last) — and what had gone with its sub-folders — goes with
+ * it as one trash item. An item trashed on its own before that stays an item of its own.
+ */
+async function foldIntoItem(trx: Knex.Transaction, folderId: string, deviceId: number, since: number): Promise<void> {
+  await trx.raw(
+    `WITH RECURSIVE sub(id) AS (
+       SELECT id FROM nodes WHERE parent_id = ?
+       UNION ALL SELECT n.id FROM nodes n JOIN sub s ON n.parent_id = s.id
+     )
+     UPDATE nodes SET trashed_with = ?
+     WHERE id IN (SELECT id FROM sub) AND deleted_at IS NOT NULL AND purged_at IS NULL
+       AND ((trashed_with IS NULL AND deleted_by = ? AND deleted_at >= ?) OR trashed_with IN (SELECT id FROM sub))`,
+    [folderId, folderId, deviceId, since],
+  );
 }

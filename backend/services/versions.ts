@@ -3,6 +3,7 @@ import { ApiError } from '../../protocol/errors.js';
 import type { VersionInfo } from '../../protocol/types.js';
 import { num, versionInfo, type NodeRow } from '../db/rows.js';
 import { assertLive, readableBlocks, visibleNode, writableNode } from './access.js';
+import { lockForCommit } from './block-claims.js';
 import { lockNamespacesOf } from './namespaces.js';
 import type { CommitBody } from './commit-body.js';
 import type { Actor, Backend } from './context.js';
@@ -52,7 +53,7 @@ export function manifestReply(info: VersionInfo, manifestJson: string): string {
   return `${JSON.stringify(info).slice(0, -1)},"blocks":${manifestJson}}`;
 }
 
-/** `versions` rows with the public id of the device that committed each (what `versionInfo` reads). */
+/** `versions` rows with the public id and name of the device that committed each (what `versionInfo` reads). */
 function versionRows(db: Knex): Knex.QueryBuilder {
   return db('versions as v').leftJoin('devices as d', 'd.id', 'v.device_id');
 }
@@ -69,7 +70,7 @@ export async function listVersions(backend: Backend, actor: Actor, id: string, q
   const node = await fileNode(backend.db, actor, id);
   const limit = pageLimit(query.limit, backend.settings.limits.max_page_size);
   const q = versionRows(backend.db)
-    .select('v.node_id', 'v.version', 'v.size', 'v.mtime', 'd.public_id as device_public_id', 'v.base_version', 'v.committed_at')
+    .select('v.node_id', 'v.version', 'v.size', 'v.mtime', 'd.public_id as device_public_id', 'd.name as device_name', 'v.base_version', 'v.committed_at')
     .where('v.node_id', node.id)
     .orderBy('v.version', 'desc')
     .limit(limit + 1);
@@ -83,7 +84,7 @@ export async function listVersions(backend: Backend, actor: Actor, id: string, q
 export async function getManifest(backend: Backend, actor: Actor, id: string, v: string): Promise<string> {
   const node = await fileNode(backend.db, actor, id);
   const version = parseVersion(v, node.head_version);
-  const row = await versionRows(backend.db).select('v.*', 'd.public_id as device_public_id').where({ 'v.node_id': node.id, 'v.version': version }).first();
+  const row = await versionRows(backend.db).select('v.*', 'd.public_id as device_public_id', 'd.name as device_name').where({ 'v.node_id': node.id, 'v.version': version }).first();
   if (!row) throw new ApiError('not_found', `version ${v} not found`);
   return manifestReply(versionInfo(row), String(row.manifest));
 }
@@ -107,6 +108,7 @@ export async function commitVersion(backend: Backend, actor: Actor, id: string, 
  */
 export async function appendVersion(trx: Knex.Transaction, actor: Actor, node: NodeRow, v: NewVersion, action: string): Promise<{ node: NodeRow; info: VersionInfo }> {
   const distinct = v.distinct.map(([hash]) => hash);
+  await lockForCommit(trx, distinct);
   const usable = await readableBlocks(trx, actor, distinct);
   const missing = distinct.filter((h) => !usable.has(h));
   if (missing.length > 0) {
@@ -138,7 +140,7 @@ export async function appendVersion(trx: Knex.Transaction, actor: Actor, node: N
   for (let i = 0; i < refs.length; i += 300) await trx('version_blocks').insert(refs.slice(i, i + 300));
   const updated: NodeRow = { ...node, head_version: version, size: v.size, mtime: v.mtime };
   await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action, node: updated, detail: { version, base_version: v.base_version, size: v.size, blocks: v.count } });
-  return { node: updated, info: versionInfo({ ...row, device_public_id: actor.devicePublicId }) };
+  return { node: updated, info: versionInfo({ ...row, device_public_id: actor.devicePublicId, device_name: actor.deviceName }) };
 }
 
 /** Rollback without rewriting history: the old manifest becomes a new head version. */

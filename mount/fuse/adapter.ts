@@ -51,5 +51,7 @@ export function fuseOps(vfs: Vfs, log?: (msg: string) => void): Record<string, (
     rmdir: (path: string, cb: Cb) => run(cb, 'rmdir', vfs.rmdir(path), none),
     unlink: (path: string, cb: Cb) => run(cb, 'unlink', vfs.unlink(path), none),
     rename: (src: string, dest: string, cb: Cb) => run(cb, 'rename', vfs.rename(src, dest), none),
+    setxattr: (path: string, _name: string, _value: Buffer, _position: number, _flags: number, cb: Cb) => run(cb, 'setxattr', vfs.setxattr(path), none),
+    removexattr: (path: string, _name: string, cb: Cb) => run(cb, 'removexattr', vfs.removexattr(path), none),
   };
 }

@@ -1,3 +1,5 @@
+import { cutToBytes, splitExtension } from './name-parts.js';
+
 const MAX_NAME_BYTES = 255;
 /** Room a device name may take in the marker (its first characters; the rest is dropped). */
 const MAX_DEVICE_BYTES = 64;
@@ -11,14 +13,11 @@ const MAX_DEVICE_BYTES = 64;
  */
 export function conflictedCopyName(name: string, device: string, when: Date, attempt = 0): string {
   const full = name.normalize('NFC');
-  const dot = full.lastIndexOf('.');
-  const hasExt = dot > 0 && dot < full.length - 1;
-  let stem = hasExt ? full.slice(0, dot) : full;
-  let ext = hasExt ? full.slice(dot) : '';
+  let { stem, ext } = splitExtension(full);
   const p = (n: number) => String(n).padStart(2, '0');
   const stamp = `${when.getFullYear()}-${p(when.getMonth() + 1)}-${p(when.getDate())} ${p(when.getHours())}${p(when.getMinutes())}${p(when.getSeconds())}`;
   const suffix = attempt > 0 ? ` ${attempt + 1}` : '';
-  const safeDevice = cut(device.normalize('NFC').replace(/[/\0]/g, '_'), MAX_DEVICE_BYTES);
+  const safeDevice = cutToBytes(device.normalize('NFC').replace(/[/\0]/g, '_'), MAX_DEVICE_BYTES);
   const marker = ` (conflicted copy from ${safeDevice} ${stamp}${suffix})`;
   // An extension that leaves no room for a stem is treated as part of the stem.
   if (Buffer.byteLength(marker + ext) > MAX_NAME_BYTES - 16) {
@@ -26,19 +25,5 @@ export function conflictedCopyName(name: string, device: string, when: Date, att
     ext = '';
   }
   const tail = marker + ext;
-  return (cut(stem, MAX_NAME_BYTES - Buffer.byteLength(tail)) + tail).normalize('NFC');
-}
-
-/** The longest prefix of `s` of whole code points within `max` UTF-8 bytes (at least one code point). */
-function cut(s: string, max: number): string {
-  if (Buffer.byteLength(s) <= max) return s;
-  let out = '';
-  let bytes = 0;
-  for (const ch of s) {
-    const n = Buffer.byteLength(ch);
-    if (bytes + n > max && out) break;
-    out += ch;
-    bytes += n;
-  }
-  return out;
+  return (cutToBytes(stem, MAX_NAME_BYTES - Buffer.byteLength(tail)) + tail).normalize('NFC');
 }

@@ -1,6 +1,7 @@
 import type { FileHandle } from 'node:fs/promises';
 import { FsError } from '../model/errors.js';
 import type { ManifestReader } from './manifest-reader.js';
+import type { Stat } from './stat.js';
 import type { WriteSession } from './write-sessions.js';
 
 /** An open file: a node (by inode number) and how it is read or written. */
@@ -18,6 +19,8 @@ export interface Handle {
   reader?: Pick<ManifestReader, 'read'>;
   /** A read-only handle on queued (not yet committed) content: its own descriptor on the staging file. */
   file?: FileHandle;
+  /** A file of the virtual tree (`.stratus/`): its attributes, which never change while it is open. */
+  stat?: Stat;
 }
 
 /** The table of open handles, by the number FUSE hands back on every call. */

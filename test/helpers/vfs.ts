@@ -319,7 +319,7 @@ export function logWatcher(): { log: (msg: string) => void; lines: string[]; unt
 // --- a device whose network can be cut -----------------------------------------------------------
 
 /** Every client call the mount makes: a device that is down fails them all with a network error. */
-const CLIENT_CALLS = ['getBlock', 'putBlock', 'checkBlocks', 'commit', 'manifest', 'create', 'update', 'remove', 'node', 'children', 'allChildren', 'changes', 'changesHead', 'root'];
+const CLIENT_CALLS = ['getBlock', 'putBlock', 'checkBlocks', 'commit', 'manifest', 'create', 'update', 'remove', 'node', 'children', 'allChildren', 'changes', 'changesHead', 'root', 'versions', 'history'];
 
 /** A mount (`h`, replaced by a restart) with a network switch. */
 export interface Device {

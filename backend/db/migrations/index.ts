@@ -4,6 +4,8 @@ import * as publicIds from './002_public_ids.js';
 import * as blockIntegrity from './003_block_integrity.js';
 import * as links from './004_links.js';
 import * as namespaces from './005_namespaces.js';
+import * as trashGc from './006_trash_gc.js';
+import * as history from './007_history.js';
 
 /**
  * Migrations listed in code rather than scanned from a folder, so the same set runs from the
@@ -15,6 +17,8 @@ const migrations: Record<string, Knex.Migration> = {
   '003_block_integrity': blockIntegrity,
   '004_links': links,
   '005_namespaces': namespaces,
+  '006_trash_gc': trashGc,
+  '007_history': history,
 };
 
 export const migrationSource: Knex.MigrationSource<string> = {
