@@ -1,5 +1,7 @@
 import { Command } from 'commander';
 import { startServer } from '../backend/server.js';
+import { withSettings } from '../backend/settings.js';
+import { parseDuration } from './duration.js';
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -8,12 +10,14 @@ export function serveCommand(): Command {
     .option('--listen <host:port>', 'address to serve on', '127.0.0.1:7420')
     .option('--db <url>', 'metadata database: postgres://… (default: SQLite in the data folder)')
     .option('--blocks <url>', 'block store: a folder (default: DATA/blocks)')
+    .option('--retention <duration>', 'keep trashed items and versions that are no longer the head this long, then purge them (30m, 12h, 30d; default 30d); the newest version of a live file is kept forever', parseDuration)
     .option(
       '--until-stdin-closes',
       'serve until stdin closes, ignoring SIGINT/SIGTERM: how `stratus up` keeps its server until its drive has drained, and takes it along however it ends',
     )
-    .action(async (opts: { data: string; listen: string; db?: string; blocks?: string; untilStdinCloses?: boolean }) => {
-      const server = await startServer({ dataDir: opts.data, listen: opts.listen, dbUrl: opts.db, blocksUrl: opts.blocks });
+    .action(async (opts: { data: string; listen: string; db?: string; blocks?: string; retention?: number; untilStdinCloses?: boolean }) => {
+      const settings = opts.retention === undefined ? undefined : withSettings({ history: { retention_ms: opts.retention } });
+      const server = await startServer({ dataDir: opts.data, listen: opts.listen, dbUrl: opts.db, blocksUrl: opts.blocks, settings });
       process.stderr.write(`stratus: serving on ${server.url} (${opts.db ? 'PostgreSQL' : `data in ${opts.data}`})\n`);
       let stopping = false;
       const stop = async (why: string) => {

@@ -75,6 +75,39 @@ t.test('stratus user add prints the token as the last line, and stratus serve ac
   t.equal(await server.stop(), 0, 'SIGTERM stops serve cleanly');
 });
 
+t.test('stratus gc frees the blocks of an emptied trash while stratus serve runs, and prints what it freed', async (t) => {
+  const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
+  t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
+  const token = (await stratus(['user', 'add', 'gina'], cwd)).stdout.trim().split('\n').at(-1)!;
+  const server = await serve(['--listen', '127.0.0.1:0', '--retention', '30d'], cwd);
+  t.teardown(() => server.stop());
+  const client = new StratusClient({ server: server.url, token });
+  t.teardown(() => client.close());
+  const root = await client.root();
+  const f = await client.create({ parent_id: root.id, name: 'big.bin', kind: 'file' });
+  const bytes = Buffer.alloc(3000, 7);
+  const { blake3Hex } = await import('../protocol/hash.js');
+  const hash = blake3Hex(bytes);
+  await client.putBlock(hash, bytes);
+  await client.commit(f.id, { base_version: 0, blocks: [{ hash, size: bytes.length }], size: bytes.length });
+  await client.remove(f.id);
+  t.same(await client.emptyTrash(), { purged: 1 });
+  const kept = await stratus(['gc'], cwd);
+  t.equal(kept.code, 0, kept.stderr);
+  t.match(kept.stdout, /deleted 0,/, 'within the grace period (1 h) the block is kept');
+  const freed = await stratus(['gc', '--grace', '1m'], cwd);
+  t.equal(freed.code, 0, freed.stderr);
+  t.match(freed.stdout, /examined 0 unreferenced block/, 'uploaded a moment ago: still within a 1-minute grace');
+  const { openDatabase } = await import('../backend/db/connect.js');
+  const db = await openDatabase(undefined, path.join(cwd, 'stratus-data'));
+  await db('blocks').where({ hash }).update({ last_claimed_at: Date.now() - 120_000 });
+  await db.destroy();
+  const done = await stratus(['gc', '--grace', '1m'], cwd);
+  t.equal(done.code, 0, done.stderr);
+  t.match(done.stdout, /deleted 1, freed 2\.9\s?KB/, `the block is freed: ${done.stdout}`);
+  await t.rejects(fs.access(path.join(cwd, 'stratus-data', 'blocks', hash.slice(0, 2), hash.slice(2, 4), hash)), 'its file is gone from the store');
+});
+
 t.test('failures exit non-zero with one clear line on stderr', async (t) => {
   const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
   t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
