@@ -2,8 +2,10 @@ import { Command, Option } from 'commander';
 import type { StratusClient } from '../protocol/client.js';
 import { ApiError } from '../protocol/errors.js';
 import type { NodeInfo, Role, ShareInfo } from '../protocol/types.js';
-import { defaultDrive, describe, driveClient, locateOnDrive, resolveNames, type Drive, type DrivePath } from './drive-path.js';
+import { defaultDrive, driveClient, locateOnDrive, type DrivePath } from './drive-path.js';
+import { table } from './display.js';
 import { parseDuration } from './duration.js';
+import { failed, nodeNow, TOKEN_HELP, withClient } from './on-drive.js';
 
 /**
  * `stratus share`, `stratus unshare` and `stratus shares` (DESIGN §3, §9): shares of files and
@@ -13,13 +15,6 @@ import { parseDuration } from './duration.js';
 
 const ROLES: Role[] = ['viewer', 'editor', 'owner'];
 
-const TOKEN_HELP = "device token of the drive's user (default: $STRATUS_TOKEN, else the running drive's own)";
-
-/** A failed request as one line: what was being done, and the server's reason. */
-function failed(what: string, drive: Drive, err: unknown): Error {
-  if (err instanceof ApiError) return new Error(`cannot ${what}: ${err.message}`);
-  return new Error(`cannot ${what}: no answer from ${drive.server} (${describe(err)})`);
-}
 
 /** The drive-relative path of what a command acts on, quoted for messages ("/" for the root). */
 function label(at: DrivePath): string {
@@ -29,18 +24,7 @@ function label(at: DrivePath): string {
 /** Runs `fn` with the node `given` names on its drive, through a client of that drive's user. */
 async function withNodeAt<T>(given: string, token: string | undefined, fn: (client: StratusClient, node: NodeInfo, at: DrivePath) => Promise<T>): Promise<T> {
   const at = await locateOnDrive(given);
-  const client = await driveClient(at.drive, token);
-  try {
-    let node: NodeInfo;
-    try {
-      node = await resolveNames(client, at);
-    } catch (err) {
-      throw err instanceof ApiError || (err as NodeJS.ErrnoException).code ? failed(`look up ${given}`, at.drive, err) : err;
-    }
-    return await fn(client, node, at);
-  } finally {
-    await client.close();
-  }
+  return withClient(at.drive, token, async (client) => fn(client, await nodeNow(client, at), at));
 }
 
 /** `s` as one shell word. */
@@ -184,11 +168,6 @@ async function pathsOf(client: StratusClient, shares: ShareInfo[]): Promise<Shar
   return Promise.all(shares.map(async (s) => ({ ...s, path: await pathOf(s.node_id).catch(() => s.name) })));
 }
 
-function table(head: string[], rows: string[][]): string {
-  if (!rows.length) return '  (none)\n';
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [head, ...rows].map((r) => `  ${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}\n`).join('');
-}
 
 export function sharesCommand(): Command {
   return new Command('shares')

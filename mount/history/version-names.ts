@@ -10,9 +10,10 @@ const UNKNOWN_DEVICE = 'unknown device';
 /**
  * The name a version of a file has in `.stratus/versions/PATH/`:
  * `STEM vN YYYY-MM-DD HHMMSS DEVICE.EXT` — `report v3 2026-12-01 100000 laptop.txt` for version 3
- * of `report.txt`, committed at 10:00:00 UTC by the device "laptop". The version number tells
- * versions apart (a name is unique in its folder); the commit time is in UTC, the zone
- * `.stratus/at/TIME` takes a time without one in; the extension stays last, so a program opens the
+ * of `report.txt`, committed at 10:00:00 local time by the device "laptop". The version number
+ * tells versions apart (a name is unique in its folder); the commit time is in the machine's local
+ * time, as `stratus versions` shows it and `.stratus/at/TIME` takes a time without a zone; the
+ * extension stays last, so a program opens the
  * file as the kind it is. Always a valid name (NFC, ≤ 255 UTF-8 bytes, no `/` or NUL): a long stem
  * is cut between characters, a long device name shortened, an extension too long to fit given up.
  */
@@ -30,9 +31,9 @@ export function versionFileName(name: string, v: Pick<VersionInfo, 'version' | '
   return (cutToBytes(stem, MAX_NAME_BYTES - Buffer.byteLength(tail)) + tail).normalize('NFC');
 }
 
-/** `2026-12-01T10:00:00.000Z` → `2026-12-01 100000` (UTC, to the second). */
+/** `2026-12-01T10:00:00.000Z` → `2026-12-01 100000` (local time, to the second). */
 function stampOf(iso: string): string {
   const d = new Date(iso);
   const p = (n: number) => String(n).padStart(2, '0');
-  return `${d.getUTCFullYear()}-${p(d.getUTCMonth() + 1)}-${p(d.getUTCDate())} ${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }

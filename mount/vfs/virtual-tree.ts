@@ -153,7 +153,7 @@ export class VirtualTree {
       ino: this.inodes.of('at'),
       mtime,
       lookup: async (name) => {
-        const at = parseHistoryTime(name);
+        const at = parseHistoryTime(name, 'local');
         if (at === undefined || at > Date.now()) return undefined;
         const root = await this.o.history.folderAt(at);
         return this.pastDir(at, root.node);
