@@ -2,10 +2,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { readStatus } from '../../mount/registry.js';
 import type { TrashItem, VersionInfo } from '../../protocol/types.js';
-import { bin, canonical, eventually, mountDrive, remoteBytes, remoteNode, run, sh, snapshot, startServerProcess, tempDir, treeOf } from '../helpers/drive.js';
+import { refused, stratusCli } from '../helpers/cli-run.js';
+import { canonical, eventually, mountDrive, remoteBytes, remoteNode, sh, snapshot, startServerProcess, tempDir, treeOf } from '../helpers/drive.js';
 
 /*
  * `stratus versions`, `stratus restore` and `stratus trash` as a user runs them (the compiled CLI,
@@ -19,29 +20,8 @@ const runtimeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-history-run-
 process.env.XDG_RUNTIME_DIR = runtimeDir;
 t.teardown(() => fs.rm(runtimeDir, { recursive: true, force: true }));
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `stratus ARGS` as a separate process (no STRATUS_TOKEN: the drive's own token), its exit code and output. */
-async function stratus(args: string[], opts: { cwd?: string } = {}): Promise<Result> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.STRATUS_TOKEN;
-  return run(process.execPath, [bin, ...args], { cwd: opts.cwd, env, timeout: 60_000 }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
-}
-
-/** One line on stderr, nothing on stdout, a non-zero exit. */
-function refused(t: Test, r: Result, line: RegExp, what: string): void {
-  t.not(r.code, 0, `${what}: exit code ≠ 0`);
-  t.match(r.stderr, /^stratus: [^\n]+\n$/, `${what}: one line on stderr`);
-  t.match(r.stderr, line, `${what}: says why`);
-  t.equal(r.stdout, '', `${what}: nothing on stdout`);
-}
+/** `stratus ARGS` (no STRATUS_TOKEN unless given: the drive's own token). */
+const stratus = (args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) => stratusCli(args, opts);
 
 /** Resolves once the clock has moved past `ms` (the journal keeps milliseconds): a condition, not a guessed sleep. */
 async function clockPast(ms: number): Promise<void> {

@@ -1,10 +1,11 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { parseDuration } from '../../cli/duration.js';
 import type { ShareInfo } from '../../protocol/types.js';
-import { bin, eventually, mountDrive, remoteNode, run, startServerProcess, tempDir } from '../helpers/drive.js';
+import { refused, stratusCli } from '../helpers/cli-run.js';
+import { eventually, mountDrive, remoteNode, startServerProcess, tempDir } from '../helpers/drive.js';
 
 /*
  * `stratus share`, `stratus unshare` and `stratus shares` as a user runs them (the compiled CLI,
@@ -20,29 +21,8 @@ const runtimeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-share-run-')
 process.env.XDG_RUNTIME_DIR = runtimeDir;
 t.teardown(() => fs.rm(runtimeDir, { recursive: true, force: true }));
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** `stratus ARGS` as a separate process (no STRATUS_TOKEN unless given), its exit code and output. */
-async function stratus(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}): Promise<Result> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
-  if (!opts.env?.STRATUS_TOKEN) delete env.STRATUS_TOKEN;
-  return run(process.execPath, [bin, ...args], { cwd: opts.cwd, env, timeout: 30_000 }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
-  );
-}
-
-/** One line on stderr, nothing on stdout, a non-zero exit. */
-function refused(t: Test, r: Result, line: RegExp, what: string): void {
-  t.not(r.code, 0, `${what}: exit code ≠ 0`);
-  t.match(r.stderr, /^stratus: [^\n]+\n$/, `${what}: one line on stderr`);
-  t.match(r.stderr, line, `${what}: says why`);
-  t.equal(r.stdout, '', `${what}: nothing on stdout`);
-}
+/** `stratus ARGS` (no STRATUS_TOKEN unless given: the drive's own token). */
+const stratus = (args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) => stratusCli(args, opts);
 
 const server = await startServerProcess(t);
 const alice = await server.addUser('alice');
