@@ -5,6 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
+import type { PutOptions } from '../../backend/blockstore/blockstore.js';
 import { StratusClient } from '../../protocol/client.js';
 import { ApiError } from '../../protocol/errors.js';
 import { blockHash, randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBackend } from '../helpers/backend.js';
@@ -76,8 +77,8 @@ function watchPuts(backend: TestBackend) {
   const original = store.put;
   const started: Array<Promise<'stored' | Error>> = [];
   const waiters: Array<() => void> = [];
-  store.put = (hash: string, body: Readable) => {
-    const p = original.call(store, hash, body);
+  store.put = (hash: string, body: Readable, opts?: PutOptions) => {
+    const p = original.call(store, hash, body, opts);
     started.push(p.then(() => 'stored' as const, (err: Error) => err));
     waiters.shift()?.();
     return p;

@@ -214,7 +214,8 @@ for (const engine of testEngines()) {
       // The schema as it was before links (001–003), with a user, a device and a file in it, as the server of 003 wrote them.
       before: async (config) => {
         const db = knexFactory(config);
-        const pending = async () => ((await db.migrate.list()) as [unknown[], unknown[]])[1];
+        // The migrations this test is about (later ones are left to their own tests).
+        const pending = async () => ((await db.migrate.list()) as [unknown[], string[]])[1].filter((m) => m <= '005_namespaces');
         try {
           for (let i = 0; i < 3; i++) await db.migrate.up();
           t.same(await pending(), ['004_links', '005_namespaces'], 'built at 003');

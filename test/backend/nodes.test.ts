@@ -261,7 +261,7 @@ for (const engine of testEngines()) {
       t.not((await client.remove(dir.id, { ifEmpty: true })).deleted_at, null, 'once empty (a trashed child does not count) it goes');
     });
 
-    t.test('DELETE moves a node to the trash and restore brings it back; restore into a taken name is 409', async (t) => {
+    t.test('DELETE moves a node to the trash and restore brings it back; onto a taken name under a disambiguated one, or 409 when that name was asked for', async (t) => {
       const { client } = await newUser();
       const root = await client.root();
       const dir = await client.create({ parent_id: root.id, name: 'dir', kind: 'dir' });
@@ -283,13 +283,16 @@ for (const engine of testEngines()) {
 
       await client.remove(file.id);
       const taker = await client.create({ parent_id: dir.id, name: 'f.txt', kind: 'file' });
+      const disambiguated = await client.restore(file.id);
+      t.match(disambiguated, { id: file.id, parent_id: dir.id, name: 'f (restored).txt', deleted_at: null }, 'its name is taken: restored as "f (restored).txt"');
+      t.same(await childNames(client, dir.id), ['f (restored).txt', 'f.txt']);
+      t.equal((await client.node(taker.id)).deleted_at, null, 'the node that took the name stays');
+      await client.remove(file.id);
       const before = await backend.snapshot();
-      await rejectsWith(t, client.restore(file.id), 409, 'exists', 'restore into a taken name');
+      await rejectsWith(t, client.restore(file.id, { name: 'f.txt' }), 409, 'exists', 'restore into a taken name asked for');
       t.equal(await backend.snapshot(), before);
       const elsewhere = await client.restore(file.id, { name: 'f (restored).txt' });
       t.match(elsewhere, { id: file.id, parent_id: dir.id, name: 'f (restored).txt', deleted_at: null });
-      t.same(await childNames(client, dir.id), ['f (restored).txt', 'f.txt']);
-      t.equal((await client.node(taker.id)).deleted_at, null);
 
       // A folder goes to the trash with its content, and comes back with it.
       await client.remove(dir.id);
