@@ -24,7 +24,7 @@ export function gcCommand(): Command {
     .description("purge what retention lets go (trash, old versions) and delete blocks nothing references; prints what it freed. Safe while servers run")
     .option('--data <dir>', 'data folder: SQLite file and blocks/ live here', './stratus-data')
     .option('--db <url>', 'metadata database: postgres://… (default: SQLite in the data folder)')
-    .option('--blocks <url>', 'block store: a folder (default: DATA/blocks)')
+    .option('--blocks <url>', 'block store: a folder or gs://BUCKET[/prefix] (default: DATA/blocks)')
     .option('--retention <duration>', 'keep trash and old versions this long (30m, 12h, 30d; default 30d)', parseDuration)
     .option('--grace <duration>', 'delete an unreferenced block only once its last upload or check is this old: commits on their way still find it (default 1h)', parseDuration)
     .action(async (opts: GcOptions) => {

@@ -9,7 +9,7 @@ export function serveCommand(): Command {
     .option('--data <dir>', 'data folder: SQLite file and blocks/ live here', './stratus-data')
     .option('--listen <host:port>', 'address to serve on', '127.0.0.1:7420')
     .option('--db <url>', 'metadata database: postgres://… (default: SQLite in the data folder)')
-    .option('--blocks <url>', 'block store: a folder (default: DATA/blocks)')
+    .option('--blocks <url>', 'block store: a folder or gs://BUCKET[/prefix] (default: DATA/blocks)')
     .option('--retention <duration>', 'keep trashed items and versions that are no longer the head this long, then purge them (30m, 12h, 30d; default 30d); the newest version of a live file is kept forever', parseDuration)
     .option(
       '--until-stdin-closes',

@@ -34,6 +34,12 @@ export interface BlockStore {
   delete(hash: string): Promise<void>;
   /** Every block id held, for garbage collection. */
   list(): AsyncIterable<string>;
+  /**
+   * A URL that serves the whole block (Range works) without credentials for about `ttlMs`, so its
+   * bytes need not pass through the backend; undefined when the engine has none (disk). Does not
+   * check that the block exists.
+   */
+  signedUrl?(hash: string, ttlMs: number): Promise<string | undefined>;
   close(): Promise<void>;
 }
 

@@ -195,6 +195,11 @@ export class DiskBlockStore implements BlockStore {
     }
   }
 
+  /** Blocks on disk are served by the backend itself: no signed URLs. */
+  async signedUrl(): Promise<undefined> {
+    return undefined;
+  }
+
   async close(): Promise<void> {}
 }
 
