@@ -1,5 +1,6 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { ApiError, isErrorBody, type ErrorCode } from './errors.js';
+import { blake3Hex } from './hash.js';
 import type {
   BlockRef,
   ChangesPage,
@@ -165,11 +166,27 @@ export class StratusClient {
     if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed, res.headers);
     return parsed as BlockRef;
   }
-  /** A block, or `length` bytes of it from `offset` (fewer at the end of the block). */
+  /**
+   * A block, or `length` bytes of it from `offset` (fewer at the end of the block). A server whose
+   * blocks live in a store that signs URLs answers with one (307): the bytes are read from the
+   * store itself. A URL that fails (expired, foreign, the store unreachable) or gives a whole block
+   * that does not hash to its id is replaced by a fresh one, then by the bytes through the server.
+   */
   async getBlock(hash: string, range?: { offset: number; length: number }): Promise<Buffer> {
     // `bytes=N-(N-1)` is not a valid range; a server answers it with the whole block.
     if (range?.length === 0) return Buffer.alloc(0);
-    const res = await request(this.url(`/v1/blocks/${hash}`), {
+    for (const direct of [false, false, true]) {
+      const got = await this.blockFromServer(hash, range, direct);
+      if (Buffer.isBuffer(got)) return got;
+      const bytes = await this.blockFromUrl(got.location, range).catch(() => undefined);
+      if (bytes && (range !== undefined || blake3Hex(bytes) === hash)) return bytes;
+    }
+    throw new Error(`block ${hash}: the server sent it elsewhere even when asked for it directly`);
+  }
+
+  /** The server's answer to a block request: the bytes, or where to read them (a signed URL). */
+  private async blockFromServer(hash: string, range: { offset: number; length: number } | undefined, direct: boolean): Promise<Buffer | { location: string }> {
+    const res = await request(this.url(`/v1/blocks/${hash}`, direct ? { direct: 1 } : undefined), {
       method: 'GET',
       dispatcher: this.dispatcher,
       // A server that answers at all answers a block's headers at once: a silent network (packets
@@ -179,14 +196,26 @@ export class StratusClient {
       bodyTimeout: BLOCK_BODY_IDLE_MS,
       headers: {
         authorization: `Bearer ${this.opts.token}`,
-        ...(range && { range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),
+        ...(range && { range: rangeHeader(range) }),
       },
     });
-    const bytes = Buffer.from(await res.body.arrayBuffer());
-    if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(bytes), res.headers);
-    // A server (or proxy) may ignore Range and send the whole block with 200: cut the range out.
-    if (range && res.statusCode === 200) return bytes.subarray(range.offset, range.offset + range.length);
-    return bytes;
+    const location = res.headers.location;
+    if (res.statusCode === 307 && typeof location === 'string') {
+      await res.body.dump();
+      return { location };
+    }
+    return readBlockBody(res, range);
+  }
+
+  /** The bytes at a signed URL (no credentials of ours go there). */
+  private async blockFromUrl(location: string, range: { offset: number; length: number } | undefined): Promise<Buffer> {
+    const res = await request(location, {
+      method: 'GET',
+      headersTimeout: BLOCK_HEADERS_TIMEOUT_MS,
+      bodyTimeout: BLOCK_BODY_IDLE_MS,
+      headers: range ? { range: rangeHeader(range) } : {},
+    });
+    return readBlockBody(res, range);
   }
 
   /** The changes after `cursor` (opaque, as the server gave it; none: from the start). */
@@ -210,6 +239,19 @@ export class StratusClient {
   shares(): Promise<SharesPage> {
     return this.json('GET', '/v1/shares');
   }
+}
+
+function rangeHeader(range: { offset: number; length: number }): string {
+  return `bytes=${range.offset}-${range.offset + range.length - 1}`;
+}
+
+/** A block response's bytes (a 4xx/5xx as an ApiError); a whole block sent for a range is cut down to it. */
+async function readBlockBody(res: Dispatcher.ResponseData, range: { offset: number; length: number } | undefined): Promise<Buffer> {
+  const bytes = Buffer.from(await res.body.arrayBuffer());
+  if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(bytes), res.headers);
+  // A server (or proxy) may ignore Range and send the whole block with 200: cut the range out.
+  if (range && res.statusCode === 200) return bytes.subarray(range.offset, range.offset + range.length);
+  return bytes;
 }
 
 function safeJson(bytes: Buffer): unknown {

@@ -22,7 +22,16 @@ export function blockRoutes(backend: Backend): Router {
     ctx.status = 201;
   });
   router.get('/v1/blocks/:hash', async (ctx) => {
-    const download = await getBlock(backend, actorOf(ctx), ctx.params.hash!, ctx.get('Range') || undefined);
+    const direct = ctx.query.direct === '1';
+    const download = await getBlock(backend, actorOf(ctx), ctx.params.hash!, ctx.get('Range') || undefined, { direct });
+    if ('redirect' in download) {
+      // Read it from the store (the client sends its Range there); not cached: the URL expires.
+      ctx.status = 307;
+      ctx.set('Location', download.redirect);
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = '';
+      return;
+    }
     ctx.set('Accept-Ranges', 'bytes');
     ctx.set('ETag', `"${ctx.params.hash}"`);
     ctx.set('Cache-Control', 'private, max-age=31536000, immutable');
