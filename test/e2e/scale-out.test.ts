@@ -6,11 +6,13 @@ import { startBalancer } from '../helpers/balancer.js';
 import { createPgDatabase, stopOwnCluster } from '../helpers/backend.js';
 import { MiB, prng } from '../helpers/bigdata.js';
 import { driveStatus, eventually, mountDrive, startServerProcess, tempDir, type ServerProcess } from '../helpers/drive.js';
+import { startGcsEmulator } from '../helpers/gcs.js';
 import { freePort } from '../helpers/ports.js';
 
 /*
  * Scale-out (DESIGN §8, issue 13): three `stratus serve` processes on one PostgreSQL database and
- * one block folder, behind HAProxy (round robin, no sticky sessions), two drives of one user
+ * one Cloud Storage bucket (the emulator of test/helpers/gcs.ts; downloads by signed URL), behind
+ * HAProxy (round robin, no sticky sessions), two drives of one user
  * connected through the balancer. While drive A writes a 256 MiB file and 200 small files, each
  * backend in turn is killed (SIGKILL) and started again: not one syscall on A fails, and
  * everything arrives byte-identical on drive B. Requests cut by a kill are retried by the drives
@@ -24,10 +26,11 @@ if (process.env.STRATUS_TEST_PG === 'off') {
   t.comment('PostgreSQL is off (STRATUS_TEST_PG=off): three backends need it');
 } else {
   t.teardown(stopOwnCluster);
-  t.test('three backends behind HAProxy, each killed in turn under load: no failed syscall, everything arrives', async (t) => {
+  t.test('three backends on one PostgreSQL and one bucket behind HAProxy, each killed in turn under load: no failed syscall, everything arrives', async (t) => {
     const db = await createPgDatabase();
     t.teardown(() => db.drop());
-    const blocks = await tempDir(t, 'shared-blocks');
+    // Its environment (STORAGE_EMULATOR_HOST, the signing key) goes to every backend process.
+    const blocks = (await startGcsEmulator(t)).blocksUrl();
     const ports = [await freePort(), await freePort(), await freePort()];
     const start = (port: number) => startServerProcess(t, { db: db.url, blocks, listen: `127.0.0.1:${port}` });
     // One after the other: the first one creates the schema.
