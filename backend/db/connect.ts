@@ -41,6 +41,19 @@ export function dbClient(db: Knex): DbClient {
   return db.client.config.client === 'pg' ? 'pg' : 'sqlite3';
 }
 
+/**
+ * Runs `fn` in a transaction that will write. On SQLite it takes the write lock first (a no-op
+ * UPDATE, as BEGIN IMMEDIATE would): a transaction that reads and only then writes fails at once
+ * with SQLITE_BUSY when another process wrote meanwhile (`stratus gc` next to a server), where a
+ * write taken first waits its turn (busy_timeout). One connection per process orders the rest.
+ */
+export function writeTransaction<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  return db.transaction(async (trx) => {
+    if (dbClient(db) === 'sqlite3') await trx.raw('UPDATE users SET id = id WHERE 0');
+    return fn(trx);
+  });
+}
+
 /** Opens the metadata database and brings its schema up to date. */
 export async function openDatabase(dbUrl: string | undefined, dataDir: string): Promise<Knex> {
   const config = knexConfig(dbUrl, dataDir);

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { writeTransaction } from '../db/connect.js';
 import { num } from '../db/rows.js';
 import { journal, lockNamespaces, mutate } from '../services/journal.js';
 
@@ -91,7 +92,7 @@ async function purgeOldVersions(db: Knex, cutoff: number): Promise<number> {
       .limit(BATCH)
       .select('v.node_id', 'v.version');
     if (old.length === 0) return purged;
-    await db.transaction(async (trx) => {
+    await writeTransaction(db, async (trx) => {
       for (const r of old) {
         const key = { node_id: String(r.node_id), version: num(r.version) };
         await trx('version_blocks').where(key).delete();

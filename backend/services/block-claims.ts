@@ -1,6 +1,6 @@
 import type { Knex } from 'knex';
 import { ApiError } from '../../protocol/errors.js';
-import { dbClient } from '../db/connect.js';
+import { dbClient, writeTransaction } from '../db/connect.js';
 
 /**
  * The block rows as the meeting point of uploads, commits and the GC (DESIGN §3, invariant 7).
@@ -31,7 +31,7 @@ const DELETING_WAIT_MS = 30_000;
 export async function claimForUpload(db: Knex, hash: string, size: number): Promise<void> {
   const until = Date.now() + DELETING_WAIT_MS;
   for (let delay = 5; ; delay = Math.min(delay * 2, 200)) {
-    const claimed = await db.transaction(async (trx) => {
+    const claimed = await writeTransaction(db, async (trx) => {
       const now = Date.now();
       const row = await forUpdate(trx, trx('blocks').where({ hash })).first('state');
       if (!row) {

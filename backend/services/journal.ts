@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { dbClient } from '../db/connect.js';
+import { dbClient, writeTransaction } from '../db/connect.js';
 import { num, type NodeRow } from '../db/rows.js';
 import { changeAudience, type ChangedRow } from '../notify/audience.js';
 import type { ChangeHint, Revocation } from '../notify/bus.js';
@@ -54,7 +54,7 @@ export async function mutate<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise
   const listeners = commitListeners.get(db);
   let hints: ChangeHint[] = [];
   const revocations: Revocation[] = [];
-  const result = await db.transaction(async (trx) => {
+  const result = await writeTransaction(db, async (trx) => {
     if (dbClient(db) === 'pg' && globalLockSwitch()) await trx.raw('SELECT pg_advisory_xact_lock(?)', [MUTATION_LOCK]);
     const written: ChangedRow[] = [];
     writtenChanges.set(trx, written);

@@ -99,7 +99,7 @@ t.test('a put whose source fails before the temp file is even open (slow disk) l
   }
 });
 
-t.test('leftover temp files are removed when the store opens', async (t) => {
+t.test('temp files a crashed put left are removed when the store opens; younger ones (another process uploading) are left alone', async (t) => {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-blockstore-'));
   t.teardown(() => fs.rm(root, { recursive: true, force: true }));
   const first = await DiskBlockStore.open(root);
@@ -107,12 +107,17 @@ t.test('leftover temp files are removed when the store opens', async (t) => {
   await first.put(a.hash, Readable.from([a.bytes]));
   await first.close();
   // What a crash mid-put leaves: a partly written temp file.
-  await fs.writeFile(path.join(root, 'tmp', `${a.hash.replace(/^./, 'f')}.abcdef012345`), Buffer.alloc(500));
+  const crashed = path.join(root, 'tmp', `${a.hash.replace(/^./, 'f')}.abcdef012345`);
+  await fs.writeFile(crashed, Buffer.alloc(500));
   await fs.writeFile(path.join(root, 'tmp', 'another-leftover'), 'x');
+  const hourAgo = new Date(Date.now() - 61 * 60_000);
+  for (const f of [crashed, path.join(root, 'tmp', 'another-leftover')]) await fs.utimes(f, hourAgo, hourAgo);
+  // Another process's upload in progress (a server next to `stratus gc`).
+  await fs.writeFile(path.join(root, 'tmp', 'uploading-now'), 'y');
 
   const reopened = await DiskBlockStore.open(root);
   t.teardown(() => reopened.close());
-  t.same(await fs.readdir(path.join(root, 'tmp')), [], 'tmp/ is empty after open');
+  t.same(await fs.readdir(path.join(root, 'tmp')), ['uploading-now'], 'the leftovers are gone; the upload in progress stays');
   t.same(await listAll(reopened), [a.hash], 'blocks already in place survive the cleanup');
   t.same(await readAll(await reopened.get(a.hash)), a.bytes);
 });
