@@ -9,6 +9,7 @@ import { DiskBlockStore } from '../../backend/blockstore/disk.js';
 import { GcsBlockStore } from '../../backend/blockstore/gcs.js';
 import { randomBlock } from '../helpers/backend.js';
 import { startGcsEmulator, type GcsEmulator } from '../helpers/gcs.js';
+import { failingSource, filesUnder, listAll, readAll } from '../helpers/blockstore.js';
 
 /**
  * The BlockStore contract (backend/blockstore/blockstore.ts), the same cases on every engine:
@@ -27,15 +28,6 @@ interface Opened {
 interface Engine {
   name: string;
   open(t: Test): Promise<Opened>;
-}
-
-/** Every regular file under `dir`, relative to it. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
-    .sort();
 }
 
 const disk: Engine = {
@@ -62,29 +54,6 @@ function gcsEngine(emulator: () => GcsEmulator): Engine {
       return { store, temps: () => names(store.tempPrefix), everything: () => names(store.location.prefix) };
     },
   };
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function listAll(store: BlockStore): Promise<string[]> {
-  const out: string[] = [];
-  for await (const hash of store.list()) out.push(hash);
-  return out.sort();
-}
-
-/** A stream that yields `chunks` and then fails instead of ending (a client that disconnects). */
-function failingSource(chunks: Buffer[]): Readable {
-  let i = 0;
-  return new Readable({
-    read() {
-      if (i < chunks.length) this.push(chunks[i++]);
-      else this.destroy(new Error('source failed midway'));
-    },
-  });
 }
 
 /** All the bytes pass, then the stream fails at its end: what a hash mismatch in the verifying stream does. */

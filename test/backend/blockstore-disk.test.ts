@@ -6,6 +6,7 @@ import { PassThrough, Readable, Transform } from 'node:stream';
 import t, { type Test } from 'tap';
 import { DiskBlockStore } from '../../backend/blockstore/disk.js';
 import { randomBlock } from '../helpers/backend.js';
+import { failingSource, filesUnder, listAll, readAll } from '../helpers/blockstore.js';
 
 /**
  * Unit tests of the local-disk block store, without a server: what is particular to the disk (the
@@ -18,38 +19,6 @@ async function freshStore(t: Test): Promise<{ store: DiskBlockStore; root: strin
   const store = await DiskBlockStore.open(root);
   t.teardown(() => store.close());
   return { store, root };
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-async function listAll(store: DiskBlockStore): Promise<string[]> {
-  const out: string[] = [];
-  for await (const hash of store.list()) out.push(hash);
-  return out;
-}
-
-/** Every regular file under `dir`, relative to it. */
-async function filesUnder(dir: string): Promise<string[]> {
-  const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((e) => e.isFile())
-    .map((e) => path.relative(dir, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
-    .sort();
-}
-
-/** A stream that yields `chunks` and then fails instead of ending. */
-function failingSource(chunks: Buffer[]): Readable {
-  let i = 0;
-  return new Readable({
-    read() {
-      if (i < chunks.length) this.push(chunks[i++]);
-      else this.destroy(new Error('source failed midway'));
-    },
-  });
 }
 
 t.test('a put whose source fails before the temp file is even open (slow disk) leaves no temp file', async (t) => {

@@ -12,6 +12,7 @@ import { openBlockStore } from '../../backend/blockstore/open.js';
 import { FIREBASE_TOOLS_VERSION, loadFirebaseInternals } from '../../scripts/gcs-emulator.js';
 import { randomBlock } from '../helpers/backend.js';
 import { startGcsEmulator } from '../helpers/gcs.js';
+import { readAll } from '../helpers/blockstore.js';
 
 /**
  * What is particular to the Google Cloud Storage block store (the shared cases are in
@@ -26,12 +27,6 @@ import { startGcsEmulator } from '../helpers/gcs.js';
  */
 
 const require = createRequire(import.meta.url);
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
 
 /** RFC 3986 encoding, as V4 signing wants it. */
 function enc(s: string): string {
