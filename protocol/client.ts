@@ -66,8 +66,9 @@ export class StratusClient {
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.body.text();
+    // An error page of something in between (a balancer's 503) is an error of its status, not a parse failure.
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(Buffer.from(text)), res.headers);
     const parsed: unknown = text ? JSON.parse(text) : undefined;
-    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed, res.headers);
     return parsed as T;
   }
 
@@ -162,8 +163,9 @@ export class StratusClient {
       body: bytes,
     });
     const text = await res.body.text();
+    // An error page of something in between (a balancer's 503) is an error of its status, not a parse failure.
+    if (res.statusCode >= 400) throw toApiError(res.statusCode, safeJson(Buffer.from(text)), res.headers);
     const parsed: unknown = text ? JSON.parse(text) : undefined;
-    if (res.statusCode >= 400) throw toApiError(res.statusCode, parsed, res.headers);
     return parsed as BlockRef;
   }
   /**

@@ -6,8 +6,10 @@ import { startThrowawayPostgres } from '../test-postgres.js';
 import { benchChunking } from './chunk.js';
 import { benchCommits } from './commits.js';
 import { benchDownload, median } from './download.js';
+import { benchHistory } from './history.js';
 import { benchMount } from './mount.js';
 import { markdownTable, num, renderSection } from './report.js';
+import { benchScale } from './scale.js';
 import { benchSync, renderSync } from './sync.js';
 import { benchTreeOps } from './tree-ops.js';
 import { benchUpload } from './upload.js';
@@ -17,7 +19,7 @@ import { benchUpload } from './upload.js';
  * same run (native disk, cp; the tree group also rclone mount). Markdown on stdout, progress on stderr.
  *
  * STRATUS_BENCH_QUICK=1 shrinks every size (a development run of a minute or two);
- * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync,tree picks groups (default: all). Sizes, each
+ * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync,tree,history,scale picks groups (default: all). Sizes, each
  * overriding the quick and full defaults (quick in brackets where the tree group has one):
  *   STRATUS_BENCH_MOUNT_GIB (1)  STRATUS_BENCH_TREE_FILES (100000)  STRATUS_BENCH_TREE_DIRS (100)
  *   STRATUS_BENCH_WRITE_MIB (100)  STRATUS_BENCH_EDIT_MIB (256)  STRATUS_BENCH_STREAM_GIB (10)
@@ -27,6 +29,11 @@ import { benchUpload } from './upload.js';
  *   STRATUS_BENCH_SYNC_RUNS (100, 1 KiB saves back to back)  STRATUS_BENCH_SYNC_ISOLATED_RUNS (50)  STRATUS_BENCH_SYNC_GAP_MS (1500)
  *   STRATUS_BENCH_SYNC_BIG_MIB (100)  STRATUS_BENCH_SYNC_BIG_RUNS (3)
  *   STRATUS_BENCH_TAR_FILES (10000 [1000])  STRATUS_BENCH_TAR_DIRS (500 [50])  STRATUS_BENCH_EDIT_GIB (1 [0.0625])
+ *   STRATUS_BENCH_GC_BLOCKS (100000 [10000])  STRATUS_BENCH_GC_BASELINE_SECONDS (10 [4])
+ *   STRATUS_BENCH_AT_FILES (10000 [1000])  STRATUS_BENCH_AT_DIRS (100 [100])
+ *   STRATUS_BENCH_SCALE_CLIENTS (50 [10])  STRATUS_BENCH_SCALE_SECONDS (60 [10])  STRATUS_BENCH_SCALE_DEVICES (1000 [100], 10 per user)
+ *   STRATUS_BENCH_SCALE_BURST (1000 [100])  STRATUS_BENCH_SCALE_MEMBERS (1000 [100], of one shared folder)
+ *   STRATUS_BENCH_SCALE_SHARE_BURST (100 [50], commits into that folder)
  * The tree group needs rclone (Debian's; installed with apt-get when missing and the bench is root).
  */
 const quick = process.env.STRATUS_BENCH_QUICK === '1';
@@ -37,7 +44,7 @@ function setting(name: string, full: number, quickValue: number): number {
   return value;
 }
 
-const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync', 'tree'] as const;
+const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync', 'tree', 'history', 'scale'] as const;
 type Group = (typeof GROUPS)[number];
 const only = (process.env.STRATUS_BENCH_ONLY ?? GROUPS.join(',')).split(',').map((g) => g.trim()).filter(Boolean);
 for (const g of only) if (!GROUPS.includes(g as Group)) throw new Error(`STRATUS_BENCH_ONLY: unknown group ${g} (groups: ${GROUPS.join(', ')})`);
@@ -167,6 +174,34 @@ async function treeGroup(workDir: string): Promise<void> {
   );
 }
 
+async function historyGroup(workDir: string): Promise<void> {
+  print(
+    await benchHistory(workDir, {
+      gcBlocks: setting('STRATUS_BENCH_GC_BLOCKS', 100_000, 10_000),
+      baselineSeconds: setting('STRATUS_BENCH_GC_BASELINE_SECONDS', 10, 4),
+      atFiles: setting('STRATUS_BENCH_AT_FILES', 10_000, 1_000),
+      atDirs: setting('STRATUS_BENCH_AT_DIRS', 100, 100),
+      log,
+    }),
+  );
+}
+
+async function scaleGroup(workDir: string): Promise<void> {
+  const devices = setting('STRATUS_BENCH_SCALE_DEVICES', 1000, 100);
+  await benchScale(workDir, {
+    clients: setting('STRATUS_BENCH_SCALE_CLIENTS', 50, 10),
+    seconds: setting('STRATUS_BENCH_SCALE_SECONDS', 60, 10),
+    devices,
+    devicesPerUser: 10,
+    singleCommits: Math.ceil(devices / 10),
+    burst: setting('STRATUS_BENCH_SCALE_BURST', 1000, 100),
+    shareMembers: setting('STRATUS_BENCH_SCALE_MEMBERS', 1000, 100),
+    shareBurst: setting('STRATUS_BENCH_SCALE_SHARE_BURST', 100, 50),
+    emit: print,
+    log,
+  });
+}
+
 const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-'));
 try {
   print(`# Stratus bench — ${os.cpus().length} cores, node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick mode: small sizes)' : ''}`);
@@ -177,6 +212,8 @@ try {
   if (wanted('commits')) await commitsGroup(workDir);
   if (wanted('sync')) await syncGroup(workDir);
   if (wanted('tree')) await treeGroup(workDir);
+  if (wanted('history')) await historyGroup(workDir);
+  if (wanted('scale')) await scaleGroup(workDir);
 } finally {
   await fs.rm(workDir, { recursive: true, force: true });
 }
