@@ -16,7 +16,7 @@ import { blake3Hex } from '../../protocol/hash.js';
 import { startThrowawayPostgres } from '../test-postgres.js';
 import type { GcProcessResult } from './gc-process.js';
 import { parallel, pollUntil, runQuiet, seconds, sleep } from './helpers.js';
-import { markdownTable, num } from './report.js';
+import { markdownTable, num, pct } from './report.js';
 import { addUser, spawnUntil, startMount, startServe, terminate, type MountProcess } from './serve-process.js';
 import { makeTree, type MadeTree } from './tree-fixture.js';
 
@@ -332,11 +332,9 @@ async function keepSaving(files: SaveFile[], during: Promise<unknown>, errors: s
   return saves;
 }
 
-/** The `p`th percentile (nearest rank). */
+/** The `p`th percentile (nearest rank); undefined when there are none. */
 function percentile(xs: number[], p: number): number | undefined {
-  if (xs.length === 0) return undefined;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+  return xs.length === 0 ? undefined : pct(xs, p);
 }
 
 function ratio(a: number | undefined, b: number | undefined): string {

@@ -48,3 +48,10 @@ export function renderSection(s: Section): string {
   const notes = (s.notes ?? []).map((n) => `- ${n}`);
   return [`## ${s.title}`, markdownTable(head, rows), ...(notes.length ? ['', ...notes] : [])].join('\n');
 }
+
+/** The `p`th percentile of `xs` (nearest rank); NaN when there are none. */
+export function pct(xs: number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}

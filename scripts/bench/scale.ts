@@ -17,7 +17,7 @@ import type { NodeInfo } from '../../protocol/types.js';
 import { startThrowawayPostgres } from '../test-postgres.js';
 import { startHaproxy, type Balancer } from './balancer.js';
 import { parallel, sleep } from './helpers.js';
-import { markdownTable, num } from './report.js';
+import { markdownTable, num, pct } from './report.js';
 import { startServe } from './serve-process.js';
 
 /**
@@ -651,8 +651,3 @@ function spread3(xs: number[]): string {
   return xs.length ? `${Math.min(...xs)} / ${num(pct(xs, 50))} / ${Math.max(...xs)}` : '—';
 }
 
-function pct(xs: number[], p: number): number {
-  if (xs.length === 0) return NaN;
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
-}

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { StratusClient } from '../../protocol/client.js';
 import { exists, pollUntil } from './helpers.js';
-import { markdownTable, num } from './report.js';
+import { markdownTable, num, pct } from './report.js';
 import { addUser, startMount, startServe, stratusBin, type MountProcess } from './serve-process.js';
 
 /**
@@ -184,11 +184,6 @@ export function renderSync(r: SyncBenchResult): string {
     `- B is watched with fresh opens + reads of the path every ${POLL_MS} ms until it reads exactly what A wrote; the big file counts when a fresh open reads its first and last 64 KiB (whole file checked afterwards).`,
     `- The path: A queues at close, chunks, hashes, uploads, commits; the server hints B over WebSocket; B pulls /v1/changes and applies it; the read on B fetches the blocks. The big file's figure includes A's upload of ${r.bigBytes / MiB} MiB.`,
   ].join('\n');
-}
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((x, y) => x - y);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
 function median(xs: number[]): number {
