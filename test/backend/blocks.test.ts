@@ -1,5 +1,4 @@
 import diagnostics from 'node:diagnostics_channel';
-import fs from 'node:fs/promises';
 import http, { type IncomingMessage } from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -8,10 +7,11 @@ import t, { type Test } from 'tap';
 import type { PutOptions } from '../../backend/blockstore/blockstore.js';
 import { StratusClient } from '../../protocol/client.js';
 import { ApiError } from '../../protocol/errors.js';
-import { blockHash, randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBackend } from '../helpers/backend.js';
+import { blockHash, blockTestSetups, randomBlock, startTestBackend, stopOwnCluster, type TestBackend } from '../helpers/backend.js';
 
 /**
- * The block routes: PUT/GET /v1/blocks/:hash and POST /v1/blocks/check, run once per engine.
+ * The block routes: PUT/GET /v1/blocks/:hash and POST /v1/blocks/check, run once per database
+ * engine on the disk store and once on the GCS store (emulator).
  * Every refused request must also leave the database and the block store exactly as they were.
  */
 
@@ -65,10 +65,18 @@ function check(backend: TestBackend, body: string, token: string | undefined): P
   return backend.fetch('/v1/blocks/check', { method: 'POST', token, headers: { 'content-type': 'application/json' }, body });
 }
 
-/** How many files the disk store holds for `hash` (a second copy would be a second file). */
-async function copiesOnDisk(backend: TestBackend, hash: string): Promise<number> {
-  const entries = await fs.readdir(path.join(backend.dataDir, 'blocks'), { recursive: true });
-  return entries.filter((e) => path.basename(e) === hash).length;
+/** How many files (objects on GCS) the store holds for `hash`: a second copy would be a second one. */
+async function copiesInStore(backend: TestBackend, hash: string): Promise<number> {
+  return (await backend.storeFiles()).filter((e) => path.basename(e) === hash).length;
+}
+
+/**
+ * GET of a block's bytes as the backend serves them. On GCS the plain GET answers 307 to a signed
+ * URL (test/backend/signed-urls.test.ts); `?direct=1` is the backend's own path, the one whose
+ * headers and ranges these tests check on every store.
+ */
+function getBytes(backend: TestBackend, hash: string, init: RequestInit & { token?: string }): Promise<Response> {
+  return backend.fetch(`/v1/blocks/${hash}${backend.blocks === 'gcs' ? '?direct=1' : ''}`, init);
 }
 
 /** Wraps store.put to observe the puts the server starts, so a test can wait for each to settle. */
@@ -167,9 +175,9 @@ t.test('the client cuts the requested range out of a 200 answer from a server th
   t.same(await client.getBlock(block.hash), block.bytes);
 });
 
-for (const engine of testEngines()) {
-  t.test(`blocks [${engine}]`, async (t) => {
-    const backend = await startTestBackend(engine, { limits: { max_block_size: MAX_BLOCK, max_check_hashes: MAX_CHECK } });
+for (const setup of blockTestSetups()) {
+  t.test(`blocks [${setup.name}]`, async (t) => {
+    const backend = await startTestBackend(setup.engine, { limits: { max_block_size: MAX_BLOCK, max_check_hashes: MAX_CHECK } }, { blocks: setup.blocks });
     t.teardown(() => backend.close());
     const alice = await backend.addUser('alice');
     const bob = await backend.addUser('bob');
@@ -183,9 +191,9 @@ for (const engine of testEngines()) {
       t.same(await alice.client.checkBlocks([block.hash]), { missing: [] });
       // A PUT is idempotent: the same block again succeeds and changes nothing but the audit trail.
       t.same(await alice.client.putBlock(block.hash, block.bytes), { hash: block.hash, size: 5000 });
-      t.equal(await copiesOnDisk(backend, block.hash), 1);
+      t.equal(await copiesInStore(backend, block.hash), 1);
 
-      const get = await backend.fetch(`/v1/blocks/${block.hash}`, { token: alice.token });
+      const get = await getBytes(backend, block.hash, { token: alice.token });
       t.equal(get.status, 200);
       t.equal(get.headers.get('content-length'), '5000');
       t.equal(get.headers.get('accept-ranges'), 'bytes');
@@ -214,20 +222,20 @@ for (const engine of testEngines()) {
         ['bytes=900-5000', 900, 999], // last-pos past the end is clamped
       ];
       for (const [range, start, end] of cases) {
-        const res = await backend.fetch(`/v1/blocks/${block.hash}`, { token: alice.token, headers: { range } });
+        const res = await getBytes(backend, block.hash, { token: alice.token, headers: { range } });
         t.equal(res.status, 206, `${range}: 206`);
         t.equal(res.headers.get('content-range'), `bytes ${start}-${end}/1000`, `${range}: Content-Range`);
         t.equal(res.headers.get('content-length'), String(end - start + 1), `${range}: Content-Length`);
         t.same(Buffer.from(await res.arrayBuffer()), block.bytes.subarray(start, end + 1), `${range}: exactly those bytes`);
       }
       for (const range of ['bytes=1000-', 'bytes=5000-6000', 'bytes=-0']) {
-        const res = await backend.fetch(`/v1/blocks/${block.hash}`, { token: alice.token, headers: { range } });
+        const res = await getBytes(backend, block.hash, { token: alice.token, headers: { range } });
         t.equal(res.headers.get('content-range'), 'bytes */1000', `${range}: Content-Range names the size (RFC 9110)`);
         const error = await expectError(t, res, 416, 'range_not_satisfiable');
         t.equal(error.size, 1000, `${range}: the error tells the block size`);
       }
       // A range whose last-pos is before its first-pos is not a range: the whole block, 200.
-      const inverted = await backend.fetch(`/v1/blocks/${block.hash}`, { token: alice.token, headers: { range: 'bytes=10-9' } });
+      const inverted = await getBytes(backend, block.hash, { token: alice.token, headers: { range: 'bytes=10-9' } });
       t.equal(inverted.status, 200);
       t.same(Buffer.from(await inverted.arrayBuffer()), block.bytes);
       // What the client library returns for (offset, length).
@@ -404,7 +412,7 @@ for (const engine of testEngines()) {
 
       // Bob proves possession by uploading the same bytes: stored once, now readable by him.
       t.same(await bob.client.putBlock(secret.hash, secret.bytes), { hash: secret.hash, size: 4000 });
-      t.equal(await copiesOnDisk(backend, secret.hash), 1, 'dedup: one copy in the store');
+      t.equal(await copiesInStore(backend, secret.hash), 1, 'dedup: one copy in the store');
       t.equal((await backend.db('blocks').where({ hash: secret.hash })).length, 1, 'one blocks row');
       t.equal((await backend.db('block_owners').where({ hash: secret.hash })).length, 2, 'both users recorded as holders');
       t.same(await bob.client.checkBlocks([secret.hash]), { missing: [] });

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap';
 import { ApiError } from '../../protocol/errors.js';
 import { StratusClient } from '../../protocol/client.js';
 import type { BlockRef, CommitRequest, Manifest, VersionInfo } from '../../protocol/types.js';
-import { blockHash, randomBlock, startTestBackend, stopOwnCluster, testEngines, type TestBackend, type TestUser } from '../helpers/backend.js';
+import { blockHash, blockTestSetups, randomBlock, startTestBackend, stopOwnCluster, type TestBackend, type TestUser } from '../helpers/backend.js';
 
 /**
  * Versions: commit, list, manifest, restore, and the invariants they carry (1 and 2), once per engine.
@@ -78,9 +78,9 @@ async function allVersions(client: StratusClient, id: string, limit?: number): P
   }
 }
 
-for (const engine of testEngines()) {
-  t.test(`versions [${engine}]`, async (t) => {
-    const backend = await startTestBackend(engine);
+for (const { name, engine, blocks } of blockTestSetups()) {
+  t.test(`versions [${name}]`, async (t) => {
+    const backend = await startTestBackend(engine, {}, { blocks });
     t.teardown(() => backend.close());
     const alice = await backend.addUser('alice');
     const bob = await backend.addUser('bob');
@@ -431,10 +431,10 @@ for (const engine of testEngines()) {
     });
   });
 
-  t.test(`versions under small limits [${engine}]`, async (t) => {
+  t.test(`versions under small limits [${name}]`, async (t) => {
     const MAX_JSON = 16 * KiB;
     const MAX_BLOCKS = 100;
-    const backend = await startTestBackend(engine, { limits: { max_commit_json_bytes: MAX_JSON, max_manifest_blocks: MAX_BLOCKS } });
+    const backend = await startTestBackend(engine, { limits: { max_commit_json_bytes: MAX_JSON, max_manifest_blocks: MAX_BLOCKS } }, { blocks });
     t.teardown(() => backend.close());
     const alice = await backend.addUser('alice');
     const id = await newFile(alice, 'limits.bin');

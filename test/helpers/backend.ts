@@ -5,6 +5,8 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { pino } from 'pino';
+import tap from 'tap';
+import { Storage } from '@google-cloud/storage';
 import { WebSocket } from 'ws';
 import { knexConfig } from '../../backend/db/connect.js';
 import { startServer, type RunningServer } from '../../backend/server.js';
@@ -13,6 +15,9 @@ import { withSettings, type ServerSettings, type SettingsOverrides } from '../..
 import { StratusClient } from '../../protocol/client.js';
 import type { BlockRef } from '../../protocol/types.js';
 import { startThrowawayPostgres } from '../../scripts/test-postgres.js';
+import { GcsBlockStore } from '../../backend/blockstore/gcs.js';
+import { filesUnder } from './blockstore.js';
+import { startGcsEmulator, type GcsEmulator } from './gcs.js';
 
 /**
  * Test backends: a real server on a loopback port over a real database. Every backend test runs
@@ -24,6 +29,32 @@ export type EngineName = 'sqlite' | 'postgres';
 
 export function testEngines(): EngineName[] {
   return process.env.STRATUS_TEST_PG === 'off' ? ['sqlite'] : ['sqlite', 'postgres'];
+}
+
+/** Where a test backend keeps its blocks: a folder, or a bucket of the GCS emulator. */
+export type BlockEngine = 'disk' | 'gcs';
+
+export interface TestSetup {
+  /** For test names: `sqlite`, `postgres`, `sqlite, blocks on gcs`. */
+  name: string;
+  engine: EngineName;
+  blocks: BlockEngine;
+}
+
+/**
+ * The setups of the suites whose subject is the blocks (block routes, versions): every database
+ * engine on the disk store, and SQLite on the GCS store (the store is independent of the database).
+ */
+export function blockTestSetups(): TestSetup[] {
+  return [...testEngines().map((engine): TestSetup => ({ name: engine, engine, blocks: 'disk' })), { name: 'sqlite, blocks on gcs', engine: 'sqlite', blocks: 'gcs' }];
+}
+
+let sharedGcs: Promise<GcsEmulator> | undefined;
+
+/** One GCS emulator for this test process (each backend gets its own prefix), stopped when the process's tests end. */
+function gcsEmulator(): Promise<GcsEmulator> {
+  sharedGcs ??= startGcsEmulator(tap);
+  return sharedGcs;
 }
 
 let ownCluster: Promise<{ url: string; stop(): Promise<void> }> | undefined;
@@ -73,10 +104,13 @@ export interface TestUser {
 
 export interface TestBackend extends RunningServer {
   engine: EngineName;
+  blocks: BlockEngine;
   dataDir: string;
   addUser(name: string): Promise<TestUser>;
   /** Everything the database and the block store hold, for "changes nothing" assertions. */
   snapshot(): Promise<string>;
+  /** Every file (disk) or object (GCS) of the block store, relative to it (`tmp/…` are uploads in progress), sorted. */
+  storeFiles(): Promise<string[]>;
   /** Raw HTTP against the server, for malformed requests the client would never send. */
   fetch(pathname: string, init?: RequestInit & { token?: string }): Promise<Response>;
   /**
@@ -87,17 +121,19 @@ export interface TestBackend extends RunningServer {
 }
 
 /**
- * `blocksDir`: the block store's folder (default: `blocks/` in the data folder). `before`: runs
+ * `blocks`: the block store's engine (default disk). `blocksDir`: the disk store's folder
+ * (default: `blocks/` in the data folder). `before`: runs
  * with the Knex config of the server's database before the server opens (and migrates) it, e.g.
  * to build an older schema with rows in it.
  */
 export async function startTestBackend(
   engine: EngineName,
   overrides: SettingsOverrides = {},
-  opts: { blocksDir?: string; before?: (config: Knex.Config) => Promise<void> } = {},
+  opts: { blocks?: BlockEngine; blocksDir?: string; before?: (config: Knex.Config) => Promise<void> } = {},
 ): Promise<TestBackend> {
   const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-test-'));
-  let data: TestData = { engine, dataDir, blocksDir: opts.blocksDir ?? path.join(dataDir, 'blocks'), settings: withSettings(overrides) };
+  const blocksUrl = opts.blocks === 'gcs' ? (await gcsEmulator()).blocksUrl() : (opts.blocksDir ?? path.join(dataDir, 'blocks'));
+  let data: TestData = { engine, dataDir, blocksUrl, settings: withSettings(overrides) };
   if (engine === 'postgres') {
     const created = await createPgDatabase();
     data = { ...data, dbUrl: created.url, dropDb: created.drop };
@@ -110,20 +146,24 @@ export async function startTestBackend(
 interface TestData {
   engine: EngineName;
   dataDir: string;
-  blocksDir: string;
+  /** A folder, or gs://BUCKET/PREFIX. */
+  blocksUrl: string;
   settings: ServerSettings;
   dbUrl?: string;
   dropDb?: () => Promise<void>;
 }
 
 async function serveTestData(data: TestData): Promise<TestBackend> {
-  const { engine, dataDir, blocksDir, settings, dbUrl, dropDb } = data;
-  const server = await startServer({ dataDir, listen: '127.0.0.1:0', dbUrl, blocksUrl: blocksDir, settings, log: pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'silent' }) });
+  const { engine, dataDir, blocksUrl, settings, dbUrl, dropDb } = data;
+  const server = await startServer({ dataDir, listen: '127.0.0.1:0', dbUrl, blocksUrl, settings, log: pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'silent' }) });
   const clients: StratusClient[] = [];
+  const storeFiles = () => filesOfStore(server.store, blocksUrl);
   return {
     ...server,
     engine,
+    blocks: server.store instanceof GcsBlockStore ? 'gcs' : 'disk',
     dataDir,
+    storeFiles,
     async addUser(name) {
       const created = await createUser(server.db, name);
       const client = new StratusClient({ server: server.url, token: created.token });
@@ -145,7 +185,7 @@ async function serveTestData(data: TestData): Promise<TestBackend> {
       const blocks: string[] = [];
       for await (const hash of server.store.list()) blocks.push(hash);
       out.store = blocks.sort();
-      out.storeTmp = await fs.readdir(path.join(blocksDir, 'tmp'));
+      out.storeTmp = (await storeFiles()).filter((f) => f.startsWith('tmp/'));
       return JSON.stringify(out);
     },
     fetch(pathname, init = {}) {
@@ -167,6 +207,13 @@ async function serveTestData(data: TestData): Promise<TestBackend> {
       await fs.rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+async function filesOfStore(store: RunningServer['store'], blocksUrl: string): Promise<string[]> {
+  if (!(store instanceof GcsBlockStore)) return filesUnder(blocksUrl);
+  const prefix = store.location.prefix;
+  const [files] = await new Storage().bucket(store.location.bucket).getFiles({ prefix });
+  return files.map((f) => f.name.slice(prefix.length)).sort();
 }
 
 /** `promise`'s value, or a rejection naming `what` if it has not settled within `ms` (waits for an event, never sleeps). */
