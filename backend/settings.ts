@@ -60,6 +60,17 @@ export interface HistorySettings {
   jobs_interval_ms: number;
 }
 
+/** How blocks are downloaded from a store that can sign URLs (GCS). Server-side only. */
+export interface DownloadSettings {
+  /**
+   * GET /v1/blocks/:hash answers 307 to a signed URL of the store, so block bytes do not pass
+   * through the backends (`serve --no-signed-urls`: off, for a bucket the clients cannot reach).
+   */
+  signed_urls: boolean;
+  /** How long such a URL lives: a block fetch starts within seconds of getting it. */
+  signed_url_ttl_ms: number;
+}
+
 /** Server-wide settings; clients read `chunking` and `limits` from GET /v1/config. */
 export interface ServerSettings {
   chunking: ChunkingParams;
@@ -68,6 +79,7 @@ export interface ServerSettings {
   http: HttpSettings;
   rate: RateSettings;
   history: HistorySettings;
+  downloads: DownloadSettings;
 }
 
 export const defaultSettings: ServerSettings = {
@@ -111,6 +123,10 @@ export const defaultSettings: ServerSettings = {
     gc_grace_ms: 60 * 60_000,
     jobs_interval_ms: 60 * 60_000,
   },
+  downloads: {
+    signed_urls: true,
+    signed_url_ttl_ms: 5 * 60_000,
+  },
 };
 
 export type SettingsOverrides = { [K in keyof ServerSettings]?: Partial<ServerSettings[K]> };
@@ -125,5 +141,6 @@ export function withSettings(overrides: SettingsOverrides = {}): ServerSettings 
     http: { ...defaultSettings.http, ...overrides.http },
     rate: { ...defaultSettings.rate, ...overrides.rate },
     history: { ...defaultSettings.history, ...overrides.history },
+    downloads: { ...defaultSettings.downloads, ...overrides.downloads },
   };
 }

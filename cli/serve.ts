@@ -11,12 +11,16 @@ export function serveCommand(): Command {
     .option('--db <url>', 'metadata database: postgres://… (default: SQLite in the data folder)')
     .option('--blocks <url>', 'block store: a folder or gs://BUCKET[/prefix] (default: DATA/blocks)')
     .option('--retention <duration>', 'keep trashed items and versions that are no longer the head this long, then purge them (30m, 12h, 30d; default 30d); the newest version of a live file is kept forever', parseDuration)
+    .option('--no-signed-urls', 'serve block bytes through this server even where the block store can sign URLs (GCS): for a bucket the drives cannot reach')
     .option(
       '--until-stdin-closes',
       'serve until stdin closes, ignoring SIGINT/SIGTERM: how `stratus up` keeps its server until its drive has drained, and takes it along however it ends',
     )
-    .action(async (opts: { data: string; listen: string; db?: string; blocks?: string; retention?: number; untilStdinCloses?: boolean }) => {
-      const settings = opts.retention === undefined ? undefined : withSettings({ history: { retention_ms: opts.retention } });
+    .action(async (opts: { data: string; listen: string; db?: string; blocks?: string; retention?: number; signedUrls: boolean; untilStdinCloses?: boolean }) => {
+      const settings = withSettings({
+        ...(opts.retention !== undefined && { history: { retention_ms: opts.retention } }),
+        downloads: { signed_urls: opts.signedUrls },
+      });
       const server = await startServer({ dataDir: opts.data, listen: opts.listen, dbUrl: opts.db, blocksUrl: opts.blocks, settings });
       process.stderr.write(`stratus: serving on ${server.url} (${opts.db ? 'PostgreSQL' : `data in ${opts.data}`})\n`);
       let stopping = false;

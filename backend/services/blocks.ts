@@ -76,15 +76,13 @@ export interface BlockDownload {
   body: Readable;
 }
 
-/** How long a signed download URL lives: a block fetch starts within seconds of getting it. */
-const SIGNED_URL_TTL_MS = 5 * 60_000;
-
 /**
  * GET /v1/blocks/:hash — 404 unless the caller may read the block (invariant 4); 500
  * block_corrupt, never the wrong bytes, when the store's copy is damaged (block-integrity.ts).
  * On a store that signs URLs (GCS), the answer is a short-lived URL to read the bytes from the
  * store itself (`redirect`: block bytes do not pass through the backends), unless `direct` (the
- * client's fallback when such a URL failed it) or the block is marked damaged (looked at here).
+ * client's fallback when such a URL failed it), signed URLs are off (settings.downloads) or the
+ * block is marked damaged (looked at here).
  */
 export async function getBlock(backend: Backend, actor: Actor, hash: string, rangeHeader: string | undefined, opts: { direct?: boolean } = {}): Promise<BlockDownload | { redirect: string }> {
   assertHash(hash);
@@ -94,9 +92,10 @@ export async function getBlock(backend: Backend, actor: Actor, hash: string, ran
   const range = rangeHeader ? parseRange(rangeHeader, size) : null;
   // Counted before any byte is read: a refused download costs the server nothing.
   await backend.rates.download(actor.userId, range ? range.end - range.start + 1 : size);
-  if (!opts.direct && !block.corrupt && backend.store.signedUrl) {
+  const { signed_urls, signed_url_ttl_ms } = backend.settings.downloads;
+  if (signed_urls && !opts.direct && !block.corrupt && backend.store.signedUrl) {
     // No key to sign with (or no permission): the bytes come through here instead.
-    const url = await backend.store.signedUrl(hash, SIGNED_URL_TTL_MS).catch(() => undefined);
+    const url = await backend.store.signedUrl(hash, signed_url_ttl_ms).catch(() => undefined);
     if (url) return { redirect: url };
   }
   if (block.corrupt || !isIntact(backend.store, hash)) {

@@ -38,6 +38,18 @@ t.test('GET /v1/blocks answers a signed URL of the store; the client reads the b
   t.equal(refused.status, 404, 'no URL for a block the caller may not read (invariant 4)');
 });
 
+t.test('with signed URLs off (serve --no-signed-urls), GET /v1/blocks sends the bytes through the server', async (t) => {
+  const direct = await startTestBackend('sqlite', { downloads: { signed_urls: false } }, { blocksDir: gcs.blocksUrl() });
+  t.teardown(() => direct.close());
+  const u = await direct.addUser('no-signed');
+  const bytes = crypto.randomBytes(20_000);
+  const hash = blockHash(bytes);
+  await u.client.putBlock(hash, bytes);
+  const res = await fetch(`${direct.url}/v1/blocks/${hash}`, { headers: { authorization: `Bearer ${u.token}` }, redirect: 'manual' });
+  t.equal(res.status, 200, 'no redirect');
+  t.ok(Buffer.from(await res.arrayBuffer()).equals(bytes), 'the bytes, from the GCS store through the server');
+});
+
 t.test('a URL that fails or names another block gets the client a fresh one, then the bytes through the server', async (t) => {
   const u = await backend.addUser('signed-bad');
   const bytes = crypto.randomBytes(5000);
