@@ -96,6 +96,7 @@ export const defaultSettings: ServerSettings = {
     max_commit_json_bytes: 16 * MiB,
     max_check_hashes: 10_000,
     max_page_size: 5_000,
+    max_batch_ops: 1_000,
   },
   events: {
     ping_interval_ms: 30_000,

@@ -2,6 +2,8 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { ApiError, isErrorBody, type ErrorCode } from './errors.js';
 import { blake3Hex } from './hash.js';
 import type {
+  BatchOp,
+  BatchResponse,
   BlockRef,
   ChangesPage,
   ChildrenPage,
@@ -121,6 +123,13 @@ export class StratusClient {
   remove(id: string, opts: { ifVersion?: number; ifEmpty?: boolean } = {}): Promise<NodeInfo> {
     const query = { ...(opts.ifVersion !== undefined && { if_version: opts.ifVersion }), ...(opts.ifEmpty && { if_empty: 'true' }) };
     return this.json('DELETE', `/v1/nodes/${encodeURIComponent(id)}`, undefined, query);
+  }
+  /**
+   * Several creates, updates and deletes in one request and one transaction on the server: each
+   * op succeeds or fails on its own, in order (see BatchOp for `$N` ids), as separate requests would.
+   */
+  batch(ops: BatchOp[]): Promise<BatchResponse> {
+    return this.json('POST', '/v1/batch', { ops });
   }
   restore(id: string, to: { parent_id?: string; name?: string } = {}): Promise<NodeInfo> {
     return this.json('POST', `/v1/nodes/${encodeURIComponent(id)}/restore`, to);

@@ -68,6 +68,8 @@ export interface ServerLimits {
   max_commit_json_bytes: number;
   max_check_hashes: number;
   max_page_size: number;
+  /** Operations in one POST /v1/batch. */
+  max_batch_ops: number;
 }
 
 export interface ServerConfig {
@@ -117,6 +119,24 @@ export interface UpdateNodeRequest {
   mtime?: number;
   /** Not for links (their mode is always 0777). */
   mode?: number;
+}
+
+/**
+ * One operation of POST /v1/batch: what POST /v1/nodes, PATCH /v1/nodes/:id and DELETE
+ * /v1/nodes/:id take. An id or parent_id may be `$N`: the id of the node op N of the same batch
+ * (an earlier one, which succeeded) returned — a folder made and filled in one batch.
+ */
+export type BatchOp =
+  | { op: 'create'; node: CreateNodeRequest }
+  | { op: 'update'; id: string; node: UpdateNodeRequest }
+  | { op: 'delete'; id: string; if_version?: number; if_empty?: boolean };
+
+/** The outcome of one op: its status and node as its own request would have answered, or its error. */
+export type BatchResult = { status: number; node: NodeInfo } | { status: number; error: { code: string; message: string; [extra: string]: unknown } };
+
+export interface BatchResponse {
+  /** One per op, in order. */
+  results: BatchResult[];
 }
 
 export interface CommitRequest {

@@ -1,6 +1,7 @@
 import type Router from '@koa/router';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
+import { runBatch } from '../services/batch.js';
 import type { Backend } from '../services/context.js';
 import { createNode, deleteNode, getNode, getRoot, listChildrenJson, restoreNode, updateNode } from '../services/nodes.js';
 import { newRouter } from './router.js';
@@ -29,6 +30,9 @@ export function nodeRoutes(backend: Backend): Router {
   });
   router.delete('/v1/nodes/:id', async (ctx) => {
     ctx.body = await deleteNode(backend, actorOf(ctx), ctx.params.id!, ctx.query);
+  });
+  router.post('/v1/batch', async (ctx) => {
+    ctx.body = await runBatch(backend, actorOf(ctx), await json(ctx));
   });
   router.post('/v1/nodes/:id/restore', async (ctx) => {
     ctx.body = await restoreNode(backend, actorOf(ctx), ctx.params.id!, await json(ctx));

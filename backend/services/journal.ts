@@ -49,8 +49,14 @@ export function onCommitted(db: Knex, listener: CommitListener): () => void {
  *
  * Once the transaction has committed — so a client that pulls /v1/changes on the hint sees the
  * rows — the commit listeners hear of the changes it journaled, once per transaction.
+ *
+ * Given the transaction of a mutation in progress instead of the database (a batch: services/
+ * batch.ts), `fn` runs in a savepoint of it: if `fn` fails, what it wrote is undone and the
+ * mutation goes on; if it succeeds, its changes are heard of with the mutation's, at its commit.
  */
 export async function mutate<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  const outer = db.isTransaction ? (db as Knex.Transaction) : undefined;
+  if (outer && writtenChanges.has(outer)) return inSavepoint(outer, fn);
   const listeners = commitListeners.get(db);
   let hints: ChangeHint[] = [];
   const revocations: Revocation[] = [];
@@ -75,6 +81,19 @@ export async function mutate<T>(db: Knex, fn: (trx: Knex.Transaction) => Promise
   return result;
 }
 
+async function inSavepoint<T>(outer: Knex.Transaction, fn: (trx: Knex.Transaction) => Promise<T>): Promise<T> {
+  const written: ChangedRow[] = [];
+  const revocations: Revocation[] = [];
+  const value = await outer.transaction(async (trx) => {
+    writtenChanges.set(trx, written);
+    revokedDevices.set(trx, revocations);
+    return fn(trx);
+  });
+  writtenChanges.get(outer)!.push(...written);
+  revokedDevices.get(outer)!.push(...revocations);
+  return value;
+}
+
 export interface JournalEntry {
   userId: number | null;
   deviceId: number | null;
@@ -93,10 +112,18 @@ export interface JournalEntry {
  * so the next change of this namespace waits for this one to commit or roll back: a reader never
  * sees seq N+1 without N.
  */
-async function nextSeq(trx: Knex.Transaction, ns: number): Promise<number> {
-  const rows: Array<{ next_seq: unknown }> = await trx('namespaces').where({ id: ns }).increment('next_seq', 1).returning('next_seq');
+async function nextSeq(trx: Knex.Transaction, ns: number, count = 1): Promise<number> {
+  const rows: Array<{ next_seq: unknown }> = await trx('namespaces').where({ id: ns }).increment('next_seq', count).returning('next_seq');
   if (rows.length === 0) throw new Error(`namespace ${ns} does not exist`);
-  return num(rows[0]!.next_seq) - 1;
+  return num(rows[0]!.next_seq) - count;
+}
+
+/** Rows per multi-row INSERT: well under SQLite's 32,766 bound parameters for the widest table. */
+export const INSERT_CHUNK = 500;
+
+/** Inserts `rows` into `table`, INSERT_CHUNK rows per statement. */
+export async function insertChunked(trx: Knex.Transaction, table: string, rows: readonly object[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) await trx(table).insert(rows.slice(i, i + INSERT_CHUNK));
 }
 
 /**
@@ -112,6 +139,41 @@ export async function lockNamespaces(trx: Knex.Transaction, ids: Iterable<number
 /** Inside a mutation: once it commits, every backend ends the open connections of this device. */
 export function journalRevocation(trx: Knex.Transaction, revocation: Revocation): void {
   revokedDevices.get(trx)?.push(revocation);
+}
+
+/**
+ * `journal` of many entries at once, in this order (a batch's creates): one seq draw per
+ * namespace for all its entries, and multi-row inserts.
+ */
+export async function journalMany(trx: Knex.Transaction, entries: readonly JournalEntry[]): Promise<void> {
+  const at = Date.now();
+  const byNs = new Map<number, JournalEntry[]>();
+  for (const entry of entries) {
+    if (!entry.node) continue;
+    const ns = entry.ns ?? entry.node.ns_id;
+    byNs.set(ns, [...(byNs.get(ns) ?? []), entry]);
+  }
+  const changes: Array<Record<string, unknown>> = [];
+  for (const [ns, list] of byNs) {
+    const first = await nextSeq(trx, ns, list.length);
+    list.forEach(({ node, action }, i) => {
+      changes.push({ ns_id: ns, seq: first + i, node_id: node!.id, action, parent_id: node!.parent_id, name: node!.name, head_version: node!.head_version, deleted_at: node!.deleted_at, at });
+      writtenChanges.get(trx)?.push({ ns, seq: first + i, nodeId: node!.id });
+    });
+  }
+  await insertChunked(trx, 'changes', changes);
+  await insertChunked(trx, 'audit', entries.map(auditRow(at)));
+}
+
+function auditRow(at: number): (entry: JournalEntry) => Record<string, unknown> {
+  return (entry) => ({
+    at,
+    user_id: entry.userId,
+    device_id: entry.deviceId,
+    action: entry.action,
+    node_id: entry.node?.id ?? entry.nodeId ?? null,
+    detail: entry.detail ? JSON.stringify(entry.detail) : null,
+  });
 }
 
 /** Writes the `changes` row (when a node changed) and the `audit` row of a mutation, inside its transaction. */
@@ -134,12 +196,5 @@ export async function journal(trx: Knex.Transaction, entry: JournalEntry): Promi
     });
     writtenChanges.get(trx)?.push({ ns, seq, nodeId: node.id });
   }
-  await trx('audit').insert({
-    at,
-    user_id: entry.userId,
-    device_id: entry.deviceId,
-    action: entry.action,
-    node_id: entry.node?.id ?? entry.nodeId ?? null,
-    detail: entry.detail ? JSON.stringify(entry.detail) : null,
-  });
+  await trx('audit').insert(auditRow(at)(entry));
 }

@@ -11,7 +11,7 @@ import { assertLive, assertMayWrite, infoFor, lineage, mountOf, notFound, roleOn
 import type { Actor, Backend } from './context.js';
 import { newNodeId } from './ids.js';
 import { pageLimit, parseWhole } from './params.js';
-import { journal, lockNamespaces, mutate } from './journal.js';
+import { journal, lockNamespaces, mutate, type JournalEntry } from './journal.js';
 import { assertNoNamespaceBelow, lockNamespacesOf, namespaceRootedAt, rehome } from './namespaces.js';
 import { parseBody } from './validate.js';
 import { appendVersion, storedManifest } from './versions.js';
@@ -136,7 +136,7 @@ export async function listChildrenJson(backend: Backend, actor: Actor, id: strin
 
 
 /** A live folder the caller may add to (editor or owner). */
-async function targetDir(db: Knex, view: View, id: unknown): Promise<NodeRow> {
+export async function targetDir(db: Knex, view: View, id: unknown): Promise<NodeRow> {
   const dir = await visibleIn(db, view, id, 'parent_id');
   if (dir.kind !== 'dir') throw new ApiError('not_a_directory', `"${dir.name}" is not a folder`);
   assertMayWrite(view, dir);
@@ -145,7 +145,7 @@ async function targetDir(db: Knex, view: View, id: unknown): Promise<NodeRow> {
 }
 
 /** What holds `name` in the folder for this caller: a live node, or the caller's entry of a share. */
-async function liveChild(db: Knex, view: View, parentId: string, name: string): Promise<NodeRow | null> {
+export async function liveChild(db: Knex, view: View, parentId: string, name: string): Promise<NodeRow | null> {
   const row = await db('nodes').where({ parent_id: parentId, name }).whereNull('deleted_at').first();
   if (row) return nodeRow(row);
   for (const [rootId, m] of view.mounts) {
@@ -156,7 +156,7 @@ async function liveChild(db: Knex, view: View, parentId: string, name: string): 
   return null;
 }
 
-function exists(name: string, existing: NodeRow): ApiError {
+export function exists(name: string, existing: NodeRow): ApiError {
   return new ApiError('exists', `"${name}" already exists in this folder`, { node_id: existing.id, kind: existing.kind });
 }
 
@@ -195,40 +195,61 @@ function contentOf(req: z.infer<typeof createSchema>): Pick<NodeRow, 'mode' | 's
   return { mode: LINK_MODE, size: Buffer.byteLength(req.target, 'utf8'), target: req.target };
 }
 
-export async function createNode(backend: Backend, actor: Actor, body: unknown): Promise<NodeInfo> {
+/** A create request, checked as far as it can be without the database. */
+export interface CreatePlan {
+  parentId: string;
+  name: string;
+  kind: NodeRow['kind'];
+  mtime?: number;
+  content: Pick<NodeRow, 'mode' | 'size' | 'target'>;
+}
+
+export function planCreate(body: unknown): CreatePlan {
   const req = parseBody(createSchema, body);
   assertValidName(req.name);
-  const name = req.name;
-  const content = contentOf(req);
+  return { parentId: req.parent_id, name: req.name, kind: req.kind, mtime: req.mtime, content: contentOf(req) };
+}
+
+/** The row of a new node in `parent` (checked: a live folder the caller may write, without that name). */
+export function newNodeRow(plan: CreatePlan, parent: NodeRow, now: number): NodeRow {
+  // What is made in a namespace belongs to its owner (an editor's files in a shared folder are the owner's).
+  return {
+    id: newNodeId(),
+    owner_id: parent.owner_id,
+    ns_id: parent.ns_id,
+    parent_id: parent.id,
+    name: plan.name,
+    kind: plan.kind,
+    head_version: 0,
+    mtime: plan.mtime ?? now,
+    ...plan.content,
+    deleted_at: null,
+    created_at: now,
+  };
+}
+
+/** What the journal keeps of a create. */
+export function createEntry(actor: Actor, node: NodeRow): JournalEntry {
+  return { userId: actor.userId, deviceId: actor.deviceId, action: 'node.create', node, detail: { kind: node.kind, name: node.name } };
+}
+
+export async function createNode(backend: Backend, actor: Actor, body: unknown): Promise<NodeInfo> {
+  const plan = planCreate(body);
   try {
     return await mutate(backend.db, async (trx) => {
-      await lockNamespacesOf(trx, [req.parent_id]);
+      await lockNamespacesOf(trx, [plan.parentId]);
       const view = await viewOf(trx, actor);
-      const parent = await targetDir(trx, view, req.parent_id);
-      const existing = await liveChild(trx, view, parent.id, name);
-      if (existing) throw exists(name, existing);
-      const now = Date.now();
-      // What is made in a namespace belongs to its owner (an editor's files in a shared folder are the owner's).
-      const node: NodeRow = {
-        id: newNodeId(),
-        owner_id: parent.owner_id,
-        ns_id: parent.ns_id,
-        parent_id: parent.id,
-        name,
-        kind: req.kind,
-        head_version: 0,
-        mtime: req.mtime ?? now,
-        ...content,
-        deleted_at: null,
-        created_at: now,
-      };
+      const parent = await targetDir(trx, view, plan.parentId);
+      const existing = await liveChild(trx, view, parent.id, plan.name);
+      if (existing) throw exists(plan.name, existing);
+      const node = newNodeRow(plan, parent, Date.now());
       await trx('nodes').insert(node);
-      await journal(trx, { userId: actor.userId, deviceId: actor.deviceId, action: 'node.create', node, detail: { kind: node.kind, name } });
+      await journal(trx, createEntry(actor, node));
       return infoFor(view, node);
     });
   } catch (err) {
     // Two creates of one name raced past the check: the unique index decided.
-    if (isUniqueViolation(err)) throw new ApiError('exists', `"${name}" already exists in this folder`);
+    if (isUniqueViolation(err)) throw new ApiError('exists', `"${plan.name}" already exists in this folder`);
     throw err;
   }
 }

@@ -20,9 +20,9 @@ export class RateLimits {
     this.downloads = bucket(settings.download_bytes_per_s, settings.window_s, 'download bytes');
   }
 
-  /** One request of this user. */
-  request(userId: number): Promise<void> {
-    return take(this.requests, userId, 1);
+  /** One request of this user (`count`: what a batch of that many operations costs). */
+  request(userId: number, count = 1): Promise<void> {
+    return take(this.requests, userId, count);
   }
 
   /** Before an upload of `bytes` is received. */
