@@ -7,17 +7,20 @@ import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { StratusClient } from '../../protocol/client.js';
 import { blake3Hex } from '../../protocol/hash.js';
-import type { BlockRef, NodeInfo, ServerConfig } from '../../protocol/types.js';
+import type { BatchOp, BlockRef, NodeInfo, ServerConfig } from '../../protocol/types.js';
 import { commitFile, fmtSize, MiB, parallel, pollUntil, runQuiet, seconds, uploadFile, writeRandomFile } from './helpers.js';
+import { ensureRclone, startRclone, type RcloneMount } from './rclone.js';
 import type { Section } from './report.js';
 import { addUser, startMount, startServe, type MountProcess } from './serve-process.js';
 
 /**
- * The drive against native disk, each figure next to the same operation on the same disk in the
- * same run: sequential and small reads (cold from the loopback server, from the disk cache, from
- * the page cache), `find` / `ls -lR` over a big tree, writes until the server has them, the bytes
- * one small edit uploads, and the mount's memory while a big file streams through a small cache.
- * The server, every mount and every shell tool run as their own processes.
+ * The drive against native disk and rclone mount, each figure next to the same operation on the
+ * same disk in the same run: sequential and small reads (cold from the loopback server, from the
+ * disk cache, from the page cache), `find` / `ls -lR` over a big tree, writes until the server has
+ * them, the bytes one small edit uploads, and the mount's memory while a big file streams through
+ * a small cache. rclone (scripts/bench/rclone.ts: `rclone serve webdav` of a folder holding the
+ * same files, `rclone mount --vfs-cache-mode full`) is left out, with a line saying why, where it
+ * cannot run. The server, every mount and every shell tool run as their own processes.
  */
 
 const run = promisify(execFile);
@@ -39,10 +42,6 @@ export interface MountBenchOptions {
   log(msg: string): void;
 }
 
-/** Figures the issue quotes for rclone mount (another machine, another network): a reference, not a baseline. */
-const RCLONE = { coldMBs: 560, diskCacheMBs: 940, small4kMs: 18, findColdS: 2.7, findWarmS: 0.29 };
-const RCLONE_LABEL = 'rclone mount (issue figures)';
-
 /** What every measurement group shares: one server process, one user, a folder for everything. */
 interface Bench {
   work: string;
@@ -54,6 +53,8 @@ interface Bench {
   config: ServerConfig;
   /** Page cache drop for all files at once (root); else per file, which cannot drop dentries. */
   dropAll: boolean;
+  /** rclone's version line, or undefined where it cannot run (the rclone column stays empty). */
+  rclone: string | undefined;
   mounts: Set<MountProcess>;
   log(msg: string): void;
 }
@@ -67,7 +68,11 @@ export async function benchMount(workDir: string, o: MountBenchOptions): Promise
   const mounts = new Set<MountProcess>();
   try {
     const [root, config, dropAll] = await Promise.all([client.root(), client.config(), dropAllPageCache()]);
-    const b: Bench = { work, serverData, url: server.url, token, client, root, config, dropAll, mounts, log: o.log };
+    const rclone = await ensureRclone(o.log).catch((err: Error) => {
+      o.log(`rclone mount is left out of the mount group: ${err.message}`);
+      return undefined;
+    });
+    const b: Bench = { work, serverData, url: server.url, token, client, root, config, dropAll, rclone, mounts, log: o.log };
     if (!dropAll) o.log('cannot write /proc/sys/vm/drop_caches (not root?): dropping the page cache per file with dd iflag=nocache');
     return [
       await benchReads(b, o.fileMiB * MiB),
@@ -114,6 +119,28 @@ async function benchReads(b: Bench, size: number): Promise<Section> {
     return readSmallMs(path.join(mnt, name), offset);
   });
 
+  // rclone over the same bytes: its webdav server serves a folder holding a hard link of the file.
+  const served = await freshDir(b, 'rclone-served');
+  await fs.link(native, path.join(served, name));
+  const rcWork = await freshDir(b, 'rclone');
+  const rc = await withRclone(b, rcWork, served, async (mnt) => {
+    const file = path.join(mnt, name);
+    await dropPageCache(b, [native]);
+    const cold = await catSeconds(file);
+    const warm = Math.min(await catSeconds(file), await catSeconds(file));
+    await run('cmp', [file, native]);
+    return { cold, warm };
+  });
+  const rcFromDisk = await withRclone(b, rcWork, served, async (mnt) => {
+    await dropPageCache(b, [native, path.join(rcWork, 'rclone-cache')]);
+    return catSeconds(path.join(mnt, name));
+  });
+  const rcSmall = await withRclone(b, await freshDir(b, 'rclone'), served, async (mnt) => {
+    await dropPageCache(b, [native]);
+    return readSmallMs(path.join(mnt, name), offset);
+  });
+  await fs.rm(served, { recursive: true });
+
   await dropPageCache(b, [native]);
   const nativeCold = await catSeconds(native);
   const nativeWarm = Math.min(await catSeconds(native), await catSeconds(native));
@@ -122,15 +149,15 @@ async function benchReads(b: Bench, size: number): Promise<Section> {
   await fs.rm(native);
 
   const mbs = (s: number) => size / MB / s;
+  const rcMbs = (s: number | undefined) => (s === undefined ? undefined : mbs(s));
   return {
     title: `Mount: reads of a ${fmtSize(size)} file (random bytes, server on loopback)`,
-    referenceLabel: RCLONE_LABEL,
     figures: [
-      { what: 'cold sequential read, `cat` (MB/s)', stratus: mbs(first.cold), native: mbs(nativeCold), reference: RCLONE.coldMBs },
-      { what: 're-read from the disk cache, remounted, page cache dropped (MB/s)', stratus: mbs(fromDisk), native: mbs(nativeCold), reference: RCLONE.diskCacheMBs },
-      { what: 're-read warm, page cache (MB/s)', stratus: mbs(first.warm), native: mbs(nativeWarm) },
-      { what: `4 KiB read at ${fmtSize(offset)}, cold: open + pread + close (ms)`, stratus: small.total, native: nativeSmall.total, reference: RCLONE.small4kMs },
-      { what: '… of which the pread (ms)', stratus: small.pread, native: nativeSmall.pread },
+      { what: 'cold sequential read, `cat` (MB/s)', stratus: mbs(first.cold), native: mbs(nativeCold), rclone: rcMbs(rc?.cold) },
+      { what: 're-read from the disk cache, remounted, page cache dropped (MB/s)', stratus: mbs(fromDisk), native: mbs(nativeCold), rclone: rcMbs(rcFromDisk) },
+      { what: 're-read warm, page cache (MB/s)', stratus: mbs(first.warm), native: mbs(nativeWarm), rclone: rcMbs(rc?.warm) },
+      { what: `4 KiB read at ${fmtSize(offset)}, cold: open + pread + close (ms)`, stratus: small.total, native: nativeSmall.total, rclone: rcSmall?.total },
+      { what: '… of which the pread (ms)', stratus: small.pread, native: nativeSmall.pread, rclone: rcSmall?.pread },
     ],
     notes: [
       b.dropAll
@@ -138,6 +165,7 @@ async function benchReads(b: Bench, size: number): Promise<Section> {
         : 'Cold = page cache of the files involved dropped with `dd iflag=nocache` (no root: dentries and inodes stay cached, so native metadata figures are warm).',
       'Cold mount reads start from a fresh mount on an empty cache folder: the folder listing, the manifest and every block come from the server.',
       'The disk-cache row compares with the cold native read (both read local disk).',
+      rcloneNote(b, 'the same file, hard-linked into the folder `rclone serve webdav` serves; cold = fresh rclone cache folder, disk cache = rclone remounted on its cache folder'),
     ],
   };
 }
@@ -164,8 +192,11 @@ async function readSmallMs(file: string, offset: number): Promise<{ total: numbe
 async function benchTree(b: Bench, dirs: number, files: number): Promise<Section> {
   const perDir = Math.ceil(files / dirs);
   const total = dirs * perDir;
-  b.log(`tree: creating ${dirs} folders × ${perDir} files on the server (32 requests in flight) and on local disk`);
+  b.log(`tree: creating ${dirs} folders × ${perDir} files on the server (batches of ${CREATE_BATCH}) and on local disk`);
   const createSeconds = await seconds(() => createRemoteTree(b, dirs, perDir));
+  const singles = Math.min(total, 10_000);
+  b.log(`tree: ${singles} more creates, one per request (32 in flight)`);
+  const singleSeconds = await seconds(() => createSingly(b, singles));
   const native = path.join(b.work, 'tree-native');
   await createLocalTree(native, dirs, perDir);
 
@@ -185,33 +216,68 @@ async function benchTree(b: Bench, dirs: number, files: number): Promise<Section
     const cold = await seconds(() => tool(native));
     return { cold, warm: await seconds(() => tool(native)) };
   };
+  const onRclone = async (tool: (dir: string) => Promise<unknown>) =>
+    withRclone(b, await freshDir(b, 'rclone'), native, async (mnt) => {
+      await dropPageCache(b, []);
+      const cold = await seconds(() => tool(mnt));
+      const warm = await seconds(() => tool(mnt));
+      await checkTreeCount(mnt, total);
+      return { cold, warm };
+    });
   const [mFind, mLs, nFind, nLs] = [await onMount(find), await onMount(ls), await onNative(find), await onNative(ls)];
+  const [rFind, rLs] = [await onRclone(find), await onRclone(ls)];
   await fs.rm(native, { recursive: true, force: true });
   return {
     title: `Mount: metadata, ${dirs} folders × ${perDir} files (${total} entries)`,
-    referenceLabel: RCLONE_LABEL,
     figures: [
-      { what: '`find`, cold (s)', stratus: mFind.cold, native: nFind.cold, reference: RCLONE.findColdS },
-      { what: '`find`, warm (s)', stratus: mFind.warm, native: nFind.warm, reference: RCLONE.findWarmS },
-      { what: '`ls -lR`, cold (s)', stratus: mLs.cold, native: nLs.cold },
-      { what: '`ls -lR`, warm (s)', stratus: mLs.warm, native: nLs.warm },
+      { what: 'creates through the API, one per request, 32 in flight (per s)', stratus: singles / singleSeconds },
+      { what: `creates through the API, POST /v1/batch of ${CREATE_BATCH}, 2 in flight (per s)`, stratus: (total + dirs) / createSeconds },
+      { what: '`find`, cold (s)', stratus: mFind.cold, native: nFind.cold, rclone: rFind?.cold },
+      { what: '`find`, warm (s)', stratus: mFind.warm, native: nFind.warm, rclone: rFind?.warm },
+      { what: '`ls -lR`, cold (s)', stratus: mLs.cold, native: nLs.cold, rclone: rLs?.cold },
+      { what: '`ls -lR`, warm (s)', stratus: mLs.warm, native: nLs.warm, rclone: rLs?.warm },
     ],
     notes: [
       'Cold = fresh mount on an empty cache folder: every listing comes from the server. Warm = the same command again on that mount.',
-      `The tree was made through the HTTP API: ${total + dirs} creates in ${createSeconds.toFixed(1)} s (${Math.round((total + dirs) / createSeconds)}/s, 32 in flight).`,
+      rcloneNote(b, 'the native tree served by `rclone serve webdav`; cold = a fresh rclone mount, warm = the same command again on it'),
+      `The tree was made through the HTTP API in batches: ${total + dirs} creates in ${createSeconds.toFixed(1)} s. The creates one per request make empty files in a folder of their own.`,
     ],
   };
 }
 
+/** Operations per POST /v1/batch when the bench makes trees. */
+const CREATE_BATCH = 1000;
+
+/** `tree/dNNNN/fNNNNN.txt`, through POST /v1/batch (2 in flight): each folder with its first files, then the rest of them. */
 async function createRemoteTree(b: Bench, dirs: number, perDir: number): Promise<void> {
   const top = await b.client.create({ parent_id: b.root.id, name: 'tree', kind: 'dir' });
-  const ids: string[] = [];
-  await parallel(dirs, 32, async (d) => {
-    ids[d] = (await b.client.create({ parent_id: top.id, name: dirName(d), kind: 'dir' })).id;
-  });
-  await parallel(dirs * perDir, 32, async (i) => {
-    await b.client.create({ parent_id: ids[Math.floor(i / perDir)]!, name: fileName(i % perDir), kind: 'file' });
-  });
+  const step = CREATE_BATCH - 1;
+  const jobs: Array<() => Promise<void>> = [];
+  for (let d = 0; d < dirs; d++) {
+    let made!: (id: string) => void;
+    const dirId = new Promise<string>((resolve) => (made = resolve));
+    for (let from = 0; from < perDir; from += step) {
+      const first = from === 0;
+      const to = Math.min(perDir, from + step);
+      // Started in order: the first batch of a folder is in flight or done when a later one waits for its id.
+      jobs.push(async () => {
+        const parent = first ? '$0' : await dirId;
+        const ops: BatchOp[] = first ? [{ op: 'create', node: { parent_id: top.id, name: dirName(d), kind: 'dir' } }] : [];
+        for (let i = from; i < to; i++) ops.push({ op: 'create', node: { parent_id: parent, name: fileName(i), kind: 'file' } });
+        const { results } = await b.client.batch(ops);
+        const failed = results.find((r) => !('node' in r));
+        if (failed) throw new Error(`a create of the tree failed: ${JSON.stringify(failed)}`);
+        if (first && 'node' in results[0]!) made(results[0].node.id);
+      });
+    }
+  }
+  await parallel(jobs.length, 2, (i) => jobs[i]!());
+}
+
+/** `count` empty files, one POST /v1/nodes each, 32 in flight, in a folder of their own. */
+async function createSingly(b: Bench, count: number): Promise<void> {
+  const dir = await b.client.create({ parent_id: b.root.id, name: 'singles', kind: 'dir' });
+  await parallel(count, 32, (i) => b.client.create({ parent_id: dir.id, name: fileName(i), kind: 'file' }));
 }
 
 async function createLocalTree(root: string, dirs: number, perDir: number): Promise<void> {
@@ -263,20 +329,63 @@ async function benchWrites(b: Bench, writeSize: number, editSize: number): Promi
     });
   const nWrite = await nativeCopy(src);
   const nEdit = await nativeCopy(editB);
+  // rclone uploads a closed file after --vfs-write-back (default 5 s): 0 s for the table, the default for a note.
+  const rcWrites = async (writeBack: string) => {
+    const served = await freshDir(b, 'rclone-served');
+    try {
+      return await withRclone(
+        b,
+        await freshDir(b, 'rclone'),
+        served,
+        async (mnt, rc) => {
+          const copyIn = (from: string, name: string, size: number) =>
+            seconds(async () => {
+              await run('cp', [from, path.join(mnt, name)]);
+              await waitUploaded(rc, path.join(served, name), size);
+            });
+          const write = await copyIn(src, 'write.bin', writeSize);
+          await copyIn(editA, 'edit.bin', editSize);
+          const before = await rc.transferredBytes();
+          const edit = await copyIn(editB, 'edit.bin', editSize + 1);
+          return { write, edit, uploaded: (await rc.transferredBytes()) - before };
+        },
+        ['--vfs-write-back', writeBack],
+      );
+    } finally {
+      await fs.rm(served, { recursive: true, force: true });
+    }
+  };
+  const rc = await rcWrites('0s');
+  const rcDefault = await rcWrites('5s');
   await Promise.all([src, editA, editB].map((f) => fs.rm(f)));
   return {
     title: 'Mount: writes (until the server has committed the new version)',
     figures: [
-      { what: `${fmtSize(writeSize)} \`cp\` in, until committed vs \`cp\` + \`sync\` (s)`, stratus: r.write, native: nWrite },
-      { what: `${fmtSize(writeSize)} \`cp\` in, until committed vs \`cp\` + \`sync\` (MB/s)`, stratus: writeSize / MB / r.write, native: writeSize / MB / nWrite },
-      { what: `${fmtSize(editSize)} file with one byte inserted mid-file, \`cp\` over it until committed (s)`, stratus: r.edit, native: nEdit },
-      { what: 'bytes uploaded for that one-byte insert vs the whole file (MiB)', stratus: r.uploaded / MiB, native: (editSize + 1) / MiB },
+      { what: `${fmtSize(writeSize)} \`cp\` in, until committed vs \`cp\` + \`sync\` (s)`, stratus: r.write, native: nWrite, rclone: rc?.write },
+      { what: `${fmtSize(writeSize)} \`cp\` in, until committed vs \`cp\` + \`sync\` (MB/s)`, stratus: writeSize / MB / r.write, native: writeSize / MB / nWrite, rclone: rc && writeSize / MB / rc.write },
+      { what: `${fmtSize(editSize)} file with one byte inserted mid-file, \`cp\` over it until committed (s)`, stratus: r.edit, native: nEdit, rclone: rc?.edit },
+      { what: 'bytes uploaded for that one-byte insert vs the whole file (MiB)', stratus: r.uploaded / MiB, native: (editSize + 1) / MiB, rclone: rc && rc.uploaded / MiB },
     ],
     notes: [
       'Committed = the server lists the node with a new head version of the right size (polled every 20 ms through the API).',
       "Uploaded = growth of the server's blocks folder (content-defined chunking: only the chunks around the insert are new).",
+      rcloneNote(
+        b,
+        `\`rclone mount --vfs-write-back 0s\`; committed = the served folder holds the whole file and rclone's upload queue is empty (polled every 20 ms); uploaded = rclone's transferred bytes${rcDefault ? `. With rclone's default --vfs-write-back 5s the ${fmtSize(writeSize)} copy takes ${rcDefault.write.toFixed(2)} s` : ''}`,
+      ),
     ],
   };
+}
+
+/** Polls until rclone has uploaded `served` (the file in the folder its webdav server serves) whole and has nothing queued. */
+async function waitUploaded(rc: RcloneMount, served: string, size: number, timeoutMs = 600_000): Promise<void> {
+  await pollUntil(
+    async () => {
+      const st = await fs.stat(served).catch(() => undefined);
+      return st?.size === size && (await rc.pendingUploads()) === 0 ? true : undefined;
+    },
+    { timeoutMs, everyMs: 20, what: `rclone to upload ${served} (${size} bytes)`, why: rc.stderr },
+  );
 }
 
 async function remoteChild(b: Bench, name: string): Promise<NodeInfo | undefined> {
@@ -393,6 +502,23 @@ async function withMount<T>(b: Bench, opts: { cacheDir?: string; cacheSize?: str
   }
 }
 
+/** Runs `fn` on an rclone mount of `served` (work folder `work`: a second call on it finds rclone's cache), always stops it; undefined without rclone. */
+async function withRclone<T>(b: Bench, work: string, served: string, fn: (mountpoint: string, rc: RcloneMount) => Promise<T>, mountArgs: string[] = []): Promise<T | undefined> {
+  if (!b.rclone) return undefined;
+  const rc = await startRclone(work, served, mountArgs);
+  try {
+    return await fn(rc.mountpoint, rc);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n--- rclone stderr ---\n${rc.stderr().slice(-4000)}`, { cause: err });
+  } finally {
+    await rc.stop();
+  }
+}
+
+function rcloneNote(b: Bench, how: string): string {
+  return b.rclone ? `rclone mount (${b.rclone}): ${how}.` : 'rclone mount: not measured (see the bench log for why).';
+}
+
 function freshDir(b: Bench, prefix: string): Promise<string> {
   return fs.mkdtemp(path.join(b.work, `${prefix}-`));
 }
@@ -401,7 +527,7 @@ function blocksDir(b: Bench): string {
   return path.join(b.serverData, 'blocks');
 }
 
-async function dropAllPageCache(): Promise<boolean> {
+export async function dropAllPageCache(): Promise<boolean> {
   try {
     await run('sync');
     await fs.writeFile('/proc/sys/vm/drop_caches', '3');
@@ -437,6 +563,6 @@ async function duBytes(dir: string): Promise<number> {
   return total;
 }
 
-function catSeconds(file: string): Promise<number> {
+export function catSeconds(file: string): Promise<number> {
   return seconds(() => runQuiet('cat', [file]));
 }

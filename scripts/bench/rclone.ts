@@ -49,8 +49,12 @@ export async function ensureRclone(log: (msg: string) => void): Promise<string> 
   return version();
 }
 
-/** Serves `served` over webdav on loopback and mounts it at `<work>/rclone-mnt`, cache in `<work>/rclone-cache`. */
-export async function startRclone(work: string, served: string): Promise<RcloneMount> {
+/**
+ * Serves `served` over webdav on loopback and mounts it at `<work>/rclone-mnt`, cache in
+ * `<work>/rclone-cache` (kept: a second mount on the same `work` starts with the blocks cached).
+ * `mountArgs`: more flags of `rclone mount` (e.g. `--vfs-write-back 0s`).
+ */
+export async function startRclone(work: string, served: string, mountArgs: string[] = []): Promise<RcloneMount> {
   const mountpoint = path.join(work, 'rclone-mnt');
   const cacheDir = path.join(work, 'rclone-cache');
   const config = path.join(work, 'rclone.conf');
@@ -59,7 +63,7 @@ export async function startRclone(work: string, served: string): Promise<RcloneM
     name: 'rclone serve webdav',
   });
   const env = { ...process.env, [`RCLONE_CONFIG_${REMOTE.toUpperCase()}_TYPE`]: 'webdav', [`RCLONE_CONFIG_${REMOTE.toUpperCase()}_URL`]: `${serve.match[1]}/`, [`RCLONE_CONFIG_${REMOTE.toUpperCase()}_VENDOR`]: 'other' };
-  const args = ['mount', `${REMOTE}:`, mountpoint, '--config', config, '--vfs-cache-mode', 'full', '--cache-dir', cacheDir];
+  const args = ['mount', `${REMOTE}:`, mountpoint, '--config', config, '--vfs-cache-mode', 'full', '--cache-dir', cacheDir, ...mountArgs];
   let mount: Awaited<ReturnType<typeof spawnUntil>> | undefined;
   const stop = async () => {
     await unmountIfMounted(mountpoint).catch(() => undefined);

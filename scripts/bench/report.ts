@@ -6,8 +6,8 @@ export interface Figure {
   stratus: number;
   /** The same operation on native disk in the same run (absent where there is none). */
   native?: number;
-  /** A reference figure quoted from elsewhere (not measured here). */
-  reference?: number;
+  /** The same operation through rclone mount in the same run (scripts/bench/rclone.ts). */
+  rclone?: number;
 }
 
 export interface Section {
@@ -15,8 +15,6 @@ export interface Section {
   figures: Figure[];
   /** Printed under the table. */
   notes?: string[];
-  /** Header of the reference column; the column is left out when no figure has one. */
-  referenceLabel?: string;
 }
 
 /** A number with sensible precision: 0.0123, 1.23, 12.3, 1234. */
@@ -35,16 +33,16 @@ export function markdownTable(head: string[], rows: string[][], rightAligned = h
   return [line(head), line(rightAligned.map((r) => (r ? '---:' : '---'))), ...rows.map(line)].join('\n');
 }
 
-/** A section as `## title` + a table of Stratus vs native (and the ratio) + notes. */
+/** A section as `## title` + a table of Stratus vs native (and rclone mount where measured), with the ratios, + notes. */
 export function renderSection(s: Section): string {
-  const withReference = s.figures.some((f) => f.reference !== undefined);
-  const head = ['what', 'Stratus', 'native disk', 'Stratus / native'];
-  if (withReference) head.push(s.referenceLabel ?? 'reference');
-  const rows = s.figures.map((f) => {
-    const row = [f.what, num(f.stratus), num(f.native), f.native ? num(f.stratus / f.native) : '—'];
-    if (withReference) row.push(num(f.reference));
-    return row;
-  });
+  const withRclone = s.figures.some((f) => f.rclone !== undefined);
+  const ratio = (a: number, b: number | undefined) => (b ? num(a / b) : '—');
+  const head = withRclone ? ['what', 'native disk', 'rclone mount', 'Stratus', 'Stratus / native', 'Stratus / rclone'] : ['what', 'Stratus', 'native disk', 'Stratus / native'];
+  const rows = s.figures.map((f) =>
+    withRclone
+      ? [f.what, num(f.native), num(f.rclone), num(f.stratus), ratio(f.stratus, f.native), ratio(f.stratus, f.rclone)]
+      : [f.what, num(f.stratus), num(f.native), ratio(f.stratus, f.native)],
+  );
   const notes = (s.notes ?? []).map((n) => `- ${n}`);
   return [`## ${s.title}`, markdownTable(head, rows), ...(notes.length ? ['', ...notes] : [])].join('\n');
 }

@@ -6,6 +6,7 @@ import { startThrowawayPostgres } from '../test-postgres.js';
 import { benchChunking } from './chunk.js';
 import { benchCommits } from './commits.js';
 import { benchDownload, median } from './download.js';
+import { benchGcsRead } from './gcs-read.js';
 import { benchHistory } from './history.js';
 import { benchMount } from './mount.js';
 import { markdownTable, num, renderSection } from './report.js';
@@ -19,7 +20,7 @@ import { benchUpload } from './upload.js';
  * same run (native disk, cp; the tree group also rclone mount). Markdown on stdout, progress on stderr.
  *
  * STRATUS_BENCH_QUICK=1 shrinks every size (a development run of a minute or two);
- * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync,tree,history,scale picks groups (default: all). Sizes, each
+ * STRATUS_BENCH_ONLY=mount,chunk,upload,download,commits,sync,tree,history,scale,gcs picks groups (default: all). Sizes, each
  * overriding the quick and full defaults (quick in brackets where the tree group has one):
  *   STRATUS_BENCH_MOUNT_GIB (1)  STRATUS_BENCH_TREE_FILES (100000)  STRATUS_BENCH_TREE_DIRS (100)
  *   STRATUS_BENCH_WRITE_MIB (100)  STRATUS_BENCH_EDIT_MIB (256)  STRATUS_BENCH_STREAM_GIB (10)
@@ -34,6 +35,7 @@ import { benchUpload } from './upload.js';
  *   STRATUS_BENCH_SCALE_CLIENTS (50 [10])  STRATUS_BENCH_SCALE_SECONDS (60 [10])  STRATUS_BENCH_SCALE_DEVICES (1000 [100], 10 per user)
  *   STRATUS_BENCH_SCALE_BURST (1000 [100])  STRATUS_BENCH_SCALE_MEMBERS (1000 [100], of one shared folder)
  *   STRATUS_BENCH_SCALE_SHARE_BURST (100 [50], commits into that folder)
+ *   STRATUS_BENCH_GCS_MIB (1024 [128], the file read cold with blocks on the GCS emulator)
  * The tree group needs rclone (Debian's; installed with apt-get when missing and the bench is root).
  */
 const quick = process.env.STRATUS_BENCH_QUICK === '1';
@@ -44,7 +46,7 @@ function setting(name: string, full: number, quickValue: number): number {
   return value;
 }
 
-const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync', 'tree', 'history', 'scale'] as const;
+const GROUPS = ['mount', 'chunk', 'upload', 'download', 'commits', 'sync', 'tree', 'history', 'scale', 'gcs'] as const;
 type Group = (typeof GROUPS)[number];
 const only = (process.env.STRATUS_BENCH_ONLY ?? GROUPS.join(',')).split(',').map((g) => g.trim()).filter(Boolean);
 for (const g of only) if (!GROUPS.includes(g as Group)) throw new Error(`STRATUS_BENCH_ONLY: unknown group ${g} (groups: ${GROUPS.join(', ')})`);
@@ -202,6 +204,10 @@ async function scaleGroup(workDir: string): Promise<void> {
   });
 }
 
+async function gcsGroup(workDir: string): Promise<void> {
+  print(renderSection(await benchGcsRead(workDir, { fileMiB: setting('STRATUS_BENCH_GCS_MIB', 1024, 128), log })));
+}
+
 const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-bench-'));
 try {
   print(`# Stratus bench — ${os.cpus().length} cores, node ${process.version}, ${new Date().toISOString()}${quick ? ' (quick mode: small sizes)' : ''}`);
@@ -214,6 +220,7 @@ try {
   if (wanted('tree')) await treeGroup(workDir);
   if (wanted('history')) await historyGroup(workDir);
   if (wanted('scale')) await scaleGroup(workDir);
+  if (wanted('gcs')) await gcsGroup(workDir);
 } finally {
   await fs.rm(workDir, { recursive: true, force: true });
 }
