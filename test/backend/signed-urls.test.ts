@@ -17,12 +17,23 @@ const gcs = await startGcsEmulator(t);
 const backend = await startTestBackend('sqlite', { chunking: SMALL_CHUNKING }, { blocksDir: gcs.blocksUrl() });
 t.teardown(() => backend.close());
 
-t.test('GET /v1/blocks answers a signed URL of the store; the client reads the block from there; direct=1 sends the bytes', async (t) => {
-  const u = await backend.addUser('signed');
-  const bytes = crypto.randomBytes(70_000);
+/** A user's GET of a block, redirects not followed. */
+function getRaw(server: { url: string }, token: string, hash: string, query = ''): Promise<Response> {
+  return fetch(`${server.url}/v1/blocks/${hash}${query}`, { headers: { authorization: `Bearer ${token}` }, redirect: 'manual' });
+}
+
+/** Random bytes uploaded as a block by `u`. */
+async function uploaded(u: { client: { putBlock(hash: string, bytes: Buffer): Promise<unknown> } }, size: number): Promise<{ bytes: Buffer; hash: string }> {
+  const bytes = crypto.randomBytes(size);
   const hash = blockHash(bytes);
   await u.client.putBlock(hash, bytes);
-  const res = await fetch(`${backend.url}/v1/blocks/${hash}`, { headers: { authorization: `Bearer ${u.token}` }, redirect: 'manual' });
+  return { bytes, hash };
+}
+
+t.test('GET /v1/blocks answers a signed URL of the store; the client reads the block from there; direct=1 sends the bytes', async (t) => {
+  const u = await backend.addUser('signed');
+  const { bytes, hash } = await uploaded(u, 70_000);
+  const res = await getRaw(backend, u.token, hash);
   t.equal(res.status, 307, 'a redirect');
   const location = res.headers.get('location')!;
   t.ok(location.startsWith(gcs.host), `to the store (${location.slice(0, 40)}…)`);
@@ -30,11 +41,11 @@ t.test('GET /v1/blocks answers a signed URL of the store; the client reads the b
   t.ok(Buffer.from(await (await fetch(location)).arrayBuffer()).equals(bytes), 'the URL reads the block');
   t.ok((await u.client.getBlock(hash)).equals(bytes), 'the client follows it');
   t.ok((await u.client.getBlock(hash, { offset: 1000, length: 500 })).equals(bytes.subarray(1000, 1500)), 'ranges too');
-  const direct = await fetch(`${backend.url}/v1/blocks/${hash}?direct=1`, { headers: { authorization: `Bearer ${u.token}` }, redirect: 'manual' });
+  const direct = await getRaw(backend, u.token, hash, '?direct=1');
   t.equal(direct.status, 200, 'direct=1: the bytes through the server');
   t.ok(Buffer.from(await direct.arrayBuffer()).equals(bytes));
   const stranger = await backend.addUser('signed-stranger');
-  const refused = await fetch(`${backend.url}/v1/blocks/${hash}`, { headers: { authorization: `Bearer ${stranger.token}` }, redirect: 'manual' });
+  const refused = await getRaw(backend, stranger.token, hash);
   t.equal(refused.status, 404, 'no URL for a block the caller may not read (invariant 4)');
 });
 
@@ -42,10 +53,8 @@ t.test('with signed URLs off (serve --no-signed-urls), GET /v1/blocks sends the 
   const direct = await startTestBackend('sqlite', { downloads: { signed_urls: false } }, { blocksDir: gcs.blocksUrl() });
   t.teardown(() => direct.close());
   const u = await direct.addUser('no-signed');
-  const bytes = crypto.randomBytes(20_000);
-  const hash = blockHash(bytes);
-  await u.client.putBlock(hash, bytes);
-  const res = await fetch(`${direct.url}/v1/blocks/${hash}`, { headers: { authorization: `Bearer ${u.token}` }, redirect: 'manual' });
+  const { bytes, hash } = await uploaded(u, 20_000);
+  const res = await getRaw(direct, u.token, hash);
   t.equal(res.status, 200, 'no redirect');
   t.ok(Buffer.from(await res.arrayBuffer()).equals(bytes), 'the bytes, from the GCS store through the server');
 });
