@@ -4,6 +4,8 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import { pino, type Logger } from 'pino';
 import { createApp } from './app.js';
+import { watchDbPool } from './metrics/db-pool.js';
+import { ServerMetrics } from './metrics/server-metrics.js';
 import type { BlockStore } from './blockstore/blockstore.js';
 import { openBlockStore } from './blockstore/open.js';
 import { dbClient, openDatabase } from './db/connect.js';
@@ -26,6 +28,8 @@ export interface ServeOptions {
   blocksUrl?: string;
   settings?: ServerSettings;
   log?: Logger;
+  /** Serve GET /metrics on this listener (default true); the counts are kept either way (RunningServer.metrics). */
+  metricsRoute?: boolean;
 }
 
 export interface RunningServer {
@@ -33,6 +37,8 @@ export interface RunningServer {
   db: Knex;
   store: BlockStore;
   settings: ServerSettings;
+  /** The Prometheus metrics (what GET /metrics serves), e.g. for a listener of their own. */
+  metrics: ServerMetrics;
   /** The WebSocket connections of GET /v1/events. */
   events: {
     connections(): number;
@@ -55,7 +61,9 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
   const { host, port } = parseListen(opts.listen ?? '127.0.0.1:7420');
   const log = opts.log ?? pino({ level: process.env.STRATUS_LOG_LEVEL ?? 'info' }, pino.destination(2));
   const settings = opts.settings ?? defaultSettings;
-  const db = await openDatabase(opts.dbUrl, dataDir);
+  const db = await openDatabase(opts.dbUrl, dataDir, log);
+  const metrics = new ServerMetrics();
+  const stopWatchingPool = watchDbPool(db, metrics);
   let store: BlockStore | undefined;
   let bus: NotifyBus | undefined;
   let stopPublishing: (() => void) | undefined;
@@ -66,7 +74,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     bus = dbClient(db) === 'pg' ? await PgBus.start({ url: opts.dbUrl!, db, log }) : new MemoryBus(log);
     const openBus = bus;
     stopPublishing = onCommitted(db, ({ hints, revocations }) => {
-      for (const hint of hints) openBus.publish(hint);
+      const committedAt = Date.now();
+      for (const hint of hints) openBus.publish({ ...hint, committedAt });
       for (const revocation of revocations) openBus.revoke(revocation);
     });
     // A device revoked through another backend stops authenticating here at once, too.
@@ -74,7 +83,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       if (event.kind === 'revoke') forgetDevice(event.deviceId);
     });
     const backend = { db, store, settings, rates: new RateLimits(settings.rate) };
-    const app = createApp(backend, log);
+    const app = createApp(backend, log, { counts: metrics, route: opts.metricsRoute !== false });
     const limits = settings.http;
     const server = http.createServer(
       {
@@ -90,7 +99,8 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     // A connection on which nothing moves (a body that stopped coming, a client that stopped
     // reading) is closed; a WebSocket is exempt once upgraded (its keepalive pings watch it).
     server.setTimeout(limits.idle_timeout_ms, (socket) => socket.destroy());
-    const openGateway = (gateway = new EventsGateway(backend, bus, log));
+    const openGateway = (gateway = new EventsGateway(backend, bus, log, (seconds) => metrics.hintLag.observe(seconds)));
+    metrics.sources.connections = () => openGateway.connections();
     server.on('upgrade', (req, socket, head) => {
       (socket as Socket).setTimeout(0);
       openGateway.handleUpgrade(req, socket, head);
@@ -109,6 +119,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
       db,
       store: openStore,
       settings,
+      metrics,
       events: {
         connections: () => openGateway.connections(),
         disconnectAll: () => openGateway.disconnectAll(),
@@ -122,6 +133,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
         stopPublishing?.();
         await openBus.close();
         await openStore.close();
+        stopWatchingPool();
         await db.destroy();
       },
     };
@@ -130,6 +142,7 @@ export async function startServer(opts: ServeOptions = {}): Promise<RunningServe
     stopPublishing?.();
     await bus?.close();
     await store?.close();
+    stopWatchingPool();
     await db.destroy();
     throw err;
   }

@@ -106,7 +106,7 @@ export class BlockCache {
       throw new RangeError(`maxBytes must be a non-negative integer, got ${opts.maxBytes}`);
     }
     const cache = new BlockCache(blocksRoot(opts.dir), opts.maxBytes);
-    await fsp.mkdir(cache.root, { recursive: true });
+    await fsp.mkdir(cache.root, { recursive: true, mode: 0o700 });
     const found = await scanBlocks(cache.root);
     found.sort((x, y) => x.usedMs - y.usedMs || (x.hash < y.hash ? -1 : 1));
     for (const block of found) {

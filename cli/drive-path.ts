@@ -1,10 +1,11 @@
 import { realpath } from 'node:fs/promises';
 import path from 'node:path';
-import { mountOwner, readStatus, registeredMounts } from '../mount/registry.js';
+import { runningDrives as answeringDrives } from '../mount/control/client.js';
 import { StratusClient } from '../protocol/client.js';
 import { ApiError } from '../protocol/errors.js';
 import type { NodeInfo, WhoAmI } from '../protocol/types.js';
 import { readCredentials } from './credentials.js';
+import { sourceOf } from './config.js';
 
 /**
  * Paths on a mounted drive, for the file commands (DESIGN §9): which running drive holds a path,
@@ -23,14 +24,11 @@ export interface Drive {
 /** Every running drive whose mountpoint resolves and that has said which server and user it is. */
 async function runningDrives(): Promise<Drive[]> {
   const drives: Drive[] = [];
-  for (const mountpoint of await registeredMounts()) {
-    const pid = await mountOwner(mountpoint);
-    if (pid === undefined) continue;
-    const status = await readStatus(mountpoint);
-    if (!status || status.pid !== pid) continue;
-    const realMountpoint = await realpath(mountpoint).catch(() => undefined);
+  // This user's drives, as they answer on their control sockets (mount/control/).
+  for (const status of await answeringDrives()) {
+    const realMountpoint = await realpath(status.mountpoint).catch(() => undefined);
     if (realMountpoint === undefined) continue;
-    drives.push({ mountpoint, realMountpoint, pid, server: status.server, user: status.user });
+    drives.push({ mountpoint: status.mountpoint, realMountpoint, pid: status.pid, server: status.server, user: status.user });
   }
   return drives;
 }
@@ -88,11 +86,11 @@ export async function defaultDrive(): Promise<Drive> {
  */
 export async function driveClient(drive: Drive, token?: string): Promise<StratusClient> {
   let source: string;
-  if (token !== undefined) source = '--token';
+  if (token !== undefined) source = sourceOf('token') ?? '--token';
   else if (process.env.STRATUS_TOKEN) [token, source] = [process.env.STRATUS_TOKEN, '$STRATUS_TOKEN'];
   else {
-    const creds = await readCredentials(drive.mountpoint, drive.pid);
-    if (!creds) throw new Error(`no token for the drive at ${drive.mountpoint}: give --token or set STRATUS_TOKEN`);
+    const creds = await readCredentials(drive.mountpoint);
+    if (!creds) throw new Error(`no token for the drive at ${drive.mountpoint}: set STRATUS_TOKEN or give --token-file FILE`);
     [token, source] = [creds.token, `the drive at ${drive.mountpoint}`];
   }
   const client = new StratusClient({ server: drive.server, token, connections: 4 });

@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { Command } from 'commander';
 import { openBlockStore } from '../backend/blockstore/open.js';
-import { openDatabase } from '../backend/db/connect.js';
 import { runHistoryJobs } from '../backend/jobs/history-jobs.js';
 import { defaultSettings } from '../backend/settings.js';
 import { humanSize } from './display.js';
 import { parseDuration } from './duration.js';
+import { openServerDatabase } from './server-db.js';
 
 interface GcOptions {
   data: string;
@@ -29,7 +29,7 @@ export function gcCommand(): Command {
     .option('--grace <duration>', 'delete an unreferenced block only once its last upload or check is this old: commits on their way still find it (default 1h)', parseDuration)
     .action(async (opts: GcOptions) => {
       const dataDir = path.resolve(opts.data);
-      const db = await openDatabase(opts.db, dataDir);
+      const db = await openServerDatabase(opts, 'gc');
       const store = await openBlockStore(opts.blocks, dataDir);
       try {
         const settings = {

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import './threadpool.js';
 import { Command, CommanderError } from 'commander';
+import { configureOptions } from './config.js';
 import { gcCommand } from './gc.js';
 import { mountCommand } from './mount.js';
+import { pinCommand, unpinCommand } from './pin.js';
 import { restoreCommand } from './restore.js';
 import { serveCommand } from './serve.js';
 import { shareCommand, sharesCommand, unshareCommand } from './share.js';
@@ -30,12 +32,17 @@ program.addCommand(mountCommand());
 program.addCommand(upCommand());
 program.addCommand(unmountCommand());
 program.addCommand(statusCommand());
+program.addCommand(pinCommand());
+program.addCommand(unpinCommand());
 program.addCommand(shareCommand());
 program.addCommand(unshareCommand());
 program.addCommand(sharesCommand());
 program.addCommand(versionsCommand());
 program.addCommand(restoreCommand());
 program.addCommand(trashCommand());
+
+// Last, once every command is there: each flag gets its environment variable and config-file key.
+configureOptions(program);
 
 try {
   await program.parseAsync(process.argv);

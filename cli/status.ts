@@ -1,17 +1,9 @@
 import { Command } from 'commander';
 import bytes from 'bytes';
 import { resolve } from 'node:path';
-import { alive, readStatus, registeredMounts, registeredPid, type MountStatus } from '../mount/registry.js';
-
-/** The status of the drive at `mountpoint`, or why there is none. */
-async function statusOf(mountpoint: string): Promise<MountStatus> {
-  const pid = await registeredPid(mountpoint);
-  if (pid === undefined) throw new Error(`no stratus drive is mounted at ${mountpoint}`);
-  if (!alive(pid)) throw new Error(`no stratus drive is mounted at ${mountpoint} (stale entry of pid ${pid}, which is gone)`);
-  const status = await readStatus(mountpoint);
-  if (!status || status.pid !== pid) throw new Error(`the drive at ${mountpoint} (pid ${pid}) has not written its status yet`);
-  return status;
-}
+import { driveStatus, runningDrives } from '../mount/control/client.js';
+import type { MountStatus } from '../mount/status.js';
+import { formatPathStatus, pathStatus, statusTarget } from './path-status.js';
 
 function ago(iso: string | null, now: number): string {
   if (iso === null) return 'never';
@@ -37,17 +29,21 @@ export function formatStatus(s: MountStatus, now = Date.now()): string {
 export function statusCommand(): Command {
   return new Command('status')
     .description('show whether a drive is connected to its server, what it has pending and when it last synced (every mounted drive without MOUNTPOINT)')
-    .argument('[mountpoint]', 'where the drive is mounted')
+    .argument('[mountpoint]', 'where the drive is mounted; or a file or folder on a drive: its sync state (synced, pending, uploading, conflict, pinned, cached, online-only; a folder: counts per state)')
     .option('--json', 'print JSON (an object for MOUNTPOINT, else an array) for scripts')
     .action(async (mountpoint: string | undefined, opts: { json?: boolean }) => {
       let statuses: MountStatus[];
-      if (mountpoint !== undefined) statuses = [await statusOf(resolve(mountpoint))];
+      // A file or folder on a drive (not its mountpoint): its sync state.
+      const at = mountpoint === undefined ? undefined : await statusTarget(mountpoint);
+      if (at) {
+        const s = await pathStatus(at);
+        process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatPathStatus(s));
+        return;
+      }
+      // Asked over each drive's control socket (this user's drives only: mount/control/).
+      if (mountpoint !== undefined) statuses = [await driveStatus(resolve(mountpoint))];
       else {
-        statuses = [];
-        for (const mp of await registeredMounts()) {
-          const s = await statusOf(mp).catch(() => undefined);
-          if (s) statuses.push(s);
-        }
+        statuses = await runningDrives();
         if (!statuses.length) throw new Error('no stratus drive is mounted');
       }
       if (opts.json) process.stdout.write(`${JSON.stringify(mountpoint !== undefined ? statuses[0] : statuses, null, 2)}\n`);

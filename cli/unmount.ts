@@ -1,36 +1,51 @@
 import { Command } from 'commander';
+import { askDrive, NoDriveError } from '../mount/control/client.js';
 import { unmount } from '../mount/fuse/stale.js';
-import { mountOwner } from '../mount/registry.js';
-
-/** Resolves when process `pid` has exited (checked every 100 ms), false after `timeoutMs`. */
-async function exited(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return true;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return false;
-}
+import { EXIT_PENDING, parseSeconds } from './mount.js';
+import { pendingText, waitingText, type UnmountProgress, type UnmountResult } from './stop-report.js';
 
 export function unmountCommand(): Command {
   return new Command('unmount')
-    .description('stop the drive at MOUNTPOINT: its stratus process commits what is pending, then unmounts')
+    .description('stop your drive at MOUNTPOINT: asked over its control socket, it commits what is pending (progress shown), then unmounts')
     .argument('<mountpoint>', 'where the drive is mounted')
-    .option('--timeout <seconds>', 'how long to wait for the drive to finish', (v) => Number(v), 120)
+    .option('--timeout <seconds>', 'how long to wait for the drive to finish', parseSeconds, 120)
+    .addHelpText(
+      'after',
+      `
+Only your own drives answer (their control sockets are in your runtime folder, mode 0700). A
+mountpoint no drive of yours answers at is unmounted with fusermount -u (a dead mount left by a
+crash; FUSE lets you unmount only your own mounts).
+
+Exit codes:
+  0  unmounted with everything committed
+  ${EXIT_PENDING}  unmounted with commits still pending: they stay queued in the drive's cache
+     folder and go at its next mount
+  1  any other failure (one line on stderr)`,
+    )
     .action(async (mountpoint: string, opts: { timeout: number }) => {
-      const pid = await mountOwner(mountpoint);
-      if (pid === undefined) {
-        // No live owner: a dead mount left by a crash, or someone else's FUSE mount.
+      const say = (msg: string) => process.stderr.write(`stratus: ${msg}\n`);
+      let last = -1;
+      let result: UnmountResult;
+      try {
+        result = (await askDrive(mountpoint, 'unmount', undefined, {
+          timeoutMs: opts.timeout * 1000,
+          onProgress: (p) => {
+            const { pending, bytes } = p as UnmountProgress;
+            if (pending === last) return;
+            last = pending;
+            if (pending > 0) say(waitingText(pending, bytes));
+          },
+        })) as UnmountResult;
+      } catch (err) {
+        if (!(err instanceof NoDriveError)) throw err;
+        // No drive of this user answers: a dead mount left by a crash, or a FUSE mount of no drive.
         await unmount(mountpoint);
-        process.stderr.write(`stratus: unmounted ${mountpoint}\n`);
+        say(`unmounted ${mountpoint}`);
         return;
       }
-      process.kill(pid, 'SIGTERM');
-      if (!(await exited(pid, opts.timeout * 1000))) throw new Error(`the drive at ${mountpoint} (pid ${pid}) is still finishing after ${opts.timeout} s`);
-      process.stderr.write(`stratus: unmounted ${mountpoint}\n`);
+      if (result.left > 0) {
+        say(`unmounted ${mountpoint}; ${pendingText(result.left, result.leftBytes)} still pending, queued in ${result.cacheDir} for the next mount`);
+        process.exitCode = EXIT_PENDING;
+      } else say(`unmounted ${mountpoint}`);
     });
 }

@@ -10,7 +10,9 @@ import { ChunkerPool } from './chunker/pool.js';
 import { fuseOps } from './fuse/adapter.js';
 import { mountFuse } from './fuse/binding.js';
 import { checkMountpoint, cleanStaleMount } from './fuse/stale.js';
-import { StatusPublisher, type MountStatus } from './registry.js';
+import { makePrivateDir } from './control/private-dir.js';
+import { ControlServer } from './control/server.js';
+import type { MountStatus } from './status.js';
 import { StateStore } from './state/store.js';
 import { EventsClient } from './sync/events.js';
 import { KernelRefresher } from './sync/kernel-refresh.js';
@@ -21,6 +23,16 @@ import { OpLog } from './oplog/op-log.js';
 import { Sender } from './sync/sender.js';
 import { fileSizeLimit } from './vfs/posix.js';
 import { Vfs } from './vfs/vfs.js';
+import { Manifests } from './vfs/manifests.js';
+import { Xattrs } from './vfs/xattrs.js';
+import { PinManager } from './pins/pin-manager.js';
+import { registerPinRequests } from './pins/requests.js';
+import { ConflictMarks } from './sync-state/conflict-marks.js';
+import { registerPathStatus } from './sync-state/requests.js';
+import { SyncStates } from './sync-state/sync-state.js';
+import type { Logger } from 'pino';
+import { sayTo, type Say } from './log.js';
+import { DriveMetrics } from './metrics.js';
 
 export interface MountOptions {
   mountpoint: string;
@@ -33,9 +45,14 @@ export interface MountOptions {
   /** Name used in conflicted copies; default: the device name the token belongs to. */
   device?: string;
   attrTimeout?: number;
-  log?: (msg: string) => void;
-  /** Write the status file `stratus status` reads (default true). */
-  publishStatus?: boolean;
+  /** The drive's log (pino: levels, JSON to a file, pretty on a terminal); default: nothing logged. */
+  logger?: Logger;
+  /** Instead of `logger`: one callback for every line (tests). */
+  log?: Say;
+  /** Serve the control socket `stratus status`, `stratus unmount` and the file commands use (default true). */
+  control?: boolean;
+  /** Let other users than the mounting one use the drive (FUSE allow_other; a normal user needs user_allow_other in /etc/fuse.conf). */
+  allowOther?: boolean;
 }
 
 export interface RunningMount {
@@ -56,10 +73,26 @@ export interface RunningMount {
   syncer: Syncer;
   /** The server could not be reached at start: the mount runs from its saved tree and catches up later. */
   startedOffline: boolean;
+  /** The drive's Prometheus metrics (served by `--metrics HOST:PORT` and the control socket's `metrics` request). */
+  metrics: DriveMetrics;
   /** What `stratus status` shows. */
   status(): MountStatus;
-  /** Drains pending commits (up to `drainTimeoutMs`, telling `progress` the count), then unmounts and closes. */
-  stop(opts?: { drainTimeoutMs?: number; progress?: (count: number, bytes: number) => void }): Promise<{ drained: boolean }>;
+  /**
+   * The drive's control socket (mount/control/server.ts): add requests with `control.handle`.
+   * stop() stops it taking requests; `control.close()` then waits for the answers in flight.
+   */
+  control: ControlServer;
+  /** Pinned ("available offline") folders and files (mount/pins/pin-manager.ts). */
+  pins: PinManager;
+  /** Per-file sync states (mount/sync-state/sync-state.ts). */
+  states: SyncStates;
+  /**
+   * Drains pending commits (up to `drainTimeoutMs`, telling `progress` the count; `abort` cuts the
+   * drain short), then unmounts and closes. What is not sent stays queued on disk.
+   */
+  stop(opts?: { drainTimeoutMs?: number; progress?: (count: number, bytes: number) => void; abort?: AbortSignal }): Promise<{ drained: boolean }>;
+  /** Detaches the FUSE mount now (lazily), whatever else is still closing; safe to call twice. */
+  unmountNow(): Promise<void>;
 }
 
 /** The default cache folder of DESIGN §9: per server and user, under XDG_CACHE_HOME or ~/.cache. */
@@ -69,6 +102,9 @@ export function defaultCacheDir(server: string, user: string): string {
   const key = `${url.hostname}_${url.port || (url.protocol === 'https:' ? '443' : '80')}_${user}`.replace(/[^A-Za-z0-9._-]/g, '_');
   return join(base, 'stratus', key);
 }
+
+/** How long a status request waits for the kernel refreshes of the changes already pulled. */
+const STATUS_REFRESH_WAIT_MS = 2_000;
 
 /** Keys of the state store's meta table that let a mount start without its server. */
 const META = { identity: 'identity', whoami: 'whoami', config: 'config', token: 'token_sha256' } as const;
@@ -84,7 +120,10 @@ function tokenHash(token: string): string {
  * and catches up once the server answers.
  */
 export async function startMount(opts: MountOptions): Promise<RunningMount> {
-  const log = opts.log ?? (() => undefined);
+  const log: Say = opts.log ?? (opts.logger ? sayTo(opts.logger) : () => undefined);
+  /** Lines of one part of the drive (its name is a field of the JSON lines). */
+  const logOf = (component: string): Say => opts.log ?? (opts.logger ? sayTo(opts.logger, component) : () => undefined);
+  const metrics = new DriveMetrics();
   const mountpoint = resolve(opts.mountpoint);
   await cleanStaleMount(mountpoint);
   await checkMountpoint(mountpoint);
@@ -115,8 +154,10 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       cacheDir = found;
     }
     if (!session && !(await exists(join(cacheDir, 'state', 'state.db')))) throw noOffline(`the cache folder ${cacheDir} holds no saved drive to start from`);
+    // Blocks, the state database and staging files: this user's only, whatever the umask.
+    await makePrivateDir(cacheDir);
     const stagingDir = join(cacheDir, 'staging');
-    await mkdir(stagingDir, { recursive: true });
+    await mkdir(stagingDir, { recursive: true, mode: 0o700 });
 
     const store = await StateStore.open(join(cacheDir, 'state'));
     closers.push(() => store.close());
@@ -153,7 +194,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     closers.push(() => pool.close());
     await pool.warm();
     const tree = new Tree(store, client);
-    tree.onBroken = (err) => log(`${err.message}: restart the drive once the cache folder's disk is writable (what was acknowledged before is safe on disk)`);
+    tree.onBroken = (err) => log(`${err.message}: restart the drive once the cache folder's disk is writable (what was acknowledged before is safe on disk)`, 'error');
     closers.push(() => tree.flush());
     let cursor: string | undefined;
     try {
@@ -164,32 +205,39 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       throw noOffline(`the cache folder ${cacheDir} holds no saved tree to start from`);
     }
     if (cursor === undefined) throw new Error(`cache folder ${cacheDir}: the saved tree has no change cursor`);
+    // Pins before anything claims cache room (the log's reservations below): their blocks must not be evicted.
+    const manifests = new Manifests(client, store);
+    const pins = new PinManager({ tree, store, cache, manifests, fetchBlock: (hash, size) => source.fetch(hash, size), log });
+    closers.push(() => pins.close());
+    await pins.restore();
 
     // The log first: the first pull must know which nodes have changes still to send.
     const device = opts.device ?? whoami.device.name;
     const oplog = new OpLog(store, tree);
     await oplog.load((bytes) => cache.reserve(bytes));
-    const source = new BlockSource(client, cache, pool, { log });
-    const sender = new Sender({ log: oplog, tree, store, client, pool, cache, source, config, device, say: log });
+    const source = new BlockSource(client, cache, pool, { log: logOf('cache'), onFetch: (seconds, ok) => metrics.fetchSeconds.observe({ outcome: ok ? 'ok' : 'failed' }, seconds) });
+    const sender = new Sender({ log: oplog, tree, store, client, pool, cache, source, config, device, say: logOf('sender') });
     closers.push(() => sender.stop());
     sender.start();
     await removeOrphanStaging(stagingDir, new Set(oplog.list().flatMap((e) => (e.op.kind === 'content' ? [e.op.staging] : []))));
 
-    const events = new EventsClient({ server: opts.server, token: opts.token, log });
+    const events = new EventsClient({ server: opts.server, token: opts.token, log: logOf('events') });
     closers.push(() => events.close());
-    const syncer = new Syncer({ client, tree, cursor, hints: events, log });
+    const syncer = new Syncer({ client, tree, cursor, hints: events, log: logOf('sync') });
     closers.push(() => syncer.close());
     // Online, the drive shows current state from its first listing; offline, it catches up later.
     if (!startedOffline) await syncer.pullNow().catch(() => undefined);
 
-    const vfs = new Vfs({ tree, log: oplog, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config) });
-    const fuse = await mountFuse(mountpoint, fuseOps(vfs, log), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout });
-    let mounted = true;
-    const unmountOnce = async () => {
-      if (!mounted) return;
-      mounted = false;
-      await fuse.unmount();
-    };
+    // Per-file sync state (user.stratus.* attributes, `stratus status PATH`); pins keep what arrives under them.
+    const conflicts = new ConflictMarks();
+    const states = new SyncStates({ tree, log: oplog, cache, manifests, pins, conflicts, localContent: (ino): boolean => vfs.hasLocalContent(ino) });
+    sender.on('committed', conflicts.committed);
+    sender.on('committed', () => pins.changed());
+    syncer.on('applied', () => pins.changed());
+    const vfs = new Vfs({ tree, log: oplog, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config), manifests, xattrs: new Xattrs(states) });
+    const fuse = await mountFuse(mountpoint, fuseOps(vfs, logOf('fuse')), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout, allowOther: opts.allowOther });
+    let unmounting: Promise<void> | undefined;
+    const unmountOnce = (): Promise<void> => (unmounting ??= fuse.unmount());
     closers.push(unmountOnce);
     log(`mounted ${identity} at ${mountpoint} (cache ${cacheDir})${startedOffline ? `; server unreachable (${offlineReason}), started from the saved tree` : ''}`);
 
@@ -201,6 +249,10 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     // With no commit pending, this is when the drive became idle (the bench's "until committed").
     let pendingChangedAt = Date.now();
     oplog.on('changed', () => (pendingChangedAt = Date.now()));
+    // When anything the status shows last changed (a poller waits for a status newer than its change).
+    let updatedAt = Date.now();
+    oplog.on('changed', () => (updatedAt = Date.now()));
+    syncer.on('status', () => (updatedAt = Date.now()));
     const status = (): MountStatus => ({
       pid: process.pid,
       mountpoint,
@@ -218,14 +270,47 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
       cursor: syncer.cursor,
       lastSyncAt: syncer.lastSyncAt === undefined ? null : new Date(syncer.lastSyncAt).toISOString(),
       lastError: syncer.lastError ?? null,
-      updatedAt: new Date().toISOString(),
+      updatedAt: new Date(updatedAt).toISOString(),
     });
-    const publisher = opts.publishStatus === false ? undefined : new StatusPublisher(status);
-    if (publisher) {
-      closers.push(() => publisher.close());
-      oplog.on('changed', publisher.changed);
-      syncer.on('status', publisher.changed);
-      await publisher.writeNow();
+    const control = new ControlServer(mountpoint);
+    // After the kernel has been told of the changes pulled so far (a status showing a cursor means
+    // the drive shows what it names), bounded so a busy refresher never holds the answer up.
+    control.handle('status', async () => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([refresher.idle(), new Promise((resolve) => (timer = setTimeout(resolve, STATUS_REFRESH_WAIT_MS)))]);
+      clearTimeout(timer);
+      return status();
+    });
+    registerPinRequests(control, pins);
+    registerPathStatus(control, tree, states);
+    metrics.attach({
+      totals: () => ({
+        cacheHits: source.stats.cacheHits,
+        cacheHitBytes: source.stats.cacheHitBytes,
+        cacheMisses: source.stats.cacheMisses,
+        fetchedBytes: source.stats.fetchedBytes,
+        uploadedBlocks: sender.stats.uploadedBlocks,
+        uploadedBytes: sender.stats.uploadedBytes,
+        commits: sender.stats.commits,
+        conflicts: sender.stats.conflicts,
+      }),
+      queue: () => ({ count: sender.pendingCount, bytes: sender.pendingBytes }),
+      cache: () => {
+        const c = cache.stats();
+        return { bytes: c.bytes, maxBytes: c.maxBytes, blocks: c.blocks };
+      },
+      senderState: () => {
+        if (!syncer.online) return 'offline';
+        const now = Date.now();
+        return oplog.list().some((e) => e.send.backoff !== undefined && e.send.retryAt > now) ? 'backoff' : 'online';
+      },
+    });
+    // Prometheus text, as `--metrics HOST:PORT` serves it.
+    control.handle('metrics', async () => ({ contentType: metrics.contentType, text: await metrics.text() }));
+    if (opts.control !== false) {
+      await control.listen();
+      // Not awaited: answers in flight (an unmount waiting for the stop) end after the stop.
+      closers.push(async () => void control.close());
     }
 
     // The server is back: what waits in the log goes now, not after its retry backoff (up to 30 s).
@@ -237,11 +322,19 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
 
     syncer.start();
     events.start();
+    // What changed under the pins while the drive was stopped, and what the restore could not fetch.
+    pins.changed();
 
     let stopping: Promise<{ drained: boolean }> | undefined;
     const stop: RunningMount['stop'] = (s = {}) =>
       (stopping ??= (async () => {
-        const drained = await sender.drain(s.drainTimeoutMs ?? 60_000, s.progress);
+        const aborted = new Promise<boolean>((resolve) => {
+          if (s.abort?.aborted) resolve(false);
+          s.abort?.addEventListener('abort', () => resolve(false), { once: true });
+        });
+        const drained = await Promise.race([sender.drain(s.drainTimeoutMs ?? 60_000, s.progress), aborted]);
+        // No new requests; the answers in flight (an unmount waiting for this) go out before control.close() ends.
+        void control.close();
         // No more remote changes or kernel refreshes once unmounting starts.
         await events.close();
         await syncer.close();
@@ -250,7 +343,7 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
         await closeAll();
         return { drained };
       })());
-    return { mountpoint, cacheDir, whoami, config, vfs, log: oplog, sender, cache, source, tree, events, syncer, startedOffline, status, stop };
+    return { mountpoint, cacheDir, whoami, config, vfs, log: oplog, sender, cache, source, tree, events, syncer, startedOffline, metrics, status, control, pins, states, stop, unmountNow: unmountOnce };
   } catch (err) {
     await closeAll();
     throw err;

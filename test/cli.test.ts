@@ -50,10 +50,10 @@ function serve(args: string[], cwd: string): Promise<{ url: string; stop(): Prom
   });
 }
 
-t.test('stratus user add prints the token as the last line, and stratus serve accepts it on the embedded default', async (t) => {
+t.test('stratus user add --create prints the token as the last line, and stratus serve accepts it on the embedded default', async (t) => {
   const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
   t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
-  const added = await stratus(['user', 'add', 'alice'], cwd);
+  const added = await stratus(['user', 'add', 'alice', '--create'], cwd);
   t.equal(added.code, 0, added.stderr);
   const token = added.stdout.trim().split('\n').at(-1)!;
   t.match(token, /^stx_[A-Za-z0-9_-]{43}$/);
@@ -78,7 +78,7 @@ t.test('stratus user add prints the token as the last line, and stratus serve ac
 t.test('stratus gc frees the blocks of an emptied trash while stratus serve runs, and prints what it freed', async (t) => {
   const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
   t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
-  const token = (await stratus(['user', 'add', 'gina'], cwd)).stdout.trim().split('\n').at(-1)!;
+  const token = (await stratus(['user', 'add', 'gina', '--create'], cwd)).stdout.trim().split('\n').at(-1)!;
   const server = await serve(['--listen', '127.0.0.1:0', '--retention', '30d'], cwd);
   t.teardown(() => server.stop());
   const client = new StratusClient({ server: server.url, token });
@@ -111,12 +111,12 @@ t.test('stratus gc frees the blocks of an emptied trash while stratus serve runs
 t.test('failures exit non-zero with one clear line on stderr', async (t) => {
   const cwd = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-cli-'));
   t.teardown(() => fs.rm(cwd, { recursive: true, force: true }));
-  t.equal((await stratus(['user', 'add', 'bob'], cwd)).code, 0);
+  t.equal((await stratus(['user', 'add', 'bob', '--create'], cwd)).code, 0);
   const cases: Array<[string[], RegExp]> = [
     [['user', 'add', 'bob'], /user "bob" already exists/],
     [['user', 'add', 'no/slash'], /user name must be/],
     [['user', 'token', 'nobody'], /no user "nobody"/],
-    [['serve', '--listen', 'nonsense'], /--listen must be HOST:PORT/],
+    [['serve', '--listen', 'nonsense'], /--listen: not HOST:PORT: "nonsense"/],
     [['serve', '--db', 'mysql://x'], /unsupported --db URL/],
   ];
   for (const [args, message] of cases) {

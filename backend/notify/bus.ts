@@ -11,6 +11,8 @@
 /** These users can see changes that just committed. */
 export interface ChangeHint {
   userIds: number[];
+  /** When the change committed (ms since the epoch), for the notification lag metric; set where it commits, not carried between backends. */
+  committedAt?: number;
 }
 
 /** A device's token was revoked: its open connections end now, on every backend. */

@@ -22,6 +22,8 @@ interface Connection {
   alive: boolean;
   /** Hints offered to this connection so far: what its messages count. */
   hints: number;
+  /** When the oldest change not yet hinted on this connection committed (ms; for the lag metric). */
+  unsentSince?: number;
 }
 
 /**
@@ -46,6 +48,8 @@ export class EventsGateway {
     private readonly backend: Backend,
     bus: NotifyBus,
     log: Logger,
+    /** Told, for each hint sent, how long after the oldest commit it carries (seconds). */
+    private readonly onHintLag?: (seconds: number) => void,
   ) {
     this.log = log.child({ component: 'events' });
     this.unsubscribe = bus.subscribe((event) => this.onBusEvent(event));
@@ -99,7 +103,7 @@ export class EventsGateway {
       actor,
       alive: true,
       hints: 0,
-      coalescer: new Coalescer((n) => this.send(ws, n), {
+      coalescer: new Coalescer((n) => this.send(ws, n, conn), {
         minMs: this.backend.settings.events.coalesce_min_ms,
         maxMs: this.backend.settings.events.coalesce_max_ms,
       }),
@@ -130,10 +134,12 @@ export class EventsGateway {
     );
   }
 
-  private send(ws: WebSocket, hint: number): boolean {
+  private send(ws: WebSocket, hint: number, conn: Connection): boolean {
     if (ws.readyState !== WebSocket.OPEN) return true; // closing: nothing to deliver any more
     if (ws.bufferedAmount > this.backend.settings.events.max_buffered_bytes) return false;
     ws.send(JSON.stringify({ hint }));
+    if (conn.unsentSince !== undefined) this.onHintLag?.(Math.max(0, Date.now() - conn.unsentSince) / 1000);
+    conn.unsentSince = undefined;
     return true;
   }
 
@@ -147,7 +153,10 @@ export class EventsGateway {
     if (this.closed) return;
     if (event.kind === 'change') {
       for (const userId of event.userIds) {
-        for (const conn of this.byUser.get(userId) ?? []) conn.coalescer.offer(++conn.hints);
+        for (const conn of this.byUser.get(userId) ?? []) {
+          conn.unsentSince ??= event.committedAt ?? Date.now();
+          conn.coalescer.offer(++conn.hints);
+        }
       }
     } else if (event.kind === 'revoke') {
       for (const conn of this.byUser.get(event.userId) ?? []) if (conn.actor.deviceId === event.deviceId) this.endRevoked(conn);

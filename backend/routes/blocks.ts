@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type Router from '@koa/router';
 import { isRecycling, type Recycling } from '../blockstore/blockstore.js';
+import { noteFacts } from '../metrics/request-facts.js';
 import { actorOf } from '../middleware/auth.js';
 import { readJson } from '../middleware/json-body.js';
 import { checkBlocks, getBlock, putBlock } from '../services/blocks.js';
@@ -11,7 +12,10 @@ import { newRouter } from './router.js';
 export function blockRoutes(backend: Backend): Router {
   const router = newRouter();
   router.post('/v1/blocks/check', async (ctx) => {
-    ctx.body = await checkBlocks(backend, actorOf(ctx), await readJson(ctx, backend.settings.limits.max_json_bytes));
+    const body = await readJson(ctx, backend.settings.limits.max_json_bytes);
+    ctx.body = await checkBlocks(backend, actorOf(ctx), body);
+    const hashes = (body as { hashes?: unknown } | null)?.hashes;
+    if (Array.isArray(hashes)) noteFacts(ctx, { checkedHashes: new Set(hashes).size });
   });
   router.put('/v1/blocks/:hash', async (ctx) => {
     const length = ctx.get('Content-Length');

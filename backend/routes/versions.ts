@@ -1,4 +1,5 @@
 import type Router from '@koa/router';
+import { noteFacts } from '../metrics/request-facts.js';
 import { actorOf } from '../middleware/auth.js';
 import { readJsonBytes } from '../middleware/json-body.js';
 import { parseCommitBodyOffLoop } from '../services/commit-body-pool.js';
@@ -18,6 +19,7 @@ export function versionRoutes(backend: Backend): Router {
   router.post('/v1/nodes/:id/versions', async (ctx) => {
     const bytes = await readJsonBytes(ctx, backend.settings.limits.max_commit_json_bytes, 'max_commit_json_bytes');
     const body = await parseCommitBodyOffLoop(bytes ?? Buffer.alloc(0), backend.settings.limits);
+    noteFacts(ctx, { committedBytes: body.size });
     ctx.body = await commitVersion(backend, actorOf(ctx), ctx.params.id!, body);
     ctx.type = 'application/json';
     ctx.status = 201;

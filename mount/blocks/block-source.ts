@@ -2,6 +2,7 @@ import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import { withDeadline } from '../../protocol/deadline.js';
+import type { Say } from '../log.js';
 import { FsError, isTransient } from '../model/errors.js';
 
 export interface BlockSourceOptions {
@@ -11,7 +12,9 @@ export interface BlockSourceOptions {
   maxParallel?: number;
   attempts?: number;
   /** Told once about each cached block found bad. */
-  log?: (msg: string) => void;
+  log?: Say;
+  /** Told the time of each block request to the server (seconds), and whether it brought the block. */
+  onFetch?: (seconds: number, ok: boolean) => void;
 }
 
 /**
@@ -35,7 +38,8 @@ export class BlockSource {
   /** Until then the server is taken as silent (see isSilence): fetches fail at once. */
   private silentUntil = 0;
   /** cacheChecks: cached blocks hashed; cacheCorrupt: of those, found bad (dropped and fetched again). */
-  readonly stats = { fetches: 0, fetchedBytes: 0, verifyFailures: 0, cacheChecks: 0, cacheCorrupt: 0 };
+  /** cacheHits/cacheHitBytes: block reads served from the cache; cacheMisses: loads that had to fetch. */
+  readonly stats = { fetches: 0, fetchedBytes: 0, verifyFailures: 0, cacheChecks: 0, cacheCorrupt: 0, cacheHits: 0, cacheHitBytes: 0, cacheMisses: 0 };
 
   constructor(
     private readonly client: StratusClient,
@@ -50,7 +54,11 @@ export class BlockSource {
    */
   async readInto(hash: string, size: number, target: Buffer, targetOffset: number, blockOffset: number, length: number): Promise<number> {
     const n = this.cache.readSync(hash, target, targetOffset, length, blockOffset);
-    if (n >= 0) return n;
+    if (n >= 0) {
+      this.stats.cacheHits++;
+      this.stats.cacheHitBytes += n;
+      return n;
+    }
     this.cache.pin(hash);
     try {
       const bytes = await this.load(hash, size);
@@ -95,7 +103,14 @@ export class BlockSource {
   }
 
   private async loadOnce(hash: string, size: number): Promise<Buffer> {
-    return (await this.fromCache(hash, size)) ?? this.fetch(hash, size);
+    const cached = await this.fromCache(hash, size);
+    if (cached) {
+      this.stats.cacheHits++;
+      this.stats.cacheHitBytes += cached.length;
+      return cached;
+    }
+    this.stats.cacheMisses++;
+    return this.fetch(hash, size);
   }
 
   /**
@@ -121,7 +136,7 @@ export class BlockSource {
       why = e.code === 'ENOENT' ? 'its file is gone' : `its file cannot be read (${e.code ?? e.message})`;
     }
     this.stats.cacheCorrupt++;
-    this.opts.log?.(`cached block ${hash} is bad (${why}): dropped, fetching it again`);
+    this.opts.log?.(`cached block ${hash} is bad (${why}): dropped, fetching it again`, 'warn');
     await this.cache.drop(hash);
     return undefined;
   }
@@ -135,7 +150,7 @@ export class BlockSource {
         break;
       }
       try {
-        const bytes = await this.slot(() => withDeadline(this.client.getBlock(hash), this.opts.fetchTimeoutMs ?? 60_000, `block ${hash.slice(0, 12)}`));
+        const bytes = await this.slot(() => this.timed(() => withDeadline(this.client.getBlock(hash), this.opts.fetchTimeoutMs ?? 60_000, `block ${hash.slice(0, 12)}`)));
         this.silentUntil = 0;
         this.stats.fetches++;
         this.stats.fetchedBytes += bytes.length;
@@ -163,6 +178,20 @@ export class BlockSource {
       }
     }
     throw lastErr instanceof FsError ? lastErr : new FsError('EIO', `fetching block ${hash}: ${(lastErr as Error)?.message}`);
+  }
+
+  /** One request to the server, its time told to `onFetch` (the wait for a slot not included). */
+  private async timed<T>(fn: () => Promise<T>): Promise<T> {
+    if (!this.opts.onFetch) return fn();
+    const started = process.hrtime.bigint();
+    let ok = false;
+    try {
+      const result = await fn();
+      ok = true;
+      return result;
+    } finally {
+      this.opts.onFetch(Number(process.hrtime.bigint() - started) / 1e9, ok);
+    }
   }
 
   private async slot<T>(fn: () => Promise<T>): Promise<T> {

@@ -7,7 +7,7 @@
  * fuse-native is loaded lazily (loadFuse, mountFuse): importing this module never touches the
  * native addon, so commands that do not mount (serve, user add) work where FUSE does not.
  */
-import { access } from 'node:fs/promises';
+import { access, constants, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -192,6 +192,10 @@ export interface MountedFuse {
   unmount(): Promise<void>;
 }
 
+/**
+ * /dev/fuse must be there and, for a normal user (who mounts through the setuid fusermount, as
+ * rclone does), readable and writable: stock Debian ships it mode 0666.
+ */
 async function requireDevFuse(): Promise<void> {
   if (process.platform !== 'linux') return;
   try {
@@ -201,6 +205,26 @@ async function requireDevFuse(): Promise<void> {
     if (code === 'ENOENT') throw new Error('FUSE is not available here: /dev/fuse is missing (load the fuse kernel module; in a container, pass --device /dev/fuse)');
     throw new Error(`FUSE is not available here: /dev/fuse: ${message(err)}`);
   }
+  try {
+    await access('/dev/fuse', constants.R_OK | constants.W_OK);
+  } catch {
+    throw new Error('FUSE is not available to this user: /dev/fuse is not readable and writable by it (stock Debian makes it mode 0666)');
+  }
+}
+
+/** FUSE's own configuration (fuse.conf(5)): what normal users may ask for. */
+export const FUSE_CONF = '/etc/fuse.conf';
+
+/** `user_allow_other` is set in fuse.conf text (a line of its own; # starts a comment). */
+export function allowsOtherUsers(conf: string): boolean {
+  return conf.split('\n').some((line) => line.replace(/#.*/, '').trim() === 'user_allow_other');
+}
+
+/** A normal user may mount with allow_other only where fuse.conf has user_allow_other: say so before fusermount refuses. */
+async function requireAllowOther(): Promise<void> {
+  if (process.getuid?.() === 0) return;
+  const conf = await readFile(FUSE_CONF, 'utf8').catch(() => '');
+  if (!allowsOtherUsers(conf)) throw new Error(`--allow-other needs a line user_allow_other in ${FUSE_CONF} (set by an administrator) for a normal user`);
 }
 
 /**
@@ -213,6 +237,7 @@ export async function mountFuse(mountpoint: string, ops: FuseOperations, opts: F
   const mnt = path.resolve(mountpoint);
   fuseOptionString(opts);
   await requireDevFuse();
+  if (opts.allowOther) await requireAllowOther();
   await cleanStaleMount(mountpoint);
   await checkMountpoint(mountpoint);
   const fuse = new FuseClass(mnt, ops, opts);

@@ -27,3 +27,11 @@ export function conflictedCopyName(name: string, device: string, when: Date, att
   const tail = marker + ext;
   return (cutToBytes(stem, MAX_NAME_BYTES - Buffer.byteLength(tail)) + tail).normalize('NFC');
 }
+
+/** The marker conflictedCopyName puts before the extension. */
+const CONFLICTED_RE = / \(conflicted copy from .* \d{4}-\d{2}-\d{2} \d{6}(?: \d+)?\)(?:\.[^.]*)?$/u;
+
+/** `name` is one conflictedCopyName makes (a losing edit kept as a copy). */
+export function isConflictedCopyName(name: string): boolean {
+  return CONFLICTED_RE.test(name);
+}

@@ -1,5 +1,5 @@
 import knexFactory, { type Knex } from 'knex';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BlockRef, NodeKind } from '../../protocol/types.js';
 import type { LocalNode } from '../model/local-node.js';
@@ -53,7 +53,11 @@ export class StateStore {
   private constructor(private readonly db: Knex) {}
 
   static async open(dir: string): Promise<StateStore> {
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    // This user's only, whatever the umask (SQLite gives its -wal and -shm files the same mode).
+    const file = join(dir, 'state.db');
+    await (await open(file, 'a', 0o600)).close();
+    await chmod(file, 0o600);
     const db = knexFactory({
       client: 'sqlite3',
       connection: { filename: join(dir, 'state.db') },

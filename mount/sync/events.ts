@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
 import { eventsUrl } from '../../protocol/client.js';
+import type { Say } from '../log.js';
 import { Backoff } from '../retry/backoff.js';
 
 export interface EventsOptions {
@@ -17,7 +18,7 @@ export interface EventsOptions {
   deadAfterMs?: number;
   /** Time allowed for the opening handshake. */
   handshakeMs?: number;
-  log?: (msg: string) => void;
+  log?: Say;
 }
 
 export interface EventsClientEvents {
@@ -132,11 +133,11 @@ export class EventsClient extends EventEmitter<EventsClientEvents> {
       this.connected = false;
       const reason = failure || `closed (${code})`;
       if (wasConnected) {
-        this.opts.log?.(`events: disconnected: ${reason}`);
+        this.opts.log?.(`events: disconnected: ${reason}`, 'warn');
         this.emit('disconnected', reason);
       } else if (reason !== this.lastFailure) {
         // Log a failure once per kind, not on every attempt of a long outage.
-        this.opts.log?.(`events: cannot connect to ${this.url}: ${reason}`);
+        this.opts.log?.(`events: cannot connect to ${this.url}: ${reason}`, 'warn');
       }
       this.lastFailure = reason;
       this.scheduleReconnect();
@@ -157,7 +158,7 @@ export class EventsClient extends EventEmitter<EventsClientEvents> {
     clearTimeout(this.deadTimer);
     this.deadTimer = setTimeout(() => {
       if (this.ws !== ws) return;
-      this.opts.log?.('events: no message or ping from the server in time; reconnecting');
+      this.opts.log?.('events: no message or ping from the server in time; reconnecting', 'warn');
       ws.terminate();
     }, this.opts.deadAfterMs ?? 60_000);
   }

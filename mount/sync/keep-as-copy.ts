@@ -1,6 +1,7 @@
 import type { BlockRef } from '../../protocol/types.js';
 import type { ContentOp } from '../model/ops.js';
 import type { Entry } from '../oplog/op-log.js';
+import { describeNode } from './describe.js';
 import { createUnderFreeName } from './free-name.js';
 import { liveFolder } from './live-folder.js';
 import { refreshNode } from './refresh-node.js';
@@ -36,7 +37,7 @@ export async function keepAsCopy(ctx: SendContext, entry: Entry<ContentOp>, sid:
   );
   const manifest = await client.commit(info.id, { base_version: 0, blocks: refs, size: op.size, mtime: op.mtime });
   ctx.stats.conflicts++;
-  ctx.say(`kept local edit of ${name} as ${info.name}`);
+  ctx.say(`kept local edit of ${describeNode(tree, op.ino)} as ${info.name}`, 'warn');
   const copy = { ...info, head_version: manifest.version, size: manifest.size, mtime: manifest.mtime };
   if (stale) {
     tree.applyServer(copy);

@@ -5,6 +5,7 @@ import type { BlockSource } from '../blocks/block-source.js';
 import type { ChunkerPool } from '../chunker/pool.js';
 import type { Tree } from '../node/tree.js';
 import type { OpLog } from '../oplog/op-log.js';
+import type { Say } from '../log.js';
 import type { StateStore } from '../state/store.js';
 
 /** Counters of what the sender did (tests and `stratus status` read them). */
@@ -32,7 +33,8 @@ export interface SendContext {
   device: string;
   stats: SendStats;
   parallelUploads: number;
-  say(msg: string): void;
+  /** The drive's log (a refusal is a warning naming the file by its path: describe.ts). */
+  say: Say;
 }
 
 /** What a content entry became on the server: a version of its node, or of a conflicted copy. */

@@ -2,6 +2,7 @@ import type { NodeInfo } from '../../protocol/types.js';
 import type { MoveOp } from '../model/ops.js';
 import type { Entry } from '../oplog/op-log.js';
 import { isRefusal } from '../../protocol/transient.js';
+import { describeNode } from './describe.js';
 import { moveUnderFreeName } from './free-name.js';
 import { isGone } from './gone.js';
 import { liveFolder } from './live-folder.js';
@@ -43,7 +44,7 @@ export async function sendMove(ctx: SendContext, entry: Entry<MoveOp>): Promise<
         continue;
       }
       if (!isRefusal(err)) throw err;
-      ctx.say(`move of "${op.name}" refused: ${err.message}; it stays where the server has it`);
+      ctx.say(`move of ${describeNode(ctx.tree, op.ino)} refused: ${err.message}; it stays where the server has it`, 'warn');
       await refreshNode(ctx, sid);
       return;
     }

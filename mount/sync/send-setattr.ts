@@ -1,6 +1,7 @@
 import { isRefusal } from '../../protocol/transient.js';
 import type { SetattrOp } from '../model/ops.js';
 import type { Entry } from '../oplog/op-log.js';
+import { describeNode } from './describe.js';
 import { isGone } from './gone.js';
 import type { SendContext } from './send-context.js';
 
@@ -14,6 +15,6 @@ export async function sendSetattr(ctx: SendContext, entry: Entry<SetattrOp>): Pr
   } catch (err) {
     if (isGone(err)) return;
     if (!isRefusal(err)) throw err;
-    ctx.say(`attributes of ${sid} refused: ${err.message}`);
+    ctx.say(`attributes of ${describeNode(ctx.tree, op.ino)} refused: ${err.message}`, 'warn');
   }
 }

@@ -8,8 +8,10 @@ import type { ChunkerPool } from '../chunker/pool.js';
 import { isStructural, type ContentOp, type CreateOp, type DeleteOp, type MoveOp, type SetattrOp } from '../model/ops.js';
 import type { Tree } from '../node/tree.js';
 import type { Entry, OpLog } from '../oplog/op-log.js';
+import type { Say } from '../log.js';
 import { Backoff } from '../retry/backoff.js';
 import type { StateStore } from '../state/store.js';
+import { describeNode } from './describe.js';
 import { refreshNode } from './refresh-node.js';
 import { sendContent } from './send-content.js';
 import type { CommitResult, SendContext, SendStats } from './send-context.js';
@@ -33,7 +35,8 @@ export interface SenderOptions {
   /** Saves committed at once (different files); blocks uploaded at once per file. */
   parallelCommits?: number;
   parallelUploads?: number;
-  say?: (msg: string) => void;
+  /** The drive's log: one warning per failure, naming the file by its path. */
+  say?: Say;
   /** First retry delay after a transient failure (doubles up to 30 s). */
   retryMs?: number;
 }
@@ -179,7 +182,7 @@ export class Sender extends EventEmitter {
       }
       if (isStructural(e.op) && isRefusal(err)) {
         // Refused for a reason no retry changes: the node stays as the server has it (nothing queued after it waits forever).
-        this.ctx.say(`${e.op.kind} of ${this.describe(e)} refused: ${err.message}; the server's state stands`);
+        this.ctx.say(`${e.op.kind} of ${this.describe(e)} refused: ${err.message}; the server's state stands`, 'warn');
         const sid = this.o.tree.node(e.op.ino)?.sid;
         if (sid) await refreshNode(this.ctx, sid);
         await this.settle(e);
@@ -190,7 +193,7 @@ export class Sender extends EventEmitter {
       const delay = Math.max(e.send.backoff.next().delayMs, retryAfterMs(err));
       e.send.retryAt = Date.now() + delay;
       const refused = isTransientFailure(err) ? '' : ' (refused by the server; its bytes stay queued)';
-      this.ctx.say(`${e.op.kind === 'content' ? 'commit' : e.op.kind} of ${this.describe(e)} failed: ${(err as Error).message}${refused}; retrying in ${Math.round(delay)} ms`);
+      this.ctx.say(`${e.op.kind === 'content' ? 'commit' : e.op.kind} of ${this.describe(e)} failed: ${(err as Error).message}${refused}; retrying in ${Math.round(delay)} ms`, 'warn');
       return;
     }
     // Sent: nothing below may send it again (a retry of a commit would be a stale base, i.e. a false conflict).
@@ -210,15 +213,14 @@ export class Sender extends EventEmitter {
     } catch (err) {
       e.send.backoff ??= new Backoff({ minMs: this.o.retryMs ?? 500, maxMs: 30_000, jitter: 0.25 });
       e.send.retryAt = Date.now() + e.send.backoff.next().delayMs;
-      this.ctx.say(`${this.describe(e)}: sent, but the local state could not be written (${(err as Error).message}); sending again later`);
+      this.ctx.say(`${this.describe(e)}: sent, but the local state could not be written (${(err as Error).message}); sending again later`, 'error');
       return false;
     }
   }
 
-  /** How log lines name an entry's node: its server id once it has one, else its name and inode number. */
+  /** How log lines name an entry's node: its path on the drive. */
   private describe(e: Entry): string {
-    const n = this.o.tree.node(e.op.ino);
-    return n?.sid ?? `"${n?.name ?? ''}" (inode ${e.op.ino})`;
+    return describeNode(this.o.tree, e.op.ino);
   }
 
   private async send(e: Entry): Promise<CommitResult | undefined> {

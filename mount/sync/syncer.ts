@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChangeEntry, NodeInfo } from '../../protocol/types.js';
 import type { Tree } from '../node/tree.js';
+import type { Say } from '../log.js';
 import { Backoff } from '../retry/backoff.js';
 
 /** Where hints come from: the events WebSocket (mount/sync/events.ts) or a test's stand-in. */
@@ -29,7 +30,7 @@ export interface SyncerOptions {
   retryJitter?: number;
   /** Page size asked of /v1/changes (server default when unset). */
   pageSize?: number;
-  log?: (msg: string) => void;
+  log?: Say;
 }
 
 export interface SyncerEvents {
@@ -229,7 +230,7 @@ export class Syncer extends EventEmitter<SyncerEvents> {
       }
     } catch (err) {
       const msg = (err as Error).message;
-      if (msg !== this.lastError) this.o.log?.(`sync: cannot pull changes: ${msg}`);
+      if (msg !== this.lastError) this.o.log?.(`sync: cannot pull changes: ${msg}`, 'warn');
       this.lastError = msg;
       this.emit('status');
       throw err;

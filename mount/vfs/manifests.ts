@@ -24,6 +24,18 @@ export class Manifests {
     return this.at(node.sid, node.headVersion);
   }
 
+  /** The manifest of a version if this mount has it (in memory or in the state store), never asking the server. */
+  async known(sid: string, version: number): Promise<PinnedManifest | undefined> {
+    const key = `${sid}@${version}`;
+    const m = this.recent.get(key);
+    if (m) return m;
+    const saved = await this.store?.getManifest(sid, version).catch(() => undefined);
+    if (!saved) return undefined;
+    const found = new PinnedManifest(version, saved);
+    this.recent.set(key, found);
+    return found;
+  }
+
   /** The manifest of version `version` of the file the server knows as `sid`. */
   async at(sid: string, version: number): Promise<PinnedManifest> {
     const key = `${sid}@${version}`;

@@ -42,7 +42,7 @@ export class StagingFiles {
 
   async create(): Promise<StagingFile> {
     const path = join(this.dir, randomUUID());
-    return { path, fh: await open(path, 'w+'), extents: new Extents(), reserved: 0, queued: false, busy: 0, retired: false, closed: false };
+    return { path, fh: await open(path, 'w+', 0o600), extents: new Extents(), reserved: 0, queued: false, busy: 0, retired: false, closed: false };
   }
 
   /** A staging file that will never hold anything: closed, removed, its room given back. */

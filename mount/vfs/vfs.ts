@@ -26,6 +26,7 @@ import type { Stat } from './stat.js';
 import { VirtualTree, VIRTUAL_NAME, isVirtualPath, readOnly } from './virtual-tree.js';
 import { LocalTimes } from './times.js';
 import { WriteSessions, type WriteSession } from './write-sessions.js';
+import { isDriveXattr, XATTR_PREFIX, type Xattrs } from './xattrs.js';
 
 export type { Stat } from './stat.js';
 
@@ -41,6 +42,10 @@ export interface VfsOptions {
   gid?: number;
   /** The largest file size (posix.ts fileSizeLimit of the server's config): past it, EFBIG. */
   maxFileSize?: number;
+  /** Manifests shared with the rest of the mount (pins, sync states); default: the Vfs's own. */
+  manifests?: Manifests;
+  /** The drive's read-only `user.stratus.*` attributes (xattrs.ts); without, those names are ENODATA. */
+  xattrs?: Xattrs;
 }
 
 const S_IFDIR = 0o040000;
@@ -81,7 +86,7 @@ export class Vfs {
     this.uid = o.uid ?? process.getuid?.() ?? 0;
     this.gid = o.gid ?? process.getgid?.() ?? 0;
     this.staging = new StagingFiles(o.stagingDir, o.cache);
-    this.manifests = new Manifests(o.client, o.store);
+    this.manifests = o.manifests ?? new Manifests(o.client, o.store);
     this.virtual = new VirtualTree({ tree: o.tree, history: new HistorySource(o.client), manifests: this.manifests, source: o.source, uid: this.uid, gid: this.gid });
     this.sessions = new WriteSessions({ staging: this.staging, log: o.log, tree: o.tree, manifests: this.manifests, source: o.source });
     this.shareDeletes = new ShareDeletes({ log: o.log, tree: o.tree });
@@ -522,6 +527,22 @@ export class Vfs {
   async removexattr(path: string): Promise<void> {
     this.refuseVirtual(path);
     throw new FsError('ENOTSUP');
+  }
+
+  /**
+   * getxattr(2): the drive's `user.stratus.*` attributes (xattrs.ts). Any other name is ENOTSUP
+   * without a lookup (`ls -l` then stops asking the drive for ACLs and labels: xattrs.ts).
+   */
+  async getxattr(path: string, name: string): Promise<Buffer> {
+    if (!name.startsWith(XATTR_PREFIX)) throw new FsError('ENOTSUP');
+    if (!this.o.xattrs || !isDriveXattr(name) || isVirtualPath(path)) throw new FsError('ENODATA');
+    return this.o.xattrs.get(await this.lookup(path), name);
+  }
+
+  /** listxattr(2): nothing to list (xattrs.ts: the drive's attributes are read by name, never copied off it). */
+  async listxattr(path: string): Promise<string[]> {
+    if (!isVirtualPath(path)) await this.lookup(path);
+    return [];
   }
 
   // --- helpers ----------------------------------------------------------------------------------

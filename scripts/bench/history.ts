@@ -8,7 +8,7 @@ import { openBlockStore } from '../../backend/blockstore/open.js';
 import { openDatabase } from '../../backend/db/connect.js';
 import { purgeExpired } from '../../backend/jobs/purge.js';
 import { defaultSettings } from '../../backend/settings.js';
-import { readStatus } from '../../mount/registry.js';
+import { readStatus } from '../../mount/control/client.js';
 import { Backoff } from '../../mount/retry/backoff.js';
 import { StratusClient } from '../../protocol/client.js';
 import { ApiError } from '../../protocol/errors.js';

@@ -10,9 +10,9 @@ const run = promisify(execFile);
 /** dist/cli/main.js, from dist/scripts/bench/ (compiled) */
 export const stratusBin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'main.js');
 
-/** `stratus user add NAME` in its own process; the token is the last line. */
+/** `stratus user add NAME --create` in its own process (before the server: it makes the database); the token is the last line. */
 export async function addUser(name: string, args: string[]): Promise<string> {
-  const { stdout } = await run(process.execPath, [stratusBin, 'user', 'add', name, ...args]);
+  const { stdout } = await run(process.execPath, [stratusBin, 'user', 'add', name, '--create', ...args]);
   return stdout.trim().split('\n').at(-1)!;
 }
 

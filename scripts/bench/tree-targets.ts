@@ -1,7 +1,8 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { readStatus, type MountStatus } from '../../mount/registry.js';
+import { readStatus } from '../../mount/control/client.js';
+import type { MountStatus } from '../../mount/status.js';
 import { StratusClient } from '../../protocol/client.js';
 import type { NodeInfo } from '../../protocol/types.js';
 import { exists, parallel, pollUntil, runQuiet, uploadFile } from './helpers.js';

@@ -2,7 +2,7 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { StratusClient } from '../../protocol/client.js';
-import { readStatus } from '../../mount/registry.js';
+import { readStatus } from '../../mount/control/client.js';
 import { eventually, type Drive } from '../helpers/drive.js';
 import { posixCall } from '../helpers/posix-call.js';
 import type { Driver, Stat } from './driver.js';

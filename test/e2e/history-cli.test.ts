@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { readStatus } from '../../mount/registry.js';
+import { readStatus } from '../../mount/control/client.js';
 import type { TrashItem, VersionInfo } from '../../protocol/types.js';
 import { refused, stratusCli } from '../helpers/cli-run.js';
 import { canonical, eventually, mountDrive, remoteBytes, remoteNode, sh, snapshot, startServerProcess, tempDir, treeOf } from '../helpers/drive.js';

@@ -1,60 +1,31 @@
 import { spawn } from 'node:child_process';
-import { watch } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import type { MountStatus } from '../../mount/registry.js';
+import type { MountStatus } from '../../mount/status.js';
 import { StratusClient } from '../../protocol/client.js';
 import { commitRandomBlocks } from '../helpers/backend.js';
+import { driveStatus, readStatus } from '../../mount/control/client.js';
+import { socketPath } from '../../mount/control/runtime-dir.js';
 import { bin, eventually, mountDrive, remoteNode, run, startServerProcess, tempDir } from '../helpers/drive.js';
 
 /*
  * `stratus status` on real mounts (DESIGN §9), and a mount that starts while its server is down:
  * the drive reports whether it is connected, what is pending and when it last synced; with the
  * server gone it says so; it starts from its saved tree without the server, and catches up when
- * the server is back. Waits are for the status file to change (fs.watch), with timeouts.
+ * the server is back. The status is asked over the drive's control socket, polled until as
+ * expected (with a timeout).
  */
 
-// A registry of our own, so other tests' mounts are not listed here (inherited by the child processes).
+// A runtime folder of our own, so other tests' drives are not listed here (inherited by the child processes).
 const runtimeDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratus-status-run-'));
 process.env.XDG_RUNTIME_DIR = runtimeDir;
 t.teardown(() => fs.rm(runtimeDir, { recursive: true, force: true }));
-const registry = path.join(runtimeDir, 'stratus-mounts');
 
-function statusPath(mountpoint: string): string {
-  return path.join(registry, `${encodeURIComponent(path.resolve(mountpoint))}.status.json`);
-}
-
-async function readStatus(mountpoint: string): Promise<MountStatus | undefined> {
-  try {
-    return JSON.parse(await fs.readFile(statusPath(mountpoint), 'utf8')) as MountStatus;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Resolves with the mount's status once `pred` holds for it (the daemon rewrites the file on every change). */
-async function statusUntil(mountpoint: string, pred: (s: MountStatus) => boolean, ms = 20_000): Promise<MountStatus> {
-  await fs.mkdir(registry, { recursive: true });
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (err: Error | undefined, s?: MountStatus) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      watcher.close();
-      if (err) reject(err);
-      else resolve(s!);
-    };
-    const check = () =>
-      void readStatus(mountpoint).then((s) => {
-        if (s && pred(s)) finish(undefined, s);
-      });
-    const watcher = watch(registry, check);
-    const timer = setTimeout(() => void readStatus(mountpoint).then((s) => finish(new Error(`status not as expected within ${ms} ms: ${JSON.stringify(s)}`))), ms);
-    check();
-  });
+/** Resolves with the mount's status (asked over its control socket) once `pred` holds for it. */
+function statusUntil(mountpoint: string, pred: (s: MountStatus) => boolean, ms = 20_000): Promise<MountStatus> {
+  return eventually(`the status of ${mountpoint} to be as expected`, () => driveStatus(mountpoint), pred, ms);
 }
 
 async function status(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -92,7 +63,7 @@ t.test('stratus status shows a connected drive, then one whose server is gone', 
   const drive = await mountDrive(t, server, token);
 
   const up = await statusUntil(drive.mountpoint, (s) => s.connected && s.lastSyncAt !== null);
-  t.equal(up.pid, drive.child.pid, 'the status file is the mount process’s');
+  t.equal(up.pid, drive.child.pid, 'the status is the mount process’s');
 
   const text = await status([drive.mountpoint]);
   t.equal(text.code, 0, 'exit 0');
@@ -132,7 +103,8 @@ t.test('stratus status shows a connected drive, then one whose server is gone', 
   t.equal((await fs.stat(drive.p('note.txt'))).size, 24, 'the drive still shows what it has');
 
   t.equal(await drive.stop(), 0, 'the drive stops cleanly without its server');
-  t.equal(await readStatus(drive.mountpoint), undefined, 'its status file is removed at unmount');
+  t.equal(await readStatus(drive.mountpoint), undefined, 'no status once unmounted');
+  await t.rejects(fs.lstat(socketPath(drive.mountpoint)), { code: 'ENOENT' }, 'its control socket is removed at unmount');
   const gone = await status([drive.mountpoint]);
   t.equal(gone.code, 1, 'a stopped drive: exit 1');
   t.match(gone.stderr, /^stratus: no stratus drive is mounted at \S+\n$/, 'in one line');
@@ -197,14 +169,16 @@ t.test('stratus status on a path with no drive: exit 1 and one line', async (t) 
   t.equal(res.stderr, `stratus: no stratus drive is mounted at ${dir}\n`, 'one line');
   t.equal(res.stdout, '', 'nothing on stdout');
 
-  // A registry entry whose process is gone (a crash): stale, not mounted.
-  await fs.mkdir(registry, { recursive: true });
+  // A control socket whose process is gone (a crash: nobody removed it): stale, not mounted.
   const stale = path.join(dir, 'sub');
-  const dead = spawn(process.execPath, ['-e', '0']);
-  await new Promise((r) => dead.once('exit', r));
-  await fs.writeFile(path.join(registry, `${encodeURIComponent(stale)}.pid`), `${dead.pid}\n`);
-  t.teardown(() => fs.rm(path.join(registry, `${encodeURIComponent(stale)}.pid`), { force: true }));
+  await fs.mkdir(path.dirname(socketPath(stale)), { recursive: true, mode: 0o700 });
+  const crashed = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath(stale))}, () => console.log('listening'))`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve) => crashed.stdout.once('data', resolve));
+  crashed.kill('SIGKILL');
+  await new Promise((r) => crashed.once('exit', r));
+  t.teardown(() => fs.rm(socketPath(stale), { force: true }));
+  t.ok((await fs.lstat(socketPath(stale))).isSocket(), 'the crashed process left its socket');
   const res2 = await status([stale]);
-  t.equal(res2.code, 1, 'stale entry: exit 1');
-  t.match(res2.stderr, /^stratus: no stratus drive is mounted at \S+ \(stale entry of pid \d+, which is gone\)\n$/, 'says stale, in one line');
+  t.equal(res2.code, 1, 'stale socket: exit 1');
+  t.match(res2.stderr, /^stratus: no stratus drive is mounted at \S+ \(stale control socket of a drive that is gone\)\n$/, 'says stale, in one line');
 });

@@ -152,7 +152,9 @@ t.test('Ctrl-C on up (SIGINT to its whole process group, as a terminal sends it)
   t.ok((await fs.readFile(path.join(mountpoint, 'late.bin'))).equals(content), 'the next up has the file that was pending at Ctrl-C');
 });
 
-t.test('Ctrl-C twice leaves at once, says what stays queued and exits 3; the next up commits it', async (t) => {
+// Proves a second Ctrl-C mid-drain (the server cannot answer: stopped) leaves a clean mountpoint
+// (unmounted, not a dead ENOTCONN mount), says what is left, exits 3, and the queue on disk goes at the next up.
+t.test('Ctrl-C twice leaves at once, unmounted, says what stays queued and exits 3; the next up commits it', async (t) => {
   const base = await tempDir(t, 'up-ctrl-c-twice');
   const mountpoint = path.join(base, 'Stratus');
   const dataDir = path.join(base, 'data');
@@ -173,7 +175,10 @@ t.test('Ctrl-C twice leaves at once, says what stays queued and exits 3; the nex
   } finally {
     process.kill(server, 'SIGCONT');
   }
-  t.match(up.stderr(), /SIGINT again: leaving now; 1 commit\(s\), \d+ bytes stay queued in .*cache and go at the next mount/, 'it says what is left');
+  t.match(up.stderr(), /SIGINT again: leaving now; 1 commit\(s\), [\d.]+[KMG]?B stay queued in .*cache and go at the next mount/, 'it says what is left');
+  t.match(up.stderr(), /unmounted /, 'it says it unmounted');
+  t.ok(await notMounted(mountpoint), 'the mount is gone (no dead mountpoint left behind)');
+  t.same(await fs.readdir(mountpoint), [], 'the mountpoint is a plain empty folder again (no ENOTCONN)');
   await eventually('the embedded server to exit with up', () => running(server), (alive) => !alive, 15_000);
 
   const next = startUp(t, mountpoint, dataDir, cacheDir, { listen: up.listen() });
@@ -185,6 +190,55 @@ t.test('Ctrl-C twice leaves at once, says what stays queued and exits 3; the nex
   t.equal(await remoteText(client, 'twice.txt'), 'queued at the second Ctrl-C\n', 'the next up committed it: the server has it');
   await run(process.execPath, [bin, 'unmount', mountpoint]);
   t.equal(await next.exited, 0, 'and exits 0 at its stop');
+});
+
+// Proves `up` restarts its embedded server when it dies (on the same address), says so, and the
+// drive keeps committing through it.
+t.test('an embedded server killed while up runs is restarted, and the drive keeps working', async (t) => {
+  const base = await tempDir(t, 'up-restart');
+  const mountpoint = path.join(base, 'Stratus');
+  const dataDir = path.join(base, 'data');
+  const up = startUp(t, mountpoint, dataDir, path.join(base, 'cache'), { detached: true });
+  await up.ready;
+  const first = await embeddedServer(up.child.pid!);
+  process.kill(first, 'SIGKILL');
+  await eventually('up to restart its server', async () => up.stderr(), (s) => /the embedded server was restarted \(pid \d+\)/.test(s));
+  t.match(up.stderr(), /the embedded server exited \(SIGKILL\); restarting it in [\d.]+ s/, 'it says the server died and that it restarts it');
+  const second = await embeddedServer(up.child.pid!);
+  t.not(second, first, 'a new server process');
+
+  await fs.writeFile(path.join(mountpoint, 'after-restart.txt'), 'written after the server was restarted\n');
+  const { token } = JSON.parse(await fs.readFile(path.join(dataDir, 'local-user.json'), 'utf8')) as { token: string };
+  const client = new StratusClient({ server: `http://${up.listen()}`, token });
+  t.teardown(() => client.close());
+  await eventually('the file committed through the new server', () => remoteText(client, 'after-restart.txt'), (text) => text === 'written after the server was restarted\n', 30_000);
+  t.pass('the drive committed through the restarted server');
+  await run(process.execPath, [bin, 'unmount', mountpoint]);
+  t.equal(await up.exited, 0, 'up exits 0 at its stop');
+  t.notOk(await running(second), 'and stops the restarted server too');
+});
+
+// Proves the restarts stop after repeated immediate failures (a server that cannot start), said
+// in one line, while the drive keeps running and stops cleanly.
+t.test('up gives up restarting a server that keeps failing at start; the drive keeps running', async (t) => {
+  const base = await tempDir(t, 'up-give-up');
+  const mountpoint = path.join(base, 'Stratus');
+  const dataDir = path.join(base, 'data');
+  const up = startUp(t, mountpoint, dataDir, path.join(base, 'cache'), { detached: true });
+  await up.ready;
+  await fs.mkdir(path.join(mountpoint, 'docs'));
+  t.same(await fs.readdir(mountpoint), ['docs'], 'the root is listed (offline, the drive shows what it has listed)');
+  await eventually('the folder committed', () => driveStatus(mountpoint), (st) => st.pendingCommits === 0);
+  // The running server keeps its open database; every new one finds garbage in its place.
+  await fs.writeFile(path.join(base, 'garbage'), 'this is not a database, and much longer than a header '.repeat(20));
+  await fs.rename(path.join(base, 'garbage'), path.join(dataDir, 'stratus.sqlite'));
+  process.kill(await embeddedServer(up.child.pid!), 'SIGKILL');
+  await eventually('up to give up', async () => up.stderr(), (s) => /not restarting it/.test(s), 30_000);
+  t.match(up.stderr(), /the embedded server failed 6 times in a row \(last: .*before serving\); not restarting it: what you write stays queued until a server answers on http:\S+/, 'it says it gives up, and why');
+  t.equal((up.stderr().match(/restarting it in/g) ?? []).length, 5, 'after 5 restarts');
+  t.same(await fs.readdir(mountpoint), ['docs'], 'the drive still answers');
+  await run(process.execPath, [bin, 'unmount', mountpoint]);
+  t.equal(await up.exited, 0, 'and stops cleanly (nothing was pending)');
 });
 
 t.test('an up killed with SIGKILL takes its embedded server with it (no orphan keeps the port and data)', async (t) => {
@@ -212,7 +266,7 @@ t.test(`a drive stopped with commits still pending exits ${EXIT_PENDING} and kee
   await eventually('the closed file queued', () => driveStatus(drive.mountpoint), (s) => s.pendingCommits >= 1);
 
   t.equal(await drive.stop(), EXIT_PENDING, `SIGTERM with the server gone: exit ${EXIT_PENDING}, not 0`);
-  t.match(drive.stderr(), /\d+ commit\(s\), \d+ bytes still pending after 1 s; they stay queued in /, 'it says what is left');
+  t.match(drive.stderr(), /\d+ commit\(s\), [\d.]+[KMG]?B still pending after 1 s; they stay queued in /, 'it says what is left');
   t.ok(await notMounted(drive.mountpoint), 'it unmounted all the same');
   for (const cmd of ['mount', 'up']) {
     const { stdout } = await run(process.execPath, [bin, cmd, '--help']);
@@ -227,13 +281,36 @@ t.test(`a drive stopped with commits still pending exits ${EXIT_PENDING} and kee
   t.equal(await next.stop(), 0, 'a stop with nothing pending exits 0');
 });
 
+// Proves `stratus unmount` asks the drive over its control socket and shows the drain as it
+// goes: with the server gone, it says what it waits for, then what stays queued, and exits 3 as
+// the drive does.
+t.test(`stratus unmount streams the drain's progress and exits ${EXIT_PENDING} when commits stay queued`, async (t) => {
+  const server = await startServerProcess(t);
+  const { token } = await server.addUser('alice');
+  const drive = await mountDrive(t, server, token, { drainTimeout: 1 });
+  t.same(await fs.readdir(drive.mountpoint), [], 'the root is listed');
+  await server.kill();
+  await eventually('the drive to see its server gone', () => driveStatus(drive.mountpoint), (s) => !s.online);
+  await fs.writeFile(drive.p('queued.txt'), 'stays queued\n');
+  await eventually('the closed file queued', () => driveStatus(drive.mountpoint), (s) => s.pendingCommits === 1);
+  const res = await run(process.execPath, [bin, 'unmount', drive.mountpoint]).then(
+    (r) => ({ code: 0, stderr: r.stderr }),
+    (e: { code: number; stderr: string }) => e,
+  );
+  t.equal(res.code, EXIT_PENDING, `stratus unmount exits ${EXIT_PENDING}`);
+  t.match(res.stderr, /^stratus: waiting for 1 pending commit\(s\), [\d.]+[KMG]?B\n/, 'it shows what the drain waits for, as the drive streams it');
+  t.match(res.stderr, /stratus: unmounted \S+; 1 commit\(s\), [\d.]+[KMG]?B still pending, queued in \S+ for the next mount\n$/, 'then what stays queued, and where');
+  t.equal(await drive.stop(), EXIT_PENDING, `the drive exits ${EXIT_PENDING} too`);
+  t.ok(await notMounted(drive.mountpoint), 'unmounted');
+});
+
 t.test('stratus mount fails with one clear line', async (t) => {
   const base = await tempDir(t, 'mount-errors');
   const full = path.join(base, 'full');
   await fs.mkdir(full);
   await fs.writeFile(path.join(full, 'x'), 'x');
   const cases: [string, string[], RegExp][] = [
-    ['no token', ['mount', full, '--server', 'http://127.0.0.1:9'], /no token: give --token or set STRATUS_TOKEN/],
+    ['no token', ['mount', full, '--server', 'http://127.0.0.1:9'], /no token: set STRATUS_TOKEN, or give --token-file FILE or token_file in the config file/],
     ['missing mountpoint', ['mount', path.join(base, 'nope'), '--server', 'http://127.0.0.1:9', '--token', 'stx_x'], /mountpoint .*nope does not exist/],
     ['mountpoint not empty', ['mount', full, '--server', 'http://127.0.0.1:9', '--token', 'stx_x'], /mountpoint .*full is not an empty directory/],
     ['bad cache size', ['mount', full, '--server', 'http://127.0.0.1:9', '--token', 'stx_x', '--cache-size', 'lots'], /not a size: lots/],

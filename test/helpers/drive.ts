@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { StratusClient } from '../../protocol/client.js';
-import type { MountStatus } from '../../mount/registry.js';
+import type { MountStatus } from '../../mount/status.js';
 import { blake3Hex } from '../../protocol/hash.js';
 import type { BlockRef, NodeInfo } from '../../protocol/types.js';
 
@@ -30,9 +30,14 @@ export async function tempDir(t: Teardown, prefix: string): Promise<string> {
   return dir;
 }
 
-/** Spawns `stratus ARGS` and resolves once a line of its stderr matches `ready` (no sleeping). */
-function spawnUntil(args: string[], ready: RegExp, timeoutMs = 30_000): Promise<{ child: ChildProcess; match: RegExpExecArray; stderr: () => string }> {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** Spawns `stratus ARGS` (in `cwd`, with `env`) and resolves once a line of its stderr matches `ready` (no sleeping). */
+export function spawnUntil(
+  args: string[],
+  ready: RegExp,
+  timeoutMs = 30_000,
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv } & Partial<RunAs> = {},
+): Promise<{ child: ChildProcess; match: RegExpExecArray; stderr: () => string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
   let err = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
     err += chunk;
@@ -88,6 +93,8 @@ export interface ServerOptions {
   db?: string;
   /** `--blocks DIR` (a block folder several servers may share) */
   blocks?: string;
+  /** More flags of `stratus serve` (e.g. `--metrics off`). */
+  args?: string[];
 }
 
 export async function startServerProcess(t: Teardown, opts: ServerOptions = {}): Promise<ServerProcess> {
@@ -95,6 +102,7 @@ export async function startServerProcess(t: Teardown, opts: ServerOptions = {}):
   const args = ['serve', '--data', dataDir, '--listen', opts.listen ?? '127.0.0.1:0'];
   if (opts.db) args.push('--db', opts.db);
   if (opts.blocks) args.push('--blocks', opts.blocks);
+  if (opts.args) args.push(...opts.args);
   const { child, match, stderr } = await spawnUntil(args, /serving on (http:\/\/\S+)/);
   const clients: StratusClient[] = [];
   const stop = async () => {
@@ -152,6 +160,17 @@ export interface DriveOptions {
   serverUrl?: string;
   /** `--drain-timeout` seconds (how long SIGTERM waits for pending commits; default the CLI's). */
   drainTimeout?: number;
+  /** More flags of `stratus mount` (e.g. `--metrics 127.0.0.1:0`, `--log-file F`). */
+  args?: string[];
+  /** Run the mount as this normal user (its mountpoint and cache folder must be that user's). */
+  as?: RunAs;
+}
+
+/** A process run as another (normal) user: its ids and environment (test/helpers/system-user.ts makes one). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+  env: NodeJS.ProcessEnv;
 }
 
 /** Any server a drive can mount: a `stratus serve` process or an in-process backend. */
@@ -163,7 +182,8 @@ export async function mountDrive(t: Teardown, server: DriveServer, token: string
   const args = ['mount', mountpoint, '--server', opts.serverUrl ?? server.url, '--token', token, '--cache', cacheDir, '--cache-size', opts.cacheSize ?? '4GB'];
   if (opts.device) args.push('--device', opts.device);
   if (opts.drainTimeout !== undefined) args.push('--drain-timeout', String(opts.drainTimeout));
-  const { child, stderr } = await spawnUntil(args, /drive ready at/);
+  if (opts.args) args.push(...opts.args);
+  const { child, stderr } = await spawnUntil(args, /drive ready at/, undefined, opts.as ?? {});
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     return exited(child);

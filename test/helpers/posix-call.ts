@@ -23,6 +23,8 @@ const SOURCE = String.raw`
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <stdio.h>
 
 /* "omit", "now" or milliseconds since 1970 */
 static struct timespec when(const char *s) {
@@ -48,6 +50,24 @@ int main(int argc, char **argv) {
     rc = mkfifo(path, (mode_t)strtol(argv[3], NULL, 8));
   } else if (strcmp(op, "mknod") == 0 && argc == 5) {
     rc = mknod(path, (mode_t)strtol(argv[3], NULL, 8), (dev_t)strtoull(argv[4], NULL, 10));
+  } else if (strcmp(op, "getxattr") == 0 && argc == 4) {
+    /* as getfattr does: ask the size, then the value; print it */
+    ssize_t n = getxattr(path, argv[3], NULL, 0);
+    if (n >= 0) {
+      char *buf = malloc(n + 1);
+      n = getxattr(path, argv[3], buf, n);
+      if (n >= 0) fwrite(buf, 1, n, stdout);
+    }
+    rc = n >= 0 ? 0 : -1;
+  } else if (strcmp(op, "listxattr") == 0 && argc == 3) {
+    char buf[65536];
+    ssize_t n = listxattr(path, buf, sizeof buf);
+    for (ssize_t i = 0; i < n; i++) putchar(buf[i] ? buf[i] : '\n');
+    rc = n >= 0 ? 0 : -1;
+  } else if (strcmp(op, "setxattr") == 0 && argc == 5) {
+    rc = setxattr(path, argv[3], argv[4], strlen(argv[4]), 0);
+  } else if (strcmp(op, "removexattr") == 0 && argc == 4) {
+    rc = removexattr(path, argv[3]);
   } else return 255;
   return rc == 0 ? 0 : errno;
 }
@@ -81,11 +101,17 @@ function helper(): Promise<string> {
 
 const errnoNames = new Map(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
 
-/** Runs one call (`utimensat PATH ATIME MTIME`, `mkfifo PATH MODE`, `mknod PATH MODE DEV`; modes in octal). */
-export async function posixCall(op: 'utimensat' | 'mkfifo' | 'mknod', ...args: string[]): Promise<void> {
+/**
+ * Runs one call (`utimensat PATH ATIME MTIME`, `mkfifo PATH MODE`, `mknod PATH MODE DEV`; modes in
+ * octal; `getxattr PATH NAME`, `listxattr PATH`, `setxattr PATH NAME VALUE`, `removexattr PATH
+ * NAME`); resolves with what it printed (getxattr: the value; listxattr: the names, one a line).
+ */
+export async function posixCall(op: 'utimensat' | 'mkfifo' | 'mknod' | 'setxattr' | 'removexattr', ...args: string[]): Promise<void>;
+export async function posixCall(op: 'getxattr' | 'listxattr', ...args: string[]): Promise<string>;
+export async function posixCall(op: string, ...args: string[]): Promise<string | void> {
   const exe = await helper();
   try {
-    await run(exe, [op, ...args]);
+    return (await run(exe, [op, ...args])).stdout;
   } catch (err) {
     const status = (err as { code?: unknown }).code;
     const code = typeof status === 'number' ? errnoNames.get(status) : undefined;

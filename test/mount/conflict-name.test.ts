@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { conflictedCopyName } from '../../mount/model/conflict-name.js';
+import { conflictedCopyName, isConflictedCopyName } from '../../mount/model/conflict-name.js';
 import { nameProblem } from '../../protocol/names.js';
 
 /**
@@ -76,4 +76,19 @@ t.test('edge inputs still give a valid name: very long device, very long extensi
   const nfd = conflictedCopyName('cafe\u0301.txt', 'laptop', when);
   valid(t, nfd);
   t.equal(nfd, `caf\u00e9 (conflicted copy from laptop ${stamp}).txt`);
+});
+
+t.test('isConflictedCopyName recognises every name conflictedCopyName makes (user.stratus.state says conflict), and only those', async (t) => {
+  const made = [
+    conflictedCopyName('report.txt', 'laptop', when),
+    conflictedCopyName('README', 'desk', when, 2),
+    conflictedCopyName('.bashrc', 'my/phone', when),
+    conflictedCopyName('a.tar.gz', 'laptop', when),
+    conflictedCopyName('x'.repeat(300), 'laptop', when),
+    conflictedCopyName('f.' + 'e'.repeat(250), 'laptop', when),
+  ];
+  for (const n of made) t.ok(isConflictedCopyName(n), `${n.slice(0, 60)} is a conflicted copy`);
+  for (const n of ['report.txt', 'report (copy).txt', 'notes (conflicted copy from me).txt', `x (conflicted copy from laptop ${stamp}) final.txt`]) {
+    t.notOk(isConflictedCopyName(n), `${n} is not`);
+  }
 });
