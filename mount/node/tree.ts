@@ -43,6 +43,8 @@ export class Tree {
   private localSeq = 0;
   private readonly localAt = new Map<number, number>();
   private applyingFeed = false;
+  /** Nodes whose feed change was passed over while a rename, move or delete of theirs waited to be sent. */
+  private readonly passedOver = new Set<string>();
   /** Set by the operation log: the node has operations not sent yet / ones that change its name or place. */
   hasPendingOps: (ino: number) => boolean = () => false;
   hasPendingStructural: (ino: number) => boolean = () => false;
@@ -158,6 +160,7 @@ export class Tree {
       // Renamed, moved or deleted here and not sent yet: the local state stands.
       if (ino !== undefined && this.hasPendingStructural(ino)) {
         seen.add(ino);
+        this.passedOver.add(info.id);
         continue;
       }
       const placed = this.place(info, dir.ino);
@@ -236,8 +239,12 @@ export class Tree {
    */
   applyFeed(info: NodeInfo): number | undefined {
     const ino = this.bySid.get(info.id);
-    // Renamed, moved or deleted here and not sent yet: the server's state of it is older.
-    if (ino !== undefined && this.hasPendingStructural(ino)) return undefined;
+    // Renamed, moved or deleted here and not sent yet: the server's state of it is older — but
+    // it may carry a change of content made elsewhere, fetched again once ours is settled.
+    if (ino !== undefined && this.hasPendingStructural(ino)) {
+      this.passedOver.add(info.id);
+      return undefined;
+    }
     const before = ino === undefined ? undefined : this.byIno.get(ino);
     const parentIno = info.parent_id === null ? undefined : this.bySid.get(info.parent_id);
     const heldName = parentIno === undefined ? undefined : this.kids.get(parentIno)?.get(info.name);
@@ -354,7 +361,10 @@ export class Tree {
 
   /** Nothing of the node waits to be sent any more: a server node waiting for its name may take it now. */
   settled(ino: number): void {
-    if (!this.hasPendingOps(ino)) this.wake(ino);
+    if (this.hasPendingOps(ino)) return;
+    this.wake(ino);
+    const sid = this.byIno.get(ino)?.sid ?? this.gone.get(ino)?.sid;
+    if (sid && this.passedOver.delete(sid)) this.refetch(sid);
   }
 
   /** Removes a node and what is under it; what queued operations still name is kept aside (`node`). */

@@ -56,6 +56,8 @@ export interface VfsHarness {
   config: ServerConfig;
   cacheDir: string;
   stagingDir: string;
+  /** Applies the change feed to the tree (emits `applied`); tests pull when they want to. */
+  syncer: Syncer;
   /** Pulls the change feed into the tree (what the mount's sync does on a WebSocket hint). */
   pull(): Promise<void>;
   /** Orderly stop as the daemon does it after its drain (no drain here: call `queue.drain` first if wanted). */
@@ -144,7 +146,7 @@ export async function assembleVfs(opts: VfsOptions): Promise<VfsHarness> {
         if (i >= 0) closers.splice(i, 1);
         await closeAll();
       })());
-    return { opts, vfs, queue, log, tree, cache, source, store, pool, client, config, cacheDir, stagingDir, pull, close, crash };
+    return { opts, vfs, queue, log, tree, cache, source, store, pool, client, config, cacheDir, stagingDir, syncer, pull, close, crash };
   } catch (err) {
     await closeAll();
     throw err;

@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import t, { type Test } from 'tap';
@@ -356,6 +357,30 @@ t.test('rename on one device, edit on the other: the edit lands in the renamed f
   await a.h.pull();
   t.equal((await readAll(a.h.vfs, '/renamed.txt')).toString(), 'edited on the desk', 'the renaming device sees the edit');
   t.same((await b.h.vfs.readdir('/')).names, ['renamed.txt'], 'the editing device shows the new name only');
+});
+
+t.test('rename here (queued), edit elsewhere seen meanwhile: once the rename is sent, the renamed file shows the edit', async (t) => {
+  const user = await newUser();
+  const a = await device(t, user, 'laptop');
+  const b = await device(t, user, 'desk');
+  await writeAll(a.h.vfs, '/old.txt', Buffer.from('base'), { create: true });
+  await drained(a.h.queue);
+  await b.h.pull();
+  t.equal((await readAll(b.h.vfs, '/old.txt')).toString(), 'base', 'the desk shows the base');
+  // The desk's rename waits (its update call fails) while the laptop's edit reaches the desk's feed.
+  b.faults.offline.add('update');
+  await b.h.vfs.rename('/old.txt', '/new.txt');
+  await writeAll(a.h.vfs, '/old.txt', Buffer.from('edited on the laptop'));
+  await drained(a.h.queue);
+  await b.h.pull();
+  t.equal((await readAll(b.h.vfs, '/new.txt')).toString(), 'base', 'while the rename waits, the desk shows its own state');
+  const applied = once(b.h.syncer, 'applied', { signal: AbortSignal.timeout(10_000) });
+  b.up();
+  await drained(b.h.queue);
+  await applied;
+  t.equal((await readAll(b.h.vfs, '/new.txt')).toString(), 'edited on the laptop', 'the rename sent, the desk fetches the edit it passed over');
+  const remote = await remotePath(user.client, '/new.txt');
+  t.equal(remote && (await serverBytes(user.client, remote.id)).bytes.toString(), 'edited on the laptop', 'the server has the edit under the new name');
 });
 
 t.test('offline: a file with a queued edit, then renamed: it shows and keeps the edit (no false conflict)', async (t) => {
