@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import type { Knex } from 'knex';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -13,7 +12,7 @@ import { defaultSettings } from '../../backend/settings.js';
 import { StratusClient } from '../../protocol/client.js';
 import { rejectsWith } from '../helpers/api-assert.js';
 import { coalescedBound, connectEvents, createPgDatabase, within, type EventStream } from '../helpers/backend.js';
-import { bin, run, tempDir } from '../helpers/drive.js';
+import { bin, run, startServerProcess } from '../helpers/drive.js';
 
 /**
  * Scale-out (DESIGN §8): N `stratus serve` processes on one PostgreSQL database push each other's
@@ -45,41 +44,15 @@ interface ServeProcess {
   client(token: string): StratusClient;
 }
 
-/** `stratus serve --db URL` on a free port; stopped with SIGTERM (and must exit 0) when `t` ends. */
+/** `stratus serve --db URL` on a free port (the shared helper: stopped, and its clients closed, when `t` ends). */
 async function serve(t: Test, dbUrl: string): Promise<ServeProcess> {
-  const dataDir = await tempDir(t, 'serve');
-  const child = spawn(process.execPath, [bin, 'serve', '--db', dbUrl, '--data', dataDir, '--listen', '127.0.0.1:0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, STRATUS_LOG_LEVEL: 'warn' },
-  });
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`serve not ready in 30 s: ${stderr}`)), 30_000);
-    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-      const m = /serving on (http:\/\/\S+)/.exec(stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`serve exited (${code}) before ready: ${stderr}`));
-    });
-  });
+  const server = await startServerProcess(t, { db: dbUrl });
   const clients: StratusClient[] = [];
-  t.teardown(async () => {
-    await Promise.all(clients.map((c) => c.close()));
-    child.kill('SIGTERM');
-    const code = await exited;
-    if (code !== 0) throw new Error(`serve exited ${code} on SIGTERM: ${stderr}`);
-  });
+  t.teardown(() => Promise.all(clients.map((c) => c.close())));
   return {
-    url,
+    url: server.url,
     client(token) {
-      const c = new StratusClient({ server: url, token });
+      const c = new StratusClient({ server: server.url, token });
       clients.push(c);
       return c;
     },

@@ -105,10 +105,13 @@ export async function startServerProcess(t: Teardown, opts: ServerOptions = {}):
   if (opts.args) args.push(...opts.args);
   const { child, match, stderr } = await spawnUntil(args, /serving on (http:\/\/\S+)/);
   const clients: StratusClient[] = [];
+  // A server stopped with SIGTERM exits 0 (its clean shutdown is part of what every test using it checks).
   const stop = async () => {
     await Promise.all(clients.splice(0).map((c) => c.close()));
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited(child);
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const code = await exited(child);
+    if (code !== 0) throw new Error(`stratus serve exited ${code} on SIGTERM: ${stderr()}`);
   };
   t.teardown(stop);
   const url = match[1]!;
