@@ -33,6 +33,11 @@ export class BlockSource {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   /** Whole-block loads (cache check, else fetch) under way: one per block. */
   private readonly loading = new Map<string, Promise<Buffer>>();
+  /**
+   * Blocks fetched and verified whose cache write is under way: readers take the bytes from here
+   * (the write runs beside the reader, not before it).
+   */
+  private readonly storing = new Map<string, { bytes: Buffer; done: Promise<void> }>();
   private readonly waiting: (() => void)[] = [];
   private running = 0;
   /** Until then the server is taken as silent (see isSilence): fetches fail at once. */
@@ -59,6 +64,8 @@ export class BlockSource {
       this.stats.cacheHitBytes += n;
       return n;
     }
+    const fresh = this.storing.get(hash);
+    if (fresh) return fresh.bytes.copy(target, targetOffset, blockOffset, Math.min(blockOffset + length, fresh.bytes.length));
     this.cache.pin(hash);
     try {
       const bytes = await this.load(hash, size);
@@ -78,12 +85,21 @@ export class BlockSource {
    * else fetching it); failures are left to the real read.
    */
   prefetch(hash: string, size: number): void {
-    if (this.cache.isVerified(hash) || this.loading.has(hash) || this.inflight.has(hash)) return;
+    if (this.cache.isVerified(hash) || this.loading.has(hash) || this.inflight.has(hash) || this.storing.has(hash)) return;
     this.load(hash, size).catch(() => undefined);
   }
 
-  /** Fetches (or joins the fetch of) one block, verifies it and stores it in the cache. */
-  fetch(hash: string, size: number): Promise<Buffer> {
+  /** Fetches (or joins the fetch of) one block, verifies it and stores it in the cache (resolves once stored). */
+  async fetch(hash: string, size: number): Promise<Buffer> {
+    const bytes = await this.fetchOnce(hash, size);
+    await this.storing.get(hash)?.done;
+    return bytes;
+  }
+
+  /** One fetch per block at a time; resolves once verified (its cache write may still be under way: `storing`). */
+  private fetchOnce(hash: string, size: number): Promise<Buffer> {
+    const fresh = this.storing.get(hash);
+    if (fresh) return Promise.resolve(fresh.bytes);
     let p = this.inflight.get(hash);
     if (!p) {
       p = this.fetchVerified(hash, size).finally(() => this.inflight.delete(hash));
@@ -110,7 +126,7 @@ export class BlockSource {
       return cached;
     }
     this.stats.cacheMisses++;
-    return this.fetch(hash, size);
+    return this.fetchOnce(hash, size);
   }
 
   /**
@@ -160,11 +176,7 @@ export class BlockSource {
           lastErr = new FsError('EIO', `block ${hash} failed verification`);
           continue;
         }
-        try {
-          await this.cache.put(hash, verified.bytes);
-        } catch {
-          // Cache full of pinned data: serve from memory this once.
-        }
+        this.store(hash, verified.bytes);
         return verified.bytes;
       } catch (err) {
         lastErr = err;
@@ -178,6 +190,21 @@ export class BlockSource {
       }
     }
     throw lastErr instanceof FsError ? lastErr : new FsError('EIO', `fetching block ${hash}: ${(lastErr as Error)?.message}`);
+  }
+
+  /** Resolves once the cache writes under way now have ended. */
+  async stored(): Promise<void> {
+    await Promise.all([...this.storing.values()].map((s) => s.done));
+  }
+
+  /** Writes a verified block to the cache beside its readers; a cache full of pinned data keeps it in memory only this once. */
+  private store(hash: string, bytes: Buffer): void {
+    if (this.storing.has(hash)) return;
+    const done = this.cache
+      .put(hash, bytes)
+      .catch(() => undefined)
+      .finally(() => this.storing.delete(hash));
+    this.storing.set(hash, { bytes, done });
   }
 
   /** One request to the server, its time told to `onFetch` (the wait for a slot not included). */

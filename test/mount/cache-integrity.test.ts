@@ -117,6 +117,7 @@ t.test('cached blocks flipped or truncated on disk are dropped and fetched again
   t.equal(h.source.stats.cacheCorrupt, 2, 'two cached blocks found bad');
   t.equal(h.source.stats.cacheChecks, s.blocks.length, 'every cached block was checked on its first use');
   t.same(hashes, { files: s.blocks.length, bytes: 2 }, 'all in the chunker pool (the event loop hashes nothing): each cached file, and the two blocks fetched');
+  await h.source.stored();
   for (const b of [flipped, cut]) {
     t.equal(linesAbout(s.logs, b.hash).length, 1, `block ${b.hash.slice(0, 8)} is logged once`);
     t.ok(await fileHashesRight(s.cacheDir, b.hash), `its cache file now holds the right bytes`);
@@ -151,6 +152,7 @@ t.test('a verified block whose file shrinks afterwards is checked again: the rea
   }
   t.equal(h.source.stats.cacheCorrupt, 1, 'the short file was found bad');
   t.equal(h.source.stats.fetches, 1, 'and the block fetched again');
+  await h.source.stored();
   t.ok(await fileHashesRight(s.cacheDir, cut.hash), 'its cache file holds the right bytes');
   t.ok((await readAll(h.vfs, '/f.bin')).equals(s.data), 'the whole file reads right');
 });

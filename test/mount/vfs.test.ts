@@ -526,7 +526,8 @@ t.test('BlockSource: concurrent reads of one uncached block make one fetch', asy
   const [r1, r2] = await Promise.all(readers.map((fh) => readFh(h.vfs, fh, 100 * KiB)));
   t.ok(r1!.equals(expected) && r2!.equals(expected), 'both readers get the block');
   t.equal(h.source.stats.fetches, 1, 'one fetch for two concurrent readers');
-  t.ok(h.cache.has(block!.hash), 'the block is cached');
+  await h.source.stored();
+  t.ok(h.cache.has(block!.hash), 'the block is cached (its write beside the readers ended)');
   await readFh(h.vfs, readers[0]!, 10, 500);
   t.equal(h.source.stats.fetches, 1, 'a later read is served by the cache');
   for (const fh of readers) await h.vfs.release(fh);
@@ -557,6 +558,34 @@ t.test('BlockSource: a block whose bytes do not match its hash is refused (EIO) 
 
   const truncated = new BlockSource({ getBlock: async () => real.bytes.subarray(0, 100) } as unknown as StratusClient, h.cache, h.pool, { attempts: 1 });
   await fails(t, truncated.get(real.hash, real.bytes.length), 'EIO', 'a short block');
+});
+
+t.test('BlockSource: a fetched block reaches its reader before its cache write ends; meanwhile it is served from memory, and fetch() resolves once it is stored', async (t) => {
+  const { h } = await setup(t);
+  const real = randomBlock(64 * KiB);
+  let fetches = 0;
+  const server = { getBlock: async () => (fetches++, Buffer.from(real.bytes)) } as unknown as StratusClient;
+  // The cache's write of this block waits until the test lets it go.
+  let letGo!: () => void;
+  const held = new Promise<void>((resolve) => (letGo = resolve));
+  const put = h.cache.put.bind(h.cache);
+  h.cache.put = async (hash, bytes) => {
+    await held;
+    return put(hash, bytes);
+  };
+  const source = new BlockSource(server, h.cache, h.pool);
+  const target = Buffer.alloc(100);
+  t.equal(await source.readInto(real.hash, real.bytes.length, target, 0, 1000, 100), 100, 'the reader has its bytes while the cache write is held');
+  t.ok(target.equals(real.bytes.subarray(1000, 1100)), 'the right bytes');
+  t.notOk(h.cache.has(real.hash), 'the cache does not have it yet');
+  t.ok((await source.get(real.hash, real.bytes.length)).equals(real.bytes), 'a whole-block load is served from memory meanwhile');
+  let stored = false;
+  const fetched = source.fetch(real.hash, real.bytes.length).then(() => (stored = h.cache.has(real.hash)));
+  t.equal(fetches, 1, 'one request for all of them');
+  letGo();
+  await fetched;
+  t.ok(stored, 'fetch() resolved only once the block was in the cache');
+  t.equal(fetches, 1, 'still one request');
 });
 
 t.test('touch: a new empty file commits version 1 with no blocks', async (t) => {
