@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { StratusClient } from '../protocol/client.js';
+import { startServerProcess, tempDir } from './helpers/drive.js';
 
 /** The `stratus` command as a user runs it: the compiled bin (npm test builds it first). */
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -73,6 +74,17 @@ t.test('stratus user add --create prints the token as the last line, and stratus
   t.teardown(() => laptop.close());
   t.equal((await laptop.whoami()).device.name, 'laptop', 'a second device token for the same user works while the server runs');
   t.equal(await server.stop(), 0, 'SIGTERM stops serve cleanly');
+});
+
+t.test('stratus serve makes its data folder and a block folder of its own (--blocks DIR) mode 0700, whatever the umask', async (t) => {
+  const root = await tempDir(t, 'serve-private');
+  const data = path.join(root, 'data');
+  const blocks = path.join(root, 'blocks');
+  const before = process.umask(0o022);
+  t.teardown(() => process.umask(before));
+  await startServerProcess(t, { dataDir: data, blocks });
+  t.equal((await fs.stat(data)).mode & 0o777, 0o700, 'data folder 0700 (the umask would give 0755)');
+  t.equal((await fs.stat(blocks)).mode & 0o777, 0o700, 'block folder 0700: every user\'s file content is in it');
 });
 
 t.test('stratus gc frees the blocks of an emptied trash while stratus serve runs, and prints what it freed', async (t) => {
