@@ -37,11 +37,22 @@ const opSchema = z.discriminatedUnion('op', [
 
 const REF = /^\$(\d{1,6})$/;
 
+/**
+ * What a batch costs in requests: a create in a run of creates costs the server about a tenth of
+ * its own request (one folder check, one query for taken names, multi-row inserts: ~3,200/s against
+ * ~130/s singly), an update or delete half (its own savepoint, no HTTP round trip or auth).
+ */
+export function batchCost(ops: readonly BatchOp[]): number {
+  const creates = ops.filter((o) => o.op === 'create').length;
+  return Math.max(1, Math.ceil(creates / 10 + (ops.length - creates) / 2));
+}
+
 export async function runBatch(backend: Backend, actor: Actor, body: unknown): Promise<BatchResponse> {
   const max = backend.settings.limits.max_batch_ops;
   const { ops } = parseBody(z.object({ ops: z.array(opSchema).min(1).max(max) }).strict(), body) as { ops: BatchOp[] };
-  // A batch of N ops costs what N requests cost (the request itself was counted once already).
-  await backend.rates.request(actor.userId, ops.length - 1);
+  // A batch costs the rate limit what its ops cost the server, in requests (the request itself was counted once already).
+  const extra = batchCost(ops) - 1;
+  if (extra > 0) await backend.rates.request(actor.userId, extra);
   const named = ops.flatMap((op) => (op.op === 'create' ? [op.node.parent_id] : op.op === 'update' ? [op.id, op.node.parent_id] : [op.id]));
   return mutate(backend.db, async (trx) => {
     await lockNamespacesOf(trx, named);

@@ -157,6 +157,28 @@ for (const engine of testEngines()) {
       t.equal(await backend.snapshot(), before, 'database and block store unchanged');
     });
 
+    t.test('a batch costs the rate limit what its ops cost the server: creates a tenth of a request, updates and deletes half; over the limit it is refused whole (429) and changes nothing', async (t) => {
+      // 60 requests a minute for this user.
+      const limited = await startTestBackend(engine, { rate: { requests_per_s: 1, window_s: 60 } });
+      t.teardown(() => limited.close());
+      const carol = await limited.addUser('carol');
+      const home = await carol.client.root(); // 1
+      const creates = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => ({ op: 'create' as const, node: { parent_id: home.id, name: `${prefix}${i}`, kind: 'file' as const } }));
+      const made = await carol.client.batch(creates(500, 'f')); // 50: 51 spent
+      t.ok(made.results.every((r) => r.status === 201), '500 creates in one batch fit where 500 requests would not');
+      const first = nodeOf(made.results[0]);
+      const moved = await carol.client.batch([{ op: 'update', id: first.id, node: { name: 'renamed' } }, ...creates(2, 'g')]); // 1 (½ + 2⁄10, rounded up): 52
+      t.same(moved.results.map((r) => r.status), [200, 201, 201], 'an update and two creates cost one request');
+      const before = await limited.snapshot();
+      const over = await carol.client.batch(creates(90, 'h')).then(
+        () => undefined,
+        (err: { status?: number; code?: string }) => err,
+      ); // 9: 61 > 60
+      t.equal(over?.status, 429, 'a batch past the limit is refused with 429');
+      t.equal(over?.code, 'too_many_requests');
+      t.equal(await limited.snapshot(), before, 'and nothing of it was applied');
+    });
+
     t.test('without a token: 401, as every route', async (t) => {
       const res = await backend.fetch('/v1/batch', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"ops":[]}' });
       t.equal(res.status, 401);
