@@ -222,7 +222,7 @@ export class BlockSource {
   }
 
   private async slot<T>(fn: () => Promise<T>): Promise<T> {
-    const max = this.opts.maxParallel ?? 8;
+    const max = this.opts.maxParallel ?? 16;
     while (this.running >= max) await new Promise<void>((r) => this.waiting.push(r));
     this.running++;
     try {

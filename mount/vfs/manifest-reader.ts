@@ -1,8 +1,15 @@
 import type { BlockSource } from '../blocks/block-source.js';
 import type { PinnedManifest } from '../blocks/pinned-manifest.js';
 
-const READ_AHEAD_BYTES = 32 * 1024 * 1024;
-const READ_AHEAD_BLOCKS = 8;
+/**
+ * Read-ahead of a sequential reader, in bytes past what it asked for: twice what it has read in a
+ * row so far, from 8 MiB up to 128 MiB — a `head` of a large file fetches little, a long `cat`
+ * keeps enough blocks in flight (BlockSource's parallel fetches) to hide each one's round trip.
+ * Measured on a cold 1 GiB read over loopback: 8 blocks ahead 165–190 MB/s, 64 MiB 226–242,
+ * 128 MiB 272–275 (and less CPU per byte: fewer idle wake-ups of the fetch pipeline).
+ */
+const READ_AHEAD_MIN = 8 * 1024 * 1024;
+const READ_AHEAD_MAX = 128 * 1024 * 1024;
 
 /**
  * Reads of one open file at one version: (offset, length) → blocks, from the cache or fetched, with
@@ -11,6 +18,10 @@ const READ_AHEAD_BLOCKS = 8;
 export class ManifestReader {
   private nextExpected = -1;
   private streak = 0;
+  /** Bytes read in a row by the current sequential run. */
+  private run = 0;
+  /** Blocks before this index were asked for already by read-ahead. */
+  private aheadUpTo = 0;
 
   constructor(
     readonly manifest: PinnedManifest,
@@ -36,18 +47,24 @@ export class ManifestReader {
   }
 
   private track(position: number, end: number): void {
-    if (position === this.nextExpected) this.streak++;
-    else this.streak = position === 0 ? 1 : 0;
+    if (position === this.nextExpected) {
+      this.streak++;
+      this.run += end - position;
+    } else {
+      this.streak = position === 0 ? 1 : 0;
+      this.run = end - position;
+      this.aheadUpTo = 0;
+    }
     this.nextExpected = end;
     if (this.streak < 2) return;
-    // Sequential: fetch the blocks after this read in parallel before they are asked for.
+    // Sequential: fetch the blocks after this read before they are asked for (each block once).
     const m = this.manifest;
-    let i = m.blockAt(end - 1) + 1;
-    let ahead = 0;
-    for (let n = 0; i < m.blocks.length && n < READ_AHEAD_BLOCKS && ahead < READ_AHEAD_BYTES; i++, n++) {
+    const window = Math.min(READ_AHEAD_MAX, Math.max(READ_AHEAD_MIN, 2 * this.run));
+    const first = m.blockAt(end - 1) + 1;
+    for (let i = Math.max(first, this.aheadUpTo); i < m.blocks.length && m.offsets[i]! < end + window; i++) {
       const b = m.blocks[i]!;
       this.source.prefetch(b.hash, b.size);
-      ahead += b.size;
+      this.aheadUpTo = i + 1;
     }
   }
 }
