@@ -1,6 +1,7 @@
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { StratusClient } from '../../protocol/client.js';
 import type { ChunkerPool } from '../chunker/pool.js';
+import pLimit from 'p-limit';
 import { withDeadline } from '../../protocol/deadline.js';
 import type { Say } from '../log.js';
 import { FsError, isTransient } from '../model/errors.js';
@@ -38,8 +39,8 @@ export class BlockSource {
    * (the write runs beside the reader, not before it).
    */
   private readonly storing = new Map<string, { bytes: Buffer; done: Promise<void> }>();
-  private readonly waiting: (() => void)[] = [];
-  private running = 0;
+  /** Fetches to the server at once (reads and read-ahead across the mount). */
+  private readonly slot: <T>(fn: () => Promise<T>) => Promise<T>;
   /** Until then the server is taken as silent (see isSilence): fetches fail at once. */
   private silentUntil = 0;
   /** cacheChecks: cached blocks hashed; cacheCorrupt: of those, found bad (dropped and fetched again). */
@@ -51,7 +52,9 @@ export class BlockSource {
     readonly cache: BlockCache,
     private readonly pool: ChunkerPool,
     private readonly opts: BlockSourceOptions = {},
-  ) {}
+  ) {
+    this.slot = pLimit(opts.maxParallel ?? 16);
+  }
 
   /**
    * Copies `length` bytes of block `hash` from `blockOffset` into `target`. A verified cached block
@@ -218,18 +221,6 @@ export class BlockSource {
       return result;
     } finally {
       this.opts.onFetch(Number(process.hrtime.bigint() - started) / 1e9, ok);
-    }
-  }
-
-  private async slot<T>(fn: () => Promise<T>): Promise<T> {
-    const max = this.opts.maxParallel ?? 16;
-    while (this.running >= max) await new Promise<void>((r) => this.waiting.push(r));
-    this.running++;
-    try {
-      return await fn();
-    } finally {
-      this.running--;
-      this.waiting.shift()?.();
     }
   }
 }

@@ -1,4 +1,5 @@
 import bytes from 'bytes';
+import pLimit from 'p-limit';
 import type { BlockCache } from '../../cache/block-cache.js';
 import type { BlockRef } from '../../protocol/types.js';
 import type { LocalNode } from '../model/local-node.js';
@@ -314,13 +315,13 @@ export class PinManager {
     report(true);
     let fetched = 0;
     const loads = new Map<string, Promise<void>>();
-    const slots = new Semaphore(this.o.parallel ?? 8);
+    const slot = pLimit(this.o.parallel ?? 8);
     const load = (b: BlockRef): Promise<void> => {
       let l = loads.get(b.hash);
       if (!l) {
         l = cache.has(b.hash)
           ? Promise.resolve()
-          : slots.run(async () => {
+          : slot(async () => {
               await this.o.fetchBlock(b.hash, b.size);
               if (!cache.has(b.hash)) {
                 const st = cache.stats();
@@ -375,22 +376,4 @@ function sum(blocks: Map<string, number>): number {
 /** A size as people read it, as the CLI prints sizes (1.5MB, powers of 1024). */
 export function size(n: number): string {
   return bytes.format(n, { decimalPlaces: 1 }) ?? `${n}B`;
-}
-
-class Semaphore {
-  private running = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(private readonly max: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    while (this.running >= this.max) await new Promise<void>((r) => this.waiting.push(r));
-    this.running++;
-    try {
-      return await fn();
-    } finally {
-      this.running--;
-      this.waiting.shift()?.();
-    }
-  }
 }
