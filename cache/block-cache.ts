@@ -80,6 +80,8 @@ export class BlockCache {
   private readonly puts = new Map<string, Promise<void>>();
   /** Write phases of puts that hold a claim: a claim that does not fit yet may wait for them. */
   private readonly writes = new Set<Promise<void>>();
+  /** Block folders known to exist (made by this process). */
+  private readonly madeDirs = new Set<string>();
   /** File deletions of evicted blocks (closing their descriptor and unlinking). */
   private readonly deletions = new Set<Promise<void>>();
   private readonly background = new Set<Promise<void>>();
@@ -335,7 +337,12 @@ export class BlockCache {
     await this.settleDeletions();
     const final = blockPath(this.root, hash);
     const tmp = tempPath(this.root, hash);
-    await fsp.mkdir(path.dirname(final), { recursive: true });
+    // The cache never removes its folders: each is made once per process (a thread-pool call saved per block).
+    const dir = path.dirname(final);
+    if (!this.madeDirs.has(dir)) {
+      await fsp.mkdir(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
     try {
       await fsp.writeFile(tmp, bytes, { flag: 'wx', mode: 0o600 });
       await fsp.rename(tmp, final);
