@@ -36,7 +36,7 @@ export function serveCommand(): Command {
       // The SQLite file and the blocks: the server's user's only (mode 0700), whatever the umask.
       if (!(opts.db && opts.blocks)) await makePrivateDir(opts.data);
       // A block folder of its own (not gs://): every user's file content, so the same.
-      if (opts.blocks !== undefined && !opts.blocks.startsWith('gs://')) await makePrivateDir(opts.blocks);
+      if (opts.blocks && !opts.blocks.startsWith('gs://')) await makePrivateDir(opts.blocks);
       const server = await startServer({ dataDir: opts.data, listen: opts.listen, dbUrl: opts.db, blocksUrl: opts.blocks, settings, log, metricsRoute: opts.metrics === 'on' });
       const metrics = opts.metrics === 'on' || opts.metrics === 'off' ? undefined : await serveMetrics(opts.metrics, server.metrics).catch(async (err: unknown) => {
         await server.close();
