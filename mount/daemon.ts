@@ -34,6 +34,14 @@ import type { Logger } from 'pino';
 import { sayTo, type Say } from './log.js';
 import { DriveMetrics } from './metrics.js';
 
+
+/**
+ * How long the kernel keeps names and attributes without asking the drive. Long, because a walk
+ * of a large tree (`ls -lR`, a file manager) otherwise asks for nearly every entry again (each a
+ * round trip into JS); safe, because what changes them not through the kernel is made stale at
+ * once (KernelRefresher: names forgotten, attributes refreshed).
+ */
+const KERNEL_CACHE_S = 30;
 export interface MountOptions {
   mountpoint: string;
   server: string;
@@ -44,6 +52,7 @@ export interface MountOptions {
   cacheSize: number;
   /** Name used in conflicted copies; default: the device name the token belongs to. */
   device?: string;
+  /** Seconds the kernel keeps names and attributes (entry and attr timeouts); default KERNEL_CACHE_S. */
   attrTimeout?: number;
   /** The drive's log (pino: levels, JSON to a file, pretty on a terminal); default: nothing logged. */
   logger?: Logger;
@@ -235,16 +244,21 @@ export async function startMount(opts: MountOptions): Promise<RunningMount> {
     sender.on('committed', () => pins.changed());
     syncer.on('applied', () => pins.changed());
     const vfs = new Vfs({ tree, log: oplog, client, source, cache, store, stagingDir, maxFileSize: fileSizeLimit(config), manifests, xattrs: new Xattrs(states) });
-    const fuse = await mountFuse(mountpoint, fuseOps(vfs, logOf('fuse')), { attrTimeout: opts.attrTimeout, entryTimeout: opts.attrTimeout, allowOther: opts.allowOther });
+    const kernelCacheS = opts.attrTimeout ?? KERNEL_CACHE_S;
+    const fuse = await mountFuse(mountpoint, fuseOps(vfs, logOf('fuse')), { attrTimeout: kernelCacheS, entryTimeout: kernelCacheS, allowOther: opts.allowOther });
     let unmounting: Promise<void> | undefined;
     const unmountOnce = (): Promise<void> => (unmounting ??= fuse.unmount());
     closers.push(unmountOnce);
     log(`mounted ${identity} at ${mountpoint} (cache ${cacheDir})${startedOffline ? `; server unreachable (${offlineReason}), started from the saved tree` : ''}`);
 
-    // Remote changes of files the kernel may hold attributes or pages of: make it take fresh ones.
-    const refresher = new KernelRefresher({ mountpoint, tree, skip: (ino) => vfs.hasLocalContent(ino), expect: vfs.expectTouch });
+    // Changes not made through the kernel (remote ones, the server's replies): names it may hold
+    // and attributes or pages of files it may cache are made stale at once, not after the timeouts.
+    const refresher = new KernelRefresher({ mountpoint, tree, skip: (ino) => vfs.hasLocalContent(ino), expect: vfs.expectTouch, expectForget: vfs.expectForget });
     closers.push(() => refresher.close());
     syncer.on('applied', (_changes, files) => refresher.refresh(files));
+    tree.onVacated = (path, kind) => refresher.forget(path, kind);
+    tree.onStale = (ino) => refresher.refresh([ino]);
+    tree.onSettled = (ino) => refresher.settled(ino);
 
     // With no commit pending, this is when the drive became idle (the bench's "until committed").
     let pendingChangedAt = Date.now();

@@ -7,7 +7,7 @@
  * the FUSE callbacks run on this event loop.
  */
 import { execFile } from 'node:child_process';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { readdir, readFile, realpath, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
@@ -74,16 +74,20 @@ export async function canonicalMountpoint(mountpoint: string): Promise<string> {
 
 type Probe = { state: 'ok'; isDirectory: boolean } | { state: 'error'; code: string; message: string } | { state: 'timeout' };
 
-/** stat(2) that gives up waiting after `ms` (a hung FUSE daemon would block it for good). */
+/** statfs(2) and stat(2) that give up waiting after `ms` (a hung FUSE daemon would block them for good). */
 async function probe(mnt: string, ms = STAT_TIMEOUT_MS): Promise<Probe> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<Probe>((resolve) => {
     timer = setTimeout(() => resolve({ state: 'timeout' }), ms);
   });
-  const statted = stat(mnt).then(
-    (st): Probe => ({ state: 'ok', isDirectory: st.isDirectory() }),
-    (err: NodeJS.ErrnoException): Probe => ({ state: 'error', code: err.code ?? 'UNKNOWN', message: err.message }),
-  );
+  // statfs first: the kernel always asks a FUSE daemon for it, where a stat may be answered from
+  // attributes it still caches (for attr_timeout) even after the daemon died.
+  const statted = statfs(mnt)
+    .then(() => stat(mnt))
+    .then(
+      (st): Probe => ({ state: 'ok', isDirectory: st.isDirectory() }),
+      (err: NodeJS.ErrnoException): Probe => ({ state: 'error', code: err.code ?? 'UNKNOWN', message: err.message }),
+    );
   try {
     return await Promise.race([statted, timeout]);
   } finally {

@@ -55,6 +55,19 @@ export class Tree {
   /** Told once when a write of the state fails (from then on nothing more is written: see persist). */
   onBroken: (err: Error) => void = () => undefined;
   private broken: Error | undefined;
+  /**
+   * Set by the daemon: a name left by its node not through the kernel (the change feed, a reply of
+   * the server, a listing) — the kernel may still hold it in its entry cache: make it forget.
+   */
+  onVacated: (path: string, kind: LocalNode['kind']) => void = () => undefined;
+  /** Set by the daemon: nothing of the node waits to be sent any more. */
+  onSettled: (ino: number) => void = () => undefined;
+  /** Set by the daemon: a file's size, mtime or mode changed not through the kernel (its cached attributes are stale). */
+  onStale: (ino: number) => void = () => undefined;
+  /** Changes the kernel is making right now (a FUSE call): it knows the names they change. */
+  private kernelOps = 0;
+  /** Depth of removeSubtree: only the top of a removed subtree leaves a name the kernel must forget. */
+  private removing = 0;
   /** Set by the Vfs: the node is open for writing (what is written there will need its server id). */
   inUse: (ino: number) => boolean = () => false;
 
@@ -260,7 +273,7 @@ export class Tree {
     if (after?.entry && before !== undefined && before.readOnly !== after.readOnly) this.setReadOnlyUnder(after.ino, after.readOnly === true);
     if (!after || after.kind !== 'file') return undefined;
     if (heldName !== undefined && heldName !== after.ino) return after.ino;
-    const changed = before !== undefined && (before.headVersion !== after.headVersion || before.size !== after.size || before.mtime !== after.mtime);
+    const changed = before !== undefined && (before.headVersion !== after.headVersion || before.size !== after.size || before.mtime !== after.mtime || before.mode !== after.mode);
     return changed ? after.ino : undefined;
   }
 
@@ -363,6 +376,7 @@ export class Tree {
   settled(ino: number): void {
     if (this.hasPendingOps(ino)) return;
     this.wake(ino);
+    this.onSettled(ino);
     const sid = this.byIno.get(ino)?.sid ?? this.gone.get(ino)?.sid;
     if (sid && this.passedOver.delete(sid)) this.refetch(sid);
   }
@@ -372,7 +386,13 @@ export class Tree {
     const n = this.byIno.get(ino);
     if (!n) return;
     this.stampLocal(ino);
-    for (const child of [...(this.kids.get(ino)?.values() ?? [])]) this.removeSubtree(child);
+    if (this.removing === 0) this.vacated(n);
+    this.removing++;
+    try {
+      for (const child of [...(this.kids.get(ino)?.values() ?? [])]) this.removeSubtree(child);
+    } finally {
+      this.removing--;
+    }
     this.kids.delete(ino);
     this.subdirs.delete(ino);
     this.detach(n);
@@ -445,16 +465,20 @@ export class Tree {
   private upsert(node: LocalNode): void {
     this.stampLocal(node.ino);
     const old = this.byIno.get(node.ino);
+    if (old && (old.parent !== node.parent || old.name !== node.name)) this.vacated(old);
     if (old) this.detach(old);
     this.insert(node);
+    if (old) this.staleAttrs(old, node);
     this.dirty.add(node.ino);
     this.scheduleBehind();
   }
 
   /** Replaces a node's record without touching the name index (fields other than name and place). */
   private replaceRecord(ino: number, next: LocalNode): void {
+    const old = this.byIno.get(ino);
     if (this.byIno.has(ino)) this.byIno.set(ino, next);
     else if (this.gone.has(ino)) this.gone.set(ino, next);
+    if (old) this.staleAttrs(old, next);
     this.dirty.add(ino);
     this.scheduleBehind();
   }
@@ -483,6 +507,47 @@ export class Tree {
     m.delete(node.name);
     if (node.kind === 'dir') this.subdirs.set(node.parent, (this.subdirs.get(node.parent) ?? 1) - 1);
     this.wake(node.ino);
+  }
+
+  /** Runs a change a FUSE call makes: the kernel knows the names it changes (no onVacated). */
+  byKernel<T>(fn: () => T): T {
+    this.kernelOps++;
+    try {
+      return fn();
+    } finally {
+      this.kernelOps--;
+    }
+  }
+
+  /** "/a/b" of a node, by its folders up to the root; undefined when a folder on the way is unknown. */
+  pathOf(node: LocalNode): string | undefined {
+    const parts: string[] = [];
+    let n: LocalNode | undefined = node;
+    for (let depth = 0; n && n.ino !== this.rootIno; depth++) {
+      if (n.parent === null || depth > 4096) return undefined;
+      parts.push(n.name);
+      n = this.get(n.parent);
+    }
+    return n ? `/${parts.reverse().join('/')}` : undefined;
+  }
+
+  /** The node at a mount path, if every folder on the way is listed (no fetching). */
+  peek(path: string): LocalNode | undefined {
+    const found = this.resolveListed(path);
+    return found === NEEDS_LISTING ? undefined : found;
+  }
+
+  private staleAttrs(old: LocalNode, now: LocalNode): void {
+    if (this.kernelOps > 0 || now.kind === 'dir') return;
+    if (old.size !== now.size || old.mtime !== now.mtime || old.mode !== now.mode) this.onStale(now.ino);
+  }
+
+  /** A node leaves the name it holds, not through the kernel: the kernel is told to forget the name. */
+  private vacated(node: LocalNode): void {
+    if (this.kernelOps > 0 || node.parent === null) return;
+    if (this.kids.get(node.parent)?.get(node.name) !== node.ino) return;
+    const path = this.pathOf(node);
+    if (path !== undefined) this.onVacated(path, node.kind);
   }
 
   /** What changed in memory since the last write, as rows (taken: the caller writes them). */

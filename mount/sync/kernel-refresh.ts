@@ -1,4 +1,4 @@
-import { utimes } from 'node:fs/promises';
+import { rmdir, unlink, utimes } from 'node:fs/promises';
 import type { LocalNode } from '../model/local-node.js';
 import type { Tree } from '../node/tree.js';
 
@@ -8,7 +8,7 @@ export type Touch = (path: string, mtimeSeconds: number) => Promise<void>;
 export interface KernelRefresherOptions {
   /** Absolute path of the mount; node paths are joined to it. */
   mountpoint: string;
-  tree: Pick<Tree, 'get' | 'rootIno'>;
+  tree: Pick<Tree, 'get' | 'rootIno' | 'pathOf' | 'peek'>;
   /** Nodes to leave alone: local content not yet on the server (being written, or queued). */
   skip?: (ino: number) => boolean;
   /** At most this many touches in flight. */
@@ -16,12 +16,27 @@ export interface KernelRefresherOptions {
   touch?: Touch;
   /** Told around each touch, so the mount's utimens can tell it from a user's (see Vfs.expectTouch). */
   expect?: { begin(path: string, ino: number, mtime: number): void; end(path: string): void };
+  /** Removes a name through the kernel (unlink, or rmdir for a folder); the default goes through the mount itself. */
+  drop?: (path: string, kind: LocalNode['kind']) => Promise<void>;
+  /** Told around each drop, so the mount's unlink, rmdir and rename can tell it from a user's (see Vfs.expectForget). */
+  expectForget?: { begin(path: string): void; end(path: string): void };
 }
+
+const defaultDrop = (path: string, kind: LocalNode['kind']): Promise<void> => (kind === 'dir' ? rmdir(path) : unlink(path));
 
 const defaultTouch: Touch = (path, s) => utimes(path, s, s);
 
 /**
- * Makes the kernel forget stale attributes and pages of files changed remotely. fuse-native has no
+ * Makes the kernel forget what it caches of nodes changed not through it: names (`forget`) and
+ * attributes and pages of files (`refresh`).
+ *
+ * Names: a node renamed, moved or deleted elsewhere (or renamed by the sender: a conflicted copy)
+ * leaves a name the kernel may hold for entry_timeout. The mount unlinks (rmdir for a folder) that
+ * name through its own mountpoint, and its Vfs, told to expect it, answers success and changes
+ * nothing: the kernel drops the entry. A name another node holds again by the time its turn comes
+ * is left alone (the Vfs would refuse the drop with EBUSY anyway: it never removes a live node).
+ *
+ * Attributes and pages: stale ones of files changed remotely. fuse-native has no
  * invalidation call (see notes/fuse-native.md), so the mount sets each such file's mtime to the
  * value it already has, through its own mountpoint: the kernel takes size and mtime from the
  * setattr reply, and auto_cache drops the cached pages at the next open. The mount's utimens sees
@@ -33,6 +48,10 @@ const defaultTouch: Touch = (path, s) => utimes(path, s, s);
  */
 export class KernelRefresher {
   private readonly pending = new Set<number>();
+  /** Files passed over while they had local content: refreshed once that is settled. */
+  private readonly skipped = new Set<number>();
+  private readonly forgets = new Map<string, LocalNode['kind']>();
+  private readonly drop: (path: string, kind: LocalNode['kind']) => Promise<void>;
   private active = 0;
   private closed = false;
   private readonly idleWaiters: (() => void)[] = [];
@@ -41,6 +60,7 @@ export class KernelRefresher {
 
   constructor(private readonly o: KernelRefresherOptions) {
     this.touch = o.touch ?? defaultTouch;
+    this.drop = o.drop ?? defaultDrop;
     this.concurrency = Math.max(1, o.concurrency ?? 8);
   }
 
@@ -51,9 +71,21 @@ export class KernelRefresher {
     this.pump();
   }
 
+  /** Nothing of the node waits to be sent any more: a refresh passed over meanwhile happens now. */
+  settled(ino: number): void {
+    if (this.skipped.delete(ino)) this.refresh([ino]);
+  }
+
+  /** Queues the kernel forgetting a name (a mount path) that a node of this kind left. */
+  forget(path: string, kind: LocalNode['kind']): void {
+    if (this.closed) return;
+    this.forgets.set(path, kind);
+    this.pump();
+  }
+
   /** Resolves when nothing is queued or in flight. */
   idle(): Promise<void> {
-    if (this.active === 0 && this.pending.size === 0) return Promise.resolve();
+    if (this.active === 0 && this.pending.size === 0 && this.forgets.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -61,17 +93,46 @@ export class KernelRefresher {
   async close(): Promise<void> {
     this.closed = true;
     this.pending.clear();
+    this.forgets.clear();
     await this.idle();
   }
 
   private pump(): void {
+    // Names first: a touch of a file's new path may need the kernel to have forgotten an old one.
+    while (this.active < this.concurrency && this.forgets.size > 0) {
+      const [path, kind] = this.forgets.entries().next().value as [string, LocalNode['kind']];
+      this.forgets.delete(path);
+      this.active++;
+      // Looked at in a later tick: the tree change that vacated the name is under way when asked.
+      let began = false;
+      Promise.resolve()
+        .then(() => {
+          const holder = this.o.tree.peek(path);
+          // Another node holds the name again: the kernel's entry may still lead to the old node,
+          // but every call through it names the path, so fresh attributes of the holder do.
+          if (holder) return this.refresh([holder.ino]);
+          began = true;
+          this.o.expectForget?.begin(path);
+          return this.drop(this.o.mountpoint + path, kind);
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          if (began) this.o.expectForget?.end(path);
+          this.active--;
+          this.pump();
+        });
+    }
     while (this.active < this.concurrency && this.pending.size > 0) {
       const id = this.pending.values().next().value as number;
       this.pending.delete(id);
       // Path and mtime are taken now, not when asked: the node may have moved or changed since.
       const node = this.o.tree.get(id);
-      if (!node || node.kind !== 'file' || this.o.skip?.(id)) continue;
-      const path = this.pathOf(node);
+      if (!node || node.kind !== 'file') continue;
+      if (this.o.skip?.(id)) {
+        this.skipped.add(id);
+        continue;
+      }
+      const path = this.o.tree.pathOf(node);
       if (path === undefined) continue;
       this.active++;
       Promise.resolve()
@@ -88,18 +149,6 @@ export class KernelRefresher {
           this.pump();
         });
     }
-    if (this.active === 0 && this.pending.size === 0) for (const w of this.idleWaiters.splice(0)) w();
-  }
-
-  /** "/a/b" of a node, by its folders up to the root; undefined when a folder on the way is unknown. */
-  pathOf(node: LocalNode): string | undefined {
-    const parts: string[] = [];
-    let n: LocalNode | undefined = node;
-    for (let depth = 0; n && n.ino !== this.o.tree.rootIno; depth++) {
-      if (n.parent === null || depth > 4096) return undefined;
-      parts.push(n.name);
-      n = this.o.tree.get(n.parent);
-    }
-    return n ? `/${parts.reverse().join('/')}` : undefined;
+    if (this.active === 0 && this.pending.size === 0 && this.forgets.size === 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 }

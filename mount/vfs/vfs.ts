@@ -163,6 +163,7 @@ export class Vfs {
   }
 
   async rmdir(path: string): Promise<void> {
+    if (this.forgotten(path)) return;
     this.refuseVirtual(path);
     const node = await this.lookup(path);
     if (node.kind !== 'dir') throw new FsError('ENOTDIR');
@@ -181,6 +182,7 @@ export class Vfs {
   }
 
   async unlink(path: string): Promise<void> {
+    if (this.forgotten(path)) return;
     this.refuseVirtual(path);
     const hidden = this.hidden.get(path);
     if (hidden) {
@@ -198,7 +200,7 @@ export class Vfs {
   /** Removes a node here and logs its delete (nothing at all when the server never heard of it). */
   private async remove(node: LocalNode, op: { kind: 'delete'; ino: number; ifVersion?: number; folder?: boolean }): Promise<void> {
     this.sessions.unlink(node.ino);
-    const gone = () => this.o.tree.removeSubtree(node.ino);
+    const gone = () => this.o.tree.byKernel(() => this.o.tree.removeSubtree(node.ino));
     const forget = this.o.log.forgettable(node.ino);
     // Inside a share: held for the rest of the burst (see share-deletes.ts).
     const entry = this.shareDeletes.entryOf(node);
@@ -243,6 +245,8 @@ export class Vfs {
   }
 
   async rename(from: string, to: string): Promise<void> {
+    // libfuse hides a file still open instead of unlinking it: the mount's own drop arrives as this.
+    if (this.forgotten(from)) return;
     // From or into it alike: EROFS (not EXDEV, which would make mv copy into it, or copy out and then fail to remove).
     this.refuseVirtual(from, to);
     if (HIDDEN.test(to.slice(to.lastIndexOf('/') + 1))) return this.hide(from, to);
@@ -285,11 +289,12 @@ export class Vfs {
     }
     const oldParent = src.parent;
     const op: MoveOp = { kind: 'move', ino: src.ino, parent: parent.ino, name, ...(replace !== undefined && { replace }) };
-    const change = () => {
-      if (forget && dst) this.o.tree.removeSubtree(dst.ino);
-      if (replace !== undefined) this.o.tree.removeSubtree(replace);
-      this.o.tree.patch(src.ino, { parent: parent.ino, name });
-    };
+    const change = () =>
+      this.o.tree.byKernel(() => {
+        if (forget && dst) this.o.tree.removeSubtree(dst.ino);
+        if (replace !== undefined) this.o.tree.removeSubtree(replace);
+        this.o.tree.patch(src.ino, { parent: parent.ino, name });
+      });
     await this.o.log.append(op, change, 0, 0, forget);
     // The replaced file's queued content is moot only now that the rename is durable (a crash before leaves it as it was).
     if (dst) await this.o.log.dropContent(dst.ino);
@@ -313,7 +318,7 @@ export class Vfs {
     if (node.kind === 'link') throw new FsError('EOPNOTSUPP');
     assertWritable(node);
     const m = mode & 0o7777;
-    await this.o.log.append({ kind: 'setattr', ino: node.ino, mode: m }, () => this.o.tree.patch(node.ino, { mode: m }));
+    await this.o.log.append({ kind: 'setattr', ino: node.ino, mode: m }, () => this.o.tree.byKernel(() => this.o.tree.patch(node.ino, { mode: m })));
     this.times.changed(node.ino, this.ownMtime(node));
   }
 
@@ -342,6 +347,28 @@ export class Vfs {
     begin: (path: string, ino: number, mtime: number): void => void this.touches.set(path, { ino, mtime }),
     end: (path: string): void => void this.touches.delete(path),
   };
+  /**
+   * The mount itself is about to remove `path` through the kernel (unlink or rmdir) so that the
+   * kernel forgets a name whose node left it elsewhere (sync/kernel-refresh.ts): that call changes
+   * nothing here. Never a live node: a name another node holds by then is refused (EBUSY).
+   */
+  readonly expectForget = {
+    begin: (path: string): void => void this.forgetting.set(path, (this.forgetting.get(path) ?? 0) + 1),
+    end: (path: string): void => {
+      const n = (this.forgetting.get(path) ?? 1) - 1;
+      if (n > 0) this.forgetting.set(path, n);
+      else this.forgetting.delete(path);
+    },
+  };
+  private readonly forgetting = new Map<string, number>();
+
+  /** The mount's own drop of a name no node holds here any more (true: answer success, change nothing). */
+  private forgotten(path: string): boolean {
+    if (!this.forgetting.has(path)) return false;
+    if (this.o.tree.peek(path)) throw new FsError('EBUSY', `"${path}" is held by a node again`);
+    return true;
+  }
+
   /** The mount's own touches in flight, by mount path. */
   private readonly touches = new Map<string, { ino: number; mtime: number }>();
 
@@ -371,7 +398,7 @@ export class Vfs {
     // Nothing to change (also the mount's own utimes that makes the kernel take fresh attributes).
     if (!d && ms === this.ownMtime(node)) return;
     // Logged: it rides with a save not sent yet, else it is sent after what is queued for the node.
-    await this.o.log.append({ kind: 'setattr', ino: node.ino, mtime: ms }, () => this.o.tree.patch(node.ino, { mtime: ms }));
+    await this.o.log.append({ kind: 'setattr', ino: node.ino, mtime: ms }, () => this.o.tree.byKernel(() => this.o.tree.patch(node.ino, { mtime: ms })));
   }
 
   // --- files ------------------------------------------------------------------------------------

@@ -328,7 +328,7 @@ export class WriteSessions {
       // The node became another server node meanwhile (a rename over a file landed): this content is on top of the version that made.
       const now = this.o.tree.node(d.ino)?.sid ?? null;
       const baseVersion = d.sid !== null && now !== d.sid ? this.o.log.own(d.ino) : d.baseVersion;
-      await this.o.log.append({ kind: 'content', ino: d.ino, staging: f.path, size, mtime, baseVersion, ...lazy }, () => this.o.tree.patch(d.ino, { size, mtime }), f.reserved);
+      await this.o.log.append({ kind: 'content', ino: d.ino, staging: f.path, size, mtime, baseVersion, ...lazy }, () => this.o.tree.byKernel(() => this.o.tree.patch(d.ino, { size, mtime })), f.reserved);
     } catch (err) {
       f.queued = false;
       throw err;

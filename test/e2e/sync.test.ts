@@ -218,6 +218,42 @@ t.test('create, edit, rename, move, delete, mkdir, rmdir on A appear on B and C 
   t.same(await treeOf(a.mountpoint), await treeOf(b.mountpoint), 'A and B show the same drive');
 });
 
+t.test('the kernel caches names and attributes for 30 s, yet what A changes is what stat on B says at once: a mode, a size, a name renamed or removed, a folder removed', async (t) => {
+  const dir = 'kernel-cache';
+  await fs.mkdir(a.p(dir));
+  await fs.mkdir(a.p(dir, 'sub'));
+  await fs.writeFile(a.p(dir, 'f.txt'), 'one\n');
+  await fs.writeFile(a.p(dir, 'sub', 'g.txt'), 'two\n');
+  await converge(t, [a, b], dir, { 'f.txt': 'one\n', 'sub/': '<dir>', 'sub/g.txt': 'two\n' }, 'the base');
+  // B's kernel now holds these names and attributes (stat answered by the drive once, then cached).
+  const statB = (rel: string) =>
+    fs.stat(b.p(dir, rel)).then(
+      (st) => ({ mode: st.mode & 0o777, size: st.size }),
+      (err: NodeJS.ErrnoException) => err.code,
+    );
+  t.same(await statB('f.txt'), { mode: 0o644, size: 4 });
+  await statB('sub/g.txt');
+  const seen = async (what: string, rel: string, wanted: unknown) => {
+    const started = Date.now();
+    const got = await eventually(`${what} on B`, () => statB(rel), (v) => JSON.stringify(v) === JSON.stringify(wanted), 10_000).catch((err: Error) => err);
+    if (got instanceof Error) t.fail(got.message);
+    else t.pass(`${what}: B's stat says so after ${Date.now() - started} ms`);
+  };
+  await fs.chmod(a.p(dir, 'f.txt'), 0o600);
+  await seen('a mode changed on A', 'f.txt', { mode: 0o600, size: 4 });
+  await fs.writeFile(a.p(dir, 'f.txt'), 'longer now\n');
+  await seen('a size changed on A', 'f.txt', { mode: 0o600, size: 11 });
+  await fs.rename(a.p(dir, 'f.txt'), a.p(dir, 'h.txt'));
+  await seen('a file renamed on A: the old name', 'f.txt', 'ENOENT');
+  await seen('… and the new one', 'h.txt', { mode: 0o600, size: 11 });
+  await fs.rm(a.p(dir, 'sub'), { recursive: true });
+  await seen('a folder removed on A: a file that was in it', 'sub/g.txt', 'ENOENT');
+  await seen('… and the folder', 'sub', 'ENOENT');
+  await fs.writeFile(a.p(dir, 'f.txt'), 'a new f\n');
+  await seen('a new file under the first name', 'f.txt', { mode: 0o644, size: 8 });
+  t.equal(await fs.readFile(b.p(dir, 'f.txt'), 'utf8'), 'a new f\n', 'B reads the new file under that name');
+});
+
 t.test('a file open for reading on B keeps its version while A replaces it; a fresh open sees the new one', async (t) => {
   const dir = 'pinned';
   const file = `${dir}/doc.bin`;

@@ -304,11 +304,12 @@ t.test('a page requested before a local rename does not undo it: the node\'s cur
   t.equal(d.tree.bySidLive(id)?.size, 100, 'and the node has the content the page brought');
 });
 
-t.test('the kernel refresher is asked for changed files only, by their mount paths', async (t) => {
+t.test('the kernel refresher is asked for files whose attributes changed (content or mode) only, by their mount paths', async (t) => {
   const d = await drive(t);
   const docs = await d.other.create({ parent_id: d.rootId, name: 'docs', kind: 'dir' });
   const changed = await remoteFile(d.other, docs.id, 'changed.txt', [10]);
   const untouched = await remoteFile(d.other, d.rootId, 'untouched.txt', [10]);
+  const chmodded = await remoteFile(d.other, d.rootId, 'chmodded.txt', [10]);
   const queued = await remoteFile(d.other, d.rootId, 'queued.txt', [10]);
   d.syncer.start();
   await d.syncer.idle();
@@ -332,14 +333,23 @@ t.test('the kernel refresher is asked for changed files only, by their mount pat
   await commitRandomBlocks(d.other, queued, 1, [20]);
   await d.other.create({ parent_id: d.rootId, name: 'new-dir', kind: 'dir' });
   await remoteFile(d.other, d.rootId, 'new.txt');
-  await d.other.update(untouched, { mode: 0o600 });
+  await d.other.update(chmodded, { mode: 0o600 });
+  await d.other.update(untouched, { mtime: (await d.other.node(untouched)).mtime });
   d.hints.hint();
   await d.syncer.idle();
   await refresher.idle();
 
   const node = d.tree.bySidLive(changed)!;
   t.equal(node.size, 30, 'the tree has the newest version');
-  t.same(touched, [['/mnt/drive/docs/changed.txt', (node.mtime + 0.5) / 1000]], 'only the changed file, once, with its mtime in seconds (+0.5 ms: the binding rounds down to whole ms)');
+  const mode = d.tree.bySidLive(chmodded)!;
+  t.same(
+    touched.sort(),
+    [
+      ['/mnt/drive/chmodded.txt', (mode.mtime + 0.5) / 1000],
+      ['/mnt/drive/docs/changed.txt', (node.mtime + 0.5) / 1000],
+    ],
+    'the changed file once, and the one whose mode changed (the kernel caches modes too), with mtimes in seconds (+0.5 ms: the binding rounds down to whole ms); not the one updated to what it was, nor new nodes, nor a file with local content',
+  );
 });
 
 t.test('the kernel refresher touches at most `concurrency` files at once and each queued node once', async (t) => {
@@ -352,7 +362,7 @@ t.test('the kernel refresher touches at most `concurrency` files at once and eac
   const waiting: (() => void)[] = [];
   const refresher = new KernelRefresher({
     mountpoint: '/m',
-    tree: { rootIno: 1, get: (ino: number) => nodes.get(ino) as never },
+    tree: { rootIno: 1, get: (ino: number) => nodes.get(ino) as never, pathOf: (n) => `/${n.name}`, peek: () => undefined },
     concurrency: 3,
     touch: (p) => {
       calls.push(p);
@@ -382,6 +392,62 @@ t.test('the kernel refresher touches at most `concurrency` files at once and eac
   t.equal(peak, 3, 'never more than three at once');
   t.equal(calls.length, 20, 'each file once, the folder and unknown ids not at all');
   t.equal(new Set(calls).size, 20, 'no file twice');
+});
+
+t.test('the kernel refresher makes the kernel forget a vacated name by dropping it through the mount (told to expect it), and refreshes the node holding the name instead when there is one', async (t) => {
+  type N = { ino: number; parent: number | null; name: string; kind: 'file' | 'dir'; mtime: number };
+  const nodes = new Map<number, N>([[1, { ino: 1, parent: null, name: '', kind: 'dir', mtime: 0 }]]);
+  const held = new Map<string, N>();
+  const dropped: string[] = [];
+  const touched: string[] = [];
+  const expected: string[] = [];
+  const refresher = new KernelRefresher({
+    mountpoint: '/m',
+    tree: { rootIno: 1, get: (ino: number) => nodes.get(ino) as never, pathOf: (n) => `/${n.name}`, peek: (p: string) => held.get(p) as never },
+    drop: async (p, kind) => {
+      dropped.push(`${kind} ${p}`);
+    },
+    touch: async (p) => {
+      touched.push(p);
+    },
+    expectForget: { begin: (p) => expected.push(`begin ${p}`), end: (p) => expected.push(`end ${p}`) },
+  });
+  refresher.forget('/gone.txt', 'file');
+  refresher.forget('/old-folder', 'dir');
+  // Taken again by another node by the time its turn comes (checked in a later tick than the call).
+  refresher.forget('/taken.txt', 'file');
+  const holder: N = { ino: 7, parent: 1, name: 'taken.txt', kind: 'file', mtime: 5000 };
+  nodes.set(7, holder);
+  held.set('/taken.txt', holder);
+  await refresher.idle();
+  t.same(dropped.sort(), ['dir /m/old-folder', 'file /m/gone.txt'], 'unlink for a file, rmdir for a folder, through the mountpoint');
+  t.same(expected.filter((e) => e.startsWith('begin')).sort(), ['begin /gone.txt', 'begin /old-folder'], 'each drop announced to the Vfs');
+  t.equal(expected.filter((e) => e.startsWith('end')).length, 2, 'and its end told');
+  t.same(touched, ['/m/taken.txt'], 'a name held again is not dropped: its holder is refreshed');
+
+  // A file with local content is passed over, and refreshed once that is settled.
+  const busy: N = { ino: 8, parent: 1, name: 'busy.txt', kind: 'file', mtime: 1000 };
+  nodes.set(8, busy);
+  const local = new Set([8]);
+  const r2 = new KernelRefresher({
+    mountpoint: '/m',
+    tree: { rootIno: 1, get: (ino: number) => nodes.get(ino) as never, pathOf: (n) => `/${n.name}`, peek: () => undefined },
+    skip: (ino) => local.has(ino),
+    touch: async (p) => {
+      touched.push(p);
+    },
+  });
+  touched.length = 0;
+  r2.refresh([8]);
+  await r2.idle();
+  t.same(touched, [], 'not while it has local content');
+  local.delete(8);
+  r2.settled(8);
+  await r2.idle();
+  t.same(touched, ['/m/busy.txt'], 'refreshed once settled');
+  r2.settled(8);
+  await r2.idle();
+  t.same(touched, ['/m/busy.txt'], 'and only once');
 });
 
 // --- the events client against a small ws server --------------------------------------------------

@@ -588,6 +588,40 @@ t.test('BlockSource: a fetched block reaches its reader before its cache write e
   t.equal(fetches, 1, 'still one request');
 });
 
+t.test('kernel cache: names a node leaves not through the kernel are reported (onVacated), those a FUSE call changes are not; the mount\'s own drop of such a name changes nothing, and never removes a live node', async (t) => {
+  const { h, user } = await setup(t);
+  const vacated: string[] = [];
+  h.tree.onVacated = (p, kind) => vacated.push(`${kind} ${p}`);
+  await h.vfs.mkdir('/dir', 0o755);
+  await writeAll(h.vfs, '/dir/a.txt', Buffer.from('a'), { create: true });
+  await writeAll(h.vfs, '/b.txt', Buffer.from('b'), { create: true });
+  await h.vfs.rename('/dir/a.txt', '/dir/a2.txt');
+  await h.vfs.unlink('/b.txt');
+  await drained(h.queue);
+  t.same(vacated, [], 'renames and unlinks through FUSE: the kernel knows');
+
+  // Elsewhere: the folder is renamed, then deleted.
+  const dir = await serverChild(user.client, 'dir');
+  await user.client.update(dir!.id, { name: 'renamed' });
+  await h.pull();
+  t.same(vacated, ['dir /dir'], 'a rename from the feed: the old name');
+  await user.client.remove(dir!.id);
+  await h.pull();
+  t.same(vacated, ['dir /dir', 'dir /renamed'], 'a delete from the feed: only the top of the subtree');
+
+  h.vfs.expectForget.begin('/renamed');
+  await h.vfs.rmdir('/renamed');
+  h.vfs.expectForget.end('/renamed');
+  t.pass('the mount\'s own rmdir of the vacated name succeeds (the kernel then forgets it)');
+  await writeAll(h.vfs, '/live.txt', Buffer.from('kept'), { create: true });
+  await drained(h.queue);
+  h.vfs.expectForget.begin('/live.txt');
+  await fails(t, h.vfs.unlink('/live.txt'), 'EBUSY', 'a drop of a name a live node holds');
+  h.vfs.expectForget.end('/live.txt');
+  t.equal((await readAll(h.vfs, '/live.txt')).toString(), 'kept', 'and the file is still there');
+  t.equal(h.log.list().length, 0, 'nothing was queued by the drops');
+});
+
 t.test('touch: a new empty file commits version 1 with no blocks', async (t) => {
   const { h, user } = await setup(t);
   const fh = await h.vfs.create('/empty', 0o644);
