@@ -531,12 +531,6 @@ export class Tree {
     return n ? `/${parts.reverse().join('/')}` : undefined;
   }
 
-  /** The node at a mount path, if every folder on the way is listed (no fetching). */
-  peek(path: string): LocalNode | undefined {
-    const found = this.resolveListed(path);
-    return found === NEEDS_LISTING ? undefined : found;
-  }
-
   private staleAttrs(old: LocalNode, now: LocalNode): void {
     if (this.kernelOps > 0 || now.kind === 'dir') return;
     if (old.size !== now.size || old.mtime !== now.mtime || old.mode !== now.mode) this.onStale(now.ino);

@@ -8,7 +8,7 @@ export type Touch = (path: string, mtimeSeconds: number) => Promise<void>;
 export interface KernelRefresherOptions {
   /** Absolute path of the mount; node paths are joined to it. */
   mountpoint: string;
-  tree: Pick<Tree, 'get' | 'rootIno' | 'pathOf' | 'peek'>;
+  tree: Pick<Tree, 'get' | 'rootIno' | 'pathOf'>;
   /** Nodes to leave alone: local content not yet on the server (being written, or queued). */
   skip?: (ino: number) => boolean;
   /** At most this many touches in flight. */
@@ -31,10 +31,11 @@ const defaultTouch: Touch = (path, s) => utimes(path, s, s);
  * attributes and pages of files (`refresh`).
  *
  * Names: a node renamed, moved or deleted elsewhere (or renamed by the sender: a conflicted copy)
- * leaves a name the kernel may hold for entry_timeout. The mount unlinks (rmdir for a folder) that
- * name through its own mountpoint, and its Vfs, told to expect it, answers success and changes
- * nothing: the kernel drops the entry. A name another node holds again by the time its turn comes
- * is left alone (the Vfs would refuse the drop with EBUSY anyway: it never removes a live node).
+ * leaves a name the kernel may hold for entry_timeout. The mount unlinks (rmdir for a folder: the
+ * kind the kernel knows) that name through its own mountpoint, and its Vfs, told to expect it,
+ * answers success and changes nothing: the kernel drops the entry and looks the name up afresh —
+ * also when another node holds it by then (of another kind, even: tar's placeholder file replaced
+ * by a symbolic link).
  *
  * Attributes and pages: stale ones of files changed remotely. fuse-native has no
  * invalidation call (see notes/fuse-native.md), so the mount sets each such file's mtime to the
@@ -103,21 +104,14 @@ export class KernelRefresher {
       const [path, kind] = this.forgets.entries().next().value as [string, LocalNode['kind']];
       this.forgets.delete(path);
       this.active++;
-      // Looked at in a later tick: the tree change that vacated the name is under way when asked.
-      let began = false;
       Promise.resolve()
         .then(() => {
-          const holder = this.o.tree.peek(path);
-          // Another node holds the name again: the kernel's entry may still lead to the old node,
-          // but every call through it names the path, so fresh attributes of the holder do.
-          if (holder) return this.refresh([holder.ino]);
-          began = true;
           this.o.expectForget?.begin(path);
           return this.drop(this.o.mountpoint + path, kind);
         })
         .catch(() => undefined)
         .finally(() => {
-          if (began) this.o.expectForget?.end(path);
+          this.o.expectForget?.end(path);
           this.active--;
           this.pump();
         });

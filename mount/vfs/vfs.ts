@@ -350,7 +350,8 @@ export class Vfs {
   /**
    * The mount itself is about to remove `path` through the kernel (unlink or rmdir) so that the
    * kernel forgets a name whose node left it elsewhere (sync/kernel-refresh.ts): that call changes
-   * nothing here. Never a live node: a name another node holds by then is refused (EBUSY).
+   * nothing here, whatever holds the name by then. (A user's own unlink of that very name in the
+   * same instant would be taken for it: the file stays, nothing is lost.)
    */
   readonly expectForget = {
     begin: (path: string): void => void this.forgetting.set(path, (this.forgetting.get(path) ?? 0) + 1),
@@ -362,11 +363,9 @@ export class Vfs {
   };
   private readonly forgetting = new Map<string, number>();
 
-  /** The mount's own drop of a name no node holds here any more (true: answer success, change nothing). */
+  /** The mount's own drop of a name (true: answer success, change nothing). */
   private forgotten(path: string): boolean {
-    if (!this.forgetting.has(path)) return false;
-    if (this.o.tree.peek(path)) throw new FsError('EBUSY', `"${path}" is held by a node again`);
-    return true;
+    return this.forgetting.has(path);
   }
 
   /** The mount's own touches in flight, by mount path. */
